@@ -1,0 +1,86 @@
+"""Each loss against a plain reference computation; schedules and the EMA update."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unimedi_monai.engines import cosine_schedule
+from unimedi_monai.losses import ClsDistillationLoss, ContrastiveLoss, PatchDistillationLoss
+
+
+def reference_infonce(img, txt, temperature):
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    n = img.shape[0]
+    total = 0.0
+    for i in range(n):
+        sims_i = [float(img[i] @ txt[j]) / temperature for j in range(n)]
+        sims_t = [float(txt[i] @ img[j]) / temperature for j in range(n)]
+        total += -sims_i[i] + math.log(sum(math.exp(s) for s in sims_i))
+        total += -sims_t[i] + math.log(sum(math.exp(s) for s in sims_t))
+    return total / (2 * n)
+
+
+def test_contrastive_matches_reference_and_clamps():
+    img, txt = F.normalize(torch.randn(6, 8), dim=-1), F.normalize(torch.randn(6, 8), dim=-1)
+    loss = ContrastiveLoss(init_temperature=0.07)
+    assert loss.temperature == pytest.approx(0.07)
+    assert float(loss(img, txt).detach()) == pytest.approx(reference_infonce(img, txt, 0.07), rel=1e-5)
+    with torch.no_grad():
+        loss.logit_scale.fill_(math.log(1e4))  # would be temperature 1e-4
+    assert loss.temperature == pytest.approx(0.01)
+    assert float(loss(img, txt).detach()) == pytest.approx(reference_infonce(img, txt, 0.01), rel=1e-5)
+
+
+def test_contrastive_temperature_gets_gradient():
+    loss = ContrastiveLoss()
+    img = F.normalize(torch.randn(4, 8), dim=-1)
+    loss(img, img.clone()).backward()
+    assert loss.logit_scale.grad is not None and loss.logit_scale.grad != 0
+
+
+def reference_dino(student, teacher, center, ts, tt):
+    out = 0.0
+    for s, t in zip(student, teacher):
+        p = torch.softmax((t - center[0]) / tt, -1)
+        out += float(-(p * torch.log_softmax(s / ts, -1)).sum())
+    return out / len(student)
+
+
+def test_cls_distillation_matches_reference_and_updates_center():
+    loss = ClsDistillationLoss(10, student_temperature=0.1, teacher_temperature=0.04, center_momentum=0.9)
+    s, t = torch.randn(5, 10), torch.randn(5, 10)
+    assert float(loss(s, t)) == pytest.approx(reference_dino(s, t, torch.zeros(1, 10), 0.1, 0.04), rel=1e-5)
+    torch.testing.assert_close(loss.center, 0.1 * t.mean(0, keepdim=True))
+    center = loss.center.clone()
+    s2, t2 = torch.randn(5, 10), torch.randn(5, 10)
+    assert float(loss(s2, t2)) == pytest.approx(reference_dino(s2, t2, center, 0.1, 0.04), rel=1e-5)
+    torch.testing.assert_close(loss.center, 0.9 * center + 0.1 * t2.mean(0, keepdim=True))
+    loss.eval()
+    before = loss.center.clone()
+    loss(s, t)
+    torch.testing.assert_close(loss.center, before)  # no update in eval mode
+
+
+def test_patch_distillation_per_sample_average():
+    loss = PatchDistillationLoss(6, 0.1, 0.04, 0.9)
+    s, t = torch.randn(7, 6), torch.randn(7, 6)
+    idx = torch.tensor([0, 0, 0, 2, 2, 2, 2])  # sample 1 has no masked token
+    got = float(loss(s, t, idx, num_samples=3))
+    zero = torch.zeros(1, 6)
+    ref = 0.5 * (reference_dino(s[:3], t[:3], zero, 0.1, 0.04) + reference_dino(s[3:], t[3:], zero, 0.1, 0.04))
+    assert got == pytest.approx(ref, rel=1e-5)
+    torch.testing.assert_close(loss.center, 0.1 * t.mean(0, keepdim=True))
+
+
+def test_cosine_schedule_shape_and_ends():
+    sched = cosine_schedule(1.0, 0.0, 100, warmup_iterations=10, warmup_start_value=0.0)
+    assert sched.shape == (100,)
+    assert sched[0] == 0.0 and sched[10] == pytest.approx(1.0) and sched[-1] == pytest.approx(0.0)
+    assert np.all(np.diff(sched[:11]) > 0) and np.all(np.diff(sched[10:]) <= 1e-12)
+    mom = cosine_schedule(0.996, 1.0, 50)
+    assert mom[0] == pytest.approx(0.996) and mom[-1] == pytest.approx(1.0)

@@ -1,0 +1,106 @@
+"""Tokenizers, the shared backbone and its [CLS] attention, the report encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unimedi_monai.networks import PatchTokenizer, ReportEncoder, SharedBackbone, TextModelNotFoundError, resolve_backbone_config
+
+
+def test_2d_tokenizer_counts_and_interpolation():
+    tok = PatchTokenizer(2, 224, 16, 32)
+    assert tok(torch.zeros(2, 1, 224, 224)).shape == (2, 196, 32)
+    assert tok(torch.zeros(3, 1, 128, 128)).shape == (3, 64, 32)
+    # interpolating the 14x14 position grid onto itself is the identity
+    torch.testing.assert_close(tok.position_embedding_for((14, 14)), tok.position_embedding.flatten(2).transpose(1, 2))
+    assert tok.position_embedding_for((8, 8)).shape == (1, 64, 32)
+
+
+def test_3d_tokenizer_counts_depth_fastest():
+    tok = PatchTokenizer(3, (128, 128, 32), (16, 16, 4), 16)
+    assert tok.num_patches == 512
+    assert tok(torch.zeros(1, 1, 128, 128, 32)).shape == (1, 512, 16)
+    # a bright patch at (h=1, w=2, d=3) changes token (1*8+2)*8+3 only
+    with torch.no_grad():
+        tok.position_embedding.zero_()
+        tok.modality_embedding.zero_()
+        x = torch.zeros(1, 1, 128, 128, 32)
+        base = tok(x)
+        x[..., 16:32, 32:48, 12:16] = 1.0
+        changed = (tok(x) - base).abs().sum(-1)[0]
+    assert changed.nonzero().flatten().tolist() == [(1 * 8 + 2) * 8 + 3]
+
+
+def test_tokenizer_rejects_bad_shapes():
+    tok = PatchTokenizer(3, (128, 128, 32), (16, 16, 4), 16)
+    with pytest.raises(ValueError, match="divisible"):
+        tok(torch.zeros(1, 1, 128, 128, 30))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W, D\)"):
+        tok(torch.zeros(1, 128, 128, 32))
+
+
+def test_mask_token_replaces_before_position_embedding():
+    tok = PatchTokenizer(2, 32, 16, 8)
+    x = torch.randn(1, 1, 32, 32)
+    mask = torch.tensor([[True, False, False, True]])
+    mask_token = torch.full((8,), 5.0)
+    out = tok(x, mask, mask_token)
+    pos = tok.position_embedding_for((2, 2))[0] + tok.modality_embedding[0, 0]
+    torch.testing.assert_close(out[0, 0], mask_token + pos[0])
+    torch.testing.assert_close(out[0, 1], tok(x)[0, 1])
+
+
+def _explicit_cls_attention(block, x):
+    b, n, c = x.shape
+    qkv = block.qkv(block.norm1(x)).view(b, n, 3, block.num_heads, block.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, _ = qkv.unbind(0)
+    full = torch.softmax(q @ k.transpose(-2, -1) / block.head_dim**0.5, dim=-1)  # (B, H, L, L)
+    return full[:, :, 0].mean(1)  # (B, L)
+
+
+@pytest.mark.parametrize("layers", ["last", "all"])
+def test_cls_attention_matches_explicit_softmax(layers):
+    backbone = SharedBackbone({"preset": "tiny", "num_layers": 3}).eval()
+    tokens = torch.randn(2, 40, 64)
+    out = backbone(tokens, cls_attention=layers, return_hidden_states=True)
+    # reference: explicit softmax(QK^T / sqrt(d)) row of [CLS], per layer, from the same inputs
+    x = torch.cat([backbone.cls_token.expand(2, -1, -1), tokens], 1)
+    refs = []
+    for i, block in enumerate(backbone.blocks):
+        refs.append(_explicit_cls_attention(block, x))
+        x = out["hidden_states"][i]
+    ref = refs[-1] if layers == "last" else torch.stack(refs).mean(0)
+    assert out["cls_attention"].shape == (2, 40)
+    torch.testing.assert_close(out["cls_attention"], ref[:, 1:], atol=1e-5, rtol=0)
+
+
+def test_backbone_outputs_and_presets():
+    backbone = SharedBackbone("tiny")
+    out = backbone(torch.randn(3, 196, 64))
+    assert out["cls"].shape == (3, 64) and out["patches"].shape == (3, 196, 64) and out["cls_attention"] is None
+    base = resolve_backbone_config("base")
+    assert (base.hidden_size, base.num_layers, base.num_heads, base.mlp_dim) == (768, 12, 12, 3072)
+    with pytest.raises(ValueError, match="unknown backbone preset"):
+        resolve_backbone_config("huge")
+    with pytest.raises(ValueError, match="unknown backbone key"):
+        resolve_backbone_config({"preset": "tiny", "hiden_size": 3})
+
+
+def test_report_encoder_offline_default(text_encoder):
+    feats = text_encoder(["No acute cardiopulmonary abnormality.", "A 14 mm nodule in the right upper lobe."])
+    assert feats.shape == (2, 384)
+    assert text_encoder.pooling == "mean"
+    # truncation at max_length
+    assert text_encoder.tokenize(["word " * 500])["input_ids"].shape[1] == text_encoder.max_length == 128
+    trainable = {n.split(".")[2] if n.startswith("encoder.layer") else n for n, p in text_encoder.model.named_parameters() if p.requires_grad}
+    assert trainable == {"5"}  # only the top layer of the 6
+
+
+def test_report_encoder_missing_model_has_one_line_error(tmp_path):
+    with pytest.raises(TextModelNotFoundError) as err:
+        ReportEncoder("nonexistent-org/no-such-model")
+    msg = str(err.value)
+    assert "\n" not in msg and "huggingface-cli download" in msg and "nonexistent-org/no-such-model" in msg
+    with pytest.raises(TextModelNotFoundError, match="does not exist"):
+        ReportEncoder(str(tmp_path / "missing_folder"))

@@ -1,0 +1,49 @@
+"""Attention-guided masking and attentive slice selection on constructed attention maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unimedi_monai.selection import attention_guided_mask, gather_slices, slice_scores, top_k_slices
+
+
+def test_mask_takes_lowest_scores_at_ratio():
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.0, 0.4, 0.2, 0.8]])
+    mask = attention_guided_mask(scores, 0.5)
+    assert mask.tolist() == [[False, True, False, True], [True, False, True, False]]
+    assert attention_guided_mask(scores, 0.0).sum() == 0
+    with pytest.raises(ValueError):
+        attention_guided_mask(scores, 1.0)
+
+
+def test_slice_selection_picks_attended_depths():
+    grid = (8, 8, 8)
+    attn = torch.full((2, 8, 8, 8), 0.1)
+    attn[0, 2, 3, 5] = 5.0  # sample 0: one hot token at depth 5 -> slices 20..23
+    attn[1, :, :, 1] = 1.0  # sample 1: whole depth 1 layer -> slices 4..7
+    attn = attn.flatten(1)
+    scores = slice_scores(attn, grid, 32, interpolate=False)
+    assert scores.shape == (2, 32)
+    assert top_k_slices(scores, 4).tolist() == [[20, 21, 22, 23], [4, 5, 6, 7]]
+    smooth = slice_scores(attn, grid, 32)
+    top2 = top_k_slices(smooth, 2).tolist()
+    assert top2 == [[21, 22], [5, 6]]  # centre of the token's 4-slice span ranks first
+    # the inter-slice average is the mean over the 64 tokens of one depth
+    torch.testing.assert_close(scores[1, 4], attn[1].reshape(64, 8)[:, 1].mean())
+
+
+def test_gather_slices_order():
+    vol = torch.arange(2 * 1 * 2 * 2 * 6, dtype=torch.float32).reshape(2, 1, 2, 2, 6)
+    idx = torch.tensor([[0, 5], [2, 3]])
+    out = gather_slices(vol, idx)
+    assert out.shape == (4, 1, 2, 2)
+    torch.testing.assert_close(out[1], vol[0, :, :, :, 5])
+    torch.testing.assert_close(out[2], vol[1, :, :, :, 2])
+
+
+def test_slice_scores_validates():
+    with pytest.raises(ValueError, match="tokens"):
+        slice_scores(torch.zeros(1, 100), (8, 8, 8), 32)
+    with pytest.raises(ValueError, match="multiple"):
+        slice_scores(torch.zeros(1, 512), (8, 8, 8), 30)

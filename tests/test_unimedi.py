@@ -1,0 +1,118 @@
+"""The UniMedI module: one call on a mixed batch, gradients, EMA teacher, downstream API, training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unimedi_monai.engines import atomic_save, load_network_weights, param_groups
+from unimedi_monai.engines.checkpoint import CheckpointMismatchError
+from unimedi_monai.networks import UniMedI
+
+REPORTS = [
+    "A 12 mm nodule in the right upper lobe.",
+    "Large left lower lobe consolidation.",
+    "No acute cardiopulmonary abnormality.",
+    "Right pleural effusion.",
+]
+
+
+@pytest.fixture()
+def model(text_encoder):
+    torch.manual_seed(0)
+    return UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    xray = torch.rand(4, 1, 224, 224, generator=g)
+    ct = torch.rand(2, 1, 128, 128, 32, generator=g)
+    return dict(xray=xray, xray_reports=REPORTS, ct=ct, ct_reports=REPORTS[:2])
+
+
+def test_forward_returns_losses_and_diagnostics(model):
+    out = model(**_batch())
+    for key in ("loss", "loss_vl", "loss_icl", "loss_pcl"):
+        assert torch.isfinite(out[key]), key
+    expected = out["loss_vl"] + model.icl_weight * out["loss_icl"] + model.pcl_weight * out["loss_pcl"]
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    assert out["temperature"] == pytest.approx(0.07)
+    assert out["mask_ratio"] == pytest.approx(0.5, abs=0.01)
+    sel = out["selected_slices"]
+    assert sel.shape == (2, 2) and (sel >= 0).all() and (sel < 32).all()
+    assert out["image_embedding"].shape == (6, 32) == out["text_embedding"].shape
+
+
+def test_gradients_reach_student_never_teacher(model):
+    model(**_batch())["loss"].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    for name in ("encoder.tokenizer_2d.proj.weight", "encoder.tokenizer_3d.proj.weight", "encoder.mask_token",
+                 "encoder.backbone.blocks.0.qkv.weight", "head.mlp.0.weight", "contrastive_loss.logit_scale",
+                 "image_projection.net.weight", "text_projection.net.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_ema_update(model):
+    student, teacher = model.student_teacher_pairs()
+    with torch.no_grad():
+        for s in student:
+            s.add_(1.0)
+    before = [t.clone() for t in teacher]
+    model.update_teacher(0.9)
+    for s, t, b in zip(student, teacher, before):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
+    snapshot = [t.clone() for t in teacher]
+    model.update_teacher(1.0)  # momentum 1 leaves the teacher as it is
+    for t, b in zip(teacher, snapshot):
+        torch.testing.assert_close(t, b)
+
+
+def test_teacher_stays_in_eval_mode(model):
+    model.train()
+    assert model.encoder.training and not model.teacher.training
+
+
+def test_downstream_api(model):
+    model.eval()
+    emb, patches = model.encode_image(torch.rand(3, 1, 224, 224))
+    assert emb.shape == (3, 32) and patches.shape == (3, 196, 64)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    emb, patches = model.encode_image(torch.rand(2, 1, 128, 128, 32))
+    assert emb.shape == (2, 32) and patches.shape == (2, 512 + 2 * 64, 64)
+    _, patches = model.encode_image(torch.rand(2, 1, 128, 128, 32), with_slices=False)
+    assert patches.shape == (2, 512, 64)
+    assert model.encode_text(REPORTS).shape == (4, 32)
+    idx, scores = model.select_slices(torch.rand(2, 1, 128, 128, 32), k=5)
+    assert idx.shape == (2, 5) and scores.shape == (2, 32)
+    assert torch.equal(idx, torch.topk(scores, 5).indices.sort().values)
+
+
+def test_checkpoint_roundtrip_and_mismatch(model, text_encoder, tmp_path):
+    path = atomic_save(model.state_dict(), tmp_path / "model.pt")
+    other = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2)
+    report = load_network_weights(other, path)
+    assert not report["missing"] and not report["unexpected"]
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    wider = UniMedI({"preset": "tiny", "hidden_size": 96, "num_heads": 2}, text_encoder=text_encoder)
+    with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
+        load_network_weights(wider, path)
+    (tmp_path / "bad.pt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(RuntimeError, match="bad.pt"):
+        load_network_weights(other, tmp_path / "bad.pt")
+
+
+def test_few_steps_lower_the_loss(model):
+    batch = _batch()
+    opt = torch.optim.AdamW(param_groups(model, weight_decay=0.0), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        out = model(**batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        model.update_teacher(0.9)
+        losses.append(float(out["loss"].detach()))
+    assert losses[-1] < losses[0] - 0.5, losses

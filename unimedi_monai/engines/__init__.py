@@ -1,0 +1,28 @@
+"""Engines: the ignite pre-training trainer, schedules, optimiser groups, checkpoint and log handlers."""
+
+from unimedi_monai.engines.checkpoint import (
+    CheckpointMismatchError,
+    atomic_save,
+    load_latest_checkpoint,
+    load_network_weights,
+    safe_load,
+)
+from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter
+from unimedi_monai.engines.optim import param_groups
+from unimedi_monai.engines.schedules import cosine_schedule
+from unimedi_monai.engines.trainer import UniMedITrainer, training_scalars, unwrap_model
+
+__all__ = [
+    "CheckpointHandler",
+    "CheckpointMismatchError",
+    "JsonlStatsWriter",
+    "UniMedITrainer",
+    "atomic_save",
+    "cosine_schedule",
+    "load_latest_checkpoint",
+    "load_network_weights",
+    "param_groups",
+    "safe_load",
+    "training_scalars",
+    "unwrap_model",
+]

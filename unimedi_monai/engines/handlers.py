@@ -1,0 +1,166 @@
+"""Ignite handlers for pre-training: atomic checkpoints with resume, and a JSON-lines training log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.distributed as dist
+from ignite.engine import Engine, Events
+
+from unimedi_monai.engines.checkpoint import atomic_save, list_checkpoints, load_latest_checkpoint
+
+__all__ = ["CheckpointHandler", "JsonlStatsWriter"]
+
+logger = logging.getLogger(__name__)
+
+
+def _is_rank0() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class CheckpointHandler:
+    """Save the training state atomically every N iterations and at the end; resume from the latest.
+
+    Files in ``save_dir``: ``checkpoint_<iteration>.pt`` (every entry of ``save_dict`` by its
+    ``state_dict()``, plus the engine state; the newest ``keep`` are kept) and, when the run
+    completes, ``final_filename`` holding the network's weights alone (what downstream bundles
+    load). With ``resume`` (default), at start the newest readable checkpoint is loaded (a truncated
+    one is skipped with a warning) and training continues from its iteration: the sampler of the
+    engine's data loader is moved to the next unseen batch. Only rank 0 writes.
+
+    Args:
+        save_dir: folder of the training checkpoints.
+        save_dict: objects to save, e.g. ``{"network": model, "optimizer": opt}``; must hold ``network``.
+        interval: save every ``interval`` iterations (0: only at the end).
+        keep: number of interval checkpoints kept.
+        final_filename: path of the final weights file (relative to ``save_dir`` or absolute).
+        resume: load the newest checkpoint at start.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        interval: int = 100,
+        keep: int = 2,
+        final_filename: str | os.PathLike = "model.pt",
+        resume: bool = True,
+    ) -> None:
+        if "network" not in save_dict:
+            raise ValueError("CheckpointHandler save_dict must contain a 'network' entry.")
+        self.save_dir = Path(save_dir)
+        self.save_dict = dict(save_dict)
+        self.interval = int(interval)
+        self.keep = max(int(keep), 1)
+        final = Path(final_filename)
+        self.final_path = final if final.is_absolute() else self.save_dir / final
+        self.resume = resume
+        self.resumed_from: Path | None = None
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self.load)
+        if self.interval > 0:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self.save_final)
+
+    def _state(self, engine: Engine) -> dict[str, Any]:
+        state = {k: v.state_dict() for k, v in self.save_dict.items()}
+        state["engine"] = {"iteration": engine.state.iteration, "epoch_length": engine.state.epoch_length, "max_epochs": engine.state.max_epochs}
+        state["rng"] = {"torch": torch.get_rng_state()}
+        scaler = getattr(engine, "grad_scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            state["grad_scaler"] = scaler.state_dict()
+        return state
+
+    def save(self, engine: Engine) -> None:
+        """Write ``checkpoint_<iteration>.pt`` and prune old ones (rank 0)."""
+        if not _is_rank0():
+            return
+        atomic_save(self._state(engine), self.save_dir / f"checkpoint_{engine.state.iteration:08d}.pt")
+        for _, old in list_checkpoints(self.save_dir)[: -self.keep]:
+            old.unlink(missing_ok=True)
+
+    def save_final(self, engine: Engine) -> None:
+        """At completion: a last training checkpoint, then the network weights to ``final_path`` (rank 0)."""
+        if not _is_rank0():
+            return
+        if self.interval > 0 and engine.state.iteration % self.interval != 0:
+            self.save(engine)
+        atomic_save(self.save_dict["network"].state_dict(), self.final_path)
+        logger.info("final network weights written to %s", self.final_path)
+
+    def load(self, engine: Engine) -> None:
+        """Restore the newest readable checkpoint, if any, into ``save_dict`` and the engine."""
+        found = load_latest_checkpoint(self.save_dir)
+        if found is None:
+            return
+        state, path = found
+        for k, obj in self.save_dict.items():
+            if k not in state:
+                raise RuntimeError(f"checkpoint '{path}' has no '{k}' entry; it was not written by this configuration.")
+            obj.load_state_dict(state[k])
+        saved = state["engine"]
+        if saved["epoch_length"] != engine.state.epoch_length:
+            raise RuntimeError(
+                f"checkpoint '{path}' was written with epoch_length {saved['epoch_length']} but this run has "
+                f"{engine.state.epoch_length}; resume with the same data and batch size, or use a new checkpoint folder."
+            )
+        iteration = int(saved["iteration"])
+        engine.state.iteration = iteration
+        engine.state.epoch = iteration // engine.state.epoch_length
+        if "grad_scaler" in state and getattr(engine, "grad_scaler", None) is not None:
+            engine.grad_scaler.load_state_dict(state["grad_scaler"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"]["torch"])
+        sampler = getattr(getattr(engine, "data_loader", None), "batch_sampler", None)
+        if sampler is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict({"epoch": engine.state.epoch, "position": iteration % engine.state.epoch_length})
+        self.resumed_from = path
+        logger.info("resumed from %s at iteration %d", path, iteration)
+
+
+class JsonlStatsWriter:
+    """Append the trainer's scalar outputs to a JSON-lines file each iteration (rank 0).
+
+    Each line: ``{"iteration": i, "epoch": e, <scalar>: value, ...}``; read it back with
+    :func:`unimedi_monai.evaluation.training_curves.read_jsonl_history`. On a resumed run the lines
+    after the resume point are appended (earlier lines beyond it are dropped first), so the file
+    always describes one consistent run.
+
+    Args:
+        path: the ``.jsonl`` file.
+        output_transform: maps ``engine.state.output`` to a dict of floats.
+        every: write every N iterations.
+    """
+
+    def __init__(self, path: str | os.PathLike, output_transform: Callable[[Any], Mapping[str, float]], every: int = 1) -> None:
+        self.path = Path(path)
+        self.output_transform = output_transform
+        self.every = max(int(every), 1)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._trim)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self._write)
+
+    def _trim(self, engine: Engine) -> None:
+        if not _is_rank0() or not self.path.is_file():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("iteration", 0) <= engine.state.iteration]
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, self.path)
+
+    def _write(self, engine: Engine) -> None:
+        if not _is_rank0():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        row = {"iteration": engine.state.iteration, "epoch": engine.state.epoch}
+        row.update({k: float(v) for k, v in self.output_transform(engine.state.output).items()})
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")

@@ -1,0 +1,164 @@
+"""The UniMedI pre-training engine: an ignite trainer built on ``monai.engines.Trainer``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import torch
+from monai.engines import Trainer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from unimedi_monai.engines.schedules import cosine_schedule
+
+__all__ = ["UniMedITrainer", "unwrap_model", "training_scalars"]
+
+SCALAR_KEYS = ("loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio", "lr", "weight_decay", "teacher_momentum", "grad_norm")
+
+
+def unwrap_model(network: nn.Module) -> nn.Module:
+    """The model inside a DDP / DataParallel wrapper (or the model itself)."""
+    return network.module if isinstance(network, (DistributedDataParallel, nn.DataParallel)) else network
+
+
+def training_scalars(output: dict[str, Any]) -> dict[str, float]:
+    """The scalar entries of a trainer output (for StatsHandler / TensorBoardStatsHandler ``output_transform``)."""
+    return {k: float(output[k]) for k in SCALAR_KEYS if k in output}
+
+
+def _to_device(group: dict[str, Any] | None, device: torch.device, non_blocking: bool) -> dict[str, Any] | None:
+    if group is None:
+        return None
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in group.items()}
+
+
+class UniMedITrainer(Trainer):
+    """Runs the UniMedI step under ignite: AMP, gradient clipping, scheduled AdamW, EMA teacher.
+
+    Per iteration ``i`` (0-based, over ``max_epochs * epoch_length`` steps), the precomputed
+    schedules set each parameter group's LR (``lr[i] * group["lr_scale"]``; linear warm-up then
+    cosine to ``min_lr``) and weight decay (cosine ``weight_decay -> weight_decay_end`` on groups
+    with ``apply_weight_decay``); after the optimiser step the teacher is updated with momentum
+    ``teacher_momentum[i]`` (cosine ``teacher_momentum -> teacher_momentum_end``).
+
+    A non-finite loss stops the run with ``FloatingPointError`` naming the iteration; nothing is
+    stepped, so the last checkpoint on disk stays the last good state.
+
+    Args:
+        device: torch device.
+        max_epochs: epochs to run.
+        train_data_loader: yields collated mixed batches ``{"xray": {...} | None, "ct": {...} | None}``.
+        network: ``UniMedI`` (or DDP-wrapped).
+        optimizer: built on :func:`unimedi_monai.engines.param_groups` groups.
+        epoch_length: iterations per epoch (default ``len(train_data_loader)``).
+        lr: peak learning rate (after warm-up).
+        min_lr: final learning rate.
+        warmup_iterations: linear warm-up steps.
+        weight_decay: starting weight decay.
+        weight_decay_end: final weight decay.
+        teacher_momentum: starting EMA momentum (0.996).
+        teacher_momentum_end: final EMA momentum (1.0).
+        grad_clip: max gradient norm (0 or None: no clipping).
+        amp: mixed precision (bf16 or fp16 autocast on GPU; bf16 on CPU).
+        amp_dtype: ``"bfloat16"`` or ``"float16"`` (fp16 uses a GradScaler).
+        non_blocking: non-blocking host-to-device copies.
+        train_handlers: ignite / MONAI handlers to attach.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        epoch_length: int | None = None,
+        lr: float = 5e-4,
+        min_lr: float = 1e-6,
+        warmup_iterations: int = 0,
+        weight_decay: float = 0.04,
+        weight_decay_end: float = 0.4,
+        teacher_momentum: float = 0.996,
+        teacher_momentum_end: float = 1.0,
+        grad_clip: float | None = 3.0,
+        amp: bool = False,
+        amp_dtype: str = "bfloat16",
+        non_blocking: bool = True,
+        train_handlers: Sequence | None = None,
+    ) -> None:
+        if amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {amp_dtype!r}.")
+        if epoch_length is None:
+            epoch_length = len(train_data_loader)  # type: ignore[arg-type]
+        if epoch_length < 1:
+            raise ValueError("the training data loader is empty: check the datalist's 'training' section and batch size.")
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            handlers=train_handlers,
+            amp=amp,
+            decollate=False,
+        )
+        self.network = network
+        self.optimizer = optimizer
+        self.grad_clip = grad_clip
+        self.amp_dtype = getattr(torch, amp_dtype)
+        total = max_epochs * epoch_length
+        self.lr_schedule = cosine_schedule(lr, min_lr, total, warmup_iterations)
+        self.wd_schedule = cosine_schedule(weight_decay, weight_decay_end, total)
+        self.momentum_schedule = cosine_schedule(teacher_momentum, teacher_momentum_end, total)
+        use_scaler = amp and self.amp_dtype == torch.float16 and self.state.device.type == "cuda"
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    def run(self) -> None:  # type: ignore[override]
+        """Train (continuing from a restored state if a resume handler loaded one)."""
+        super(Trainer, self).run()
+
+    def _iteration(self, engine: Any, batchdata: dict[str, Any]) -> dict[str, Any]:
+        step = min(engine.state.iteration - 1, len(self.lr_schedule) - 1)
+        device = engine.state.device
+        lr, wd, momentum = float(self.lr_schedule[step]), float(self.wd_schedule[step]), float(self.momentum_schedule[step])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+            if group.get("apply_weight_decay", True):
+                group["weight_decay"] = wd
+        xray = _to_device(batchdata.get("xray"), device, self.non_blocking)
+        ct = _to_device(batchdata.get("ct"), device, self.non_blocking)
+        self.network.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=self.amp_dtype, enabled=self.amp):
+            out = self.network(
+                xray=None if xray is None else xray["image"],
+                xray_reports=None if xray is None else xray["report"],
+                ct=None if ct is None else ct["image"],
+                ct_reports=None if ct is None else ct["report"],
+            )
+        loss = out["loss"]
+        if not torch.isfinite(loss.detach()):
+            parts = {k: float(out[k]) for k in ("loss_vl", "loss_icl", "loss_pcl")}
+            raise FloatingPointError(
+                f"non-finite loss at iteration {engine.state.iteration} (epoch {engine.state.epoch}): {parts}; "
+                "the run stopped before the optimiser step, so the last checkpoint is the last good state. "
+                "Lower the learning rate or disable fp16 AMP (use bfloat16) and resume."
+            )
+        self.grad_scaler.scale(loss).backward()
+        grad_norm = float("nan")
+        if self.grad_clip:
+            self.grad_scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        unwrap_model(self.network).update_teacher(momentum)
+        result = {k: v for k, v in out.items() if k in ("loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio")}
+        result = {k: float(v) for k, v in result.items()}
+        result.update(loss=float(loss.detach()), lr=lr, weight_decay=wd, teacher_momentum=momentum)
+        if not math.isnan(grad_norm):
+            result["grad_norm"] = grad_norm
+        if out.get("selected_slices") is not None:
+            result["selected_slices"] = out["selected_slices"].detach().cpu()
+        return result

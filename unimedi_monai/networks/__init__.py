@@ -1,0 +1,26 @@
+"""Networks: tokenizers, the shared backbone, the report encoder, heads and the UniMedI model."""
+
+from unimedi_monai.networks.attention_block import SDPABlock
+from unimedi_monai.networks.backbone import SharedBackbone
+from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
+from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
+from unimedi_monai.networks.presets import BACKBONE_PRESETS, BackboneConfig, resolve_backbone_config
+from unimedi_monai.networks.text_encoder import ReportEncoder, TextModelNotFoundError, default_text_model_path
+from unimedi_monai.networks.unimedi import UniMedI
+from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
+
+__all__ = [
+    "BACKBONE_PRESETS",
+    "BackboneConfig",
+    "DistillationHead",
+    "PatchTokenizer",
+    "ProjectionHead",
+    "ReportEncoder",
+    "SDPABlock",
+    "SharedBackbone",
+    "TextModelNotFoundError",
+    "UniMedI",
+    "UnifiedVisionEncoder",
+    "default_text_model_path",
+    "resolve_backbone_config",
+]

@@ -1,0 +1,102 @@
+"""A pre-norm transformer block on ``scaled_dot_product_attention`` that can report [CLS] attention.
+
+The attentive masking and slice selection of UniMedI need, per layer, the attention of the [CLS]
+query over the patch tokens. Materialising the full ``L x L`` attention (as MONAI's ``ViT`` does with
+``save_attn=True``) costs ``O(L^2)`` memory per head and rules out fused attention kernels. Here the
+block runs the fused kernel for the output and, only when asked, recomputes the one [CLS] row:
+``softmax(q_cls k^T / sqrt(d))``, ``O(L)`` per head, averaged over heads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DropPath", "SDPABlock"]
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the residual branch per sample with probability ``rate`` in training.
+
+    Args:
+        rate: drop probability.
+    """
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = float(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+
+
+class SDPABlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Args:
+        hidden_size: token width.
+        num_heads: attention heads.
+        mlp_dim: MLP hidden width.
+        qkv_bias: bias on the fused qkv projection.
+        dropout_rate: dropout on the attention and MLP outputs.
+        drop_path_rate: stochastic-depth rate of this block.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        mlp_dim: int,
+        qkv_bias: bool = True,
+        dropout_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if hidden_size % num_heads != 0:
+            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}.")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scale = self.head_dim**-0.5
+        self.norm1 = nn.LayerNorm(hidden_size)
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=qkv_bias)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+        self.norm2 = nn.LayerNorm(hidden_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, mlp_dim),
+            nn.GELU(),
+            nn.Dropout(dropout_rate),
+            nn.Linear(mlp_dim, hidden_size),
+            nn.Dropout(dropout_rate),
+        )
+        self.attn_drop = nn.Dropout(dropout_rate)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, x: torch.Tensor, return_cls_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the block.
+
+        Args:
+            x: ``(B, L, hidden)`` tokens, [CLS] first.
+            return_cls_attention: also return the head-averaged attention of the [CLS] query.
+
+        Returns:
+            ``(x, cls_attention)`` where ``cls_attention`` is ``(B, L)`` (over all keys, [CLS] included)
+            in fp32, or None.
+        """
+        b, length, c = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(b, length, c)
+        x = x + self.drop_path(self.attn_drop(self.out_proj(out)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        cls_attention = None
+        if return_cls_attention:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                logits = torch.matmul(q[:, :, :1].float(), k.float().transpose(-2, -1)) * self.scale
+                cls_attention = logits.softmax(dim=-1).mean(dim=1).squeeze(1)
+        return x, cls_attention

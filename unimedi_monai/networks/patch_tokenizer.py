@@ -1,0 +1,146 @@
+"""Patch tokenizers: the modality-specific front ends of the shared backbone.
+
+UniMedI keeps one tokenizer per input dimensionality and shares everything after it:
+
+- the 2D tokenizer cuts a 1-channel image into 16x16 patches (a 224x224 X-ray gives 196 tokens, a
+  128x128 CT slice gives 64) and its position embeddings, learnt on the 14x14 grid of a 224 input,
+  are interpolated (bicubic) to any other grid;
+- the 3D tokenizer cuts a 1-channel CT in MONAI's (H, W, D) order into 16x16x4 patches: a
+  128x128x32 volume gives an 8x8x8 grid, 512 tokens (trilinear interpolation for other grids).
+
+Each tokenizer adds its own position embeddings and a learnt modality embedding, so the shared
+backbone can tell an X-ray / slice token from a volume token. Masked tokens (attention-guided
+masking of the student) are swapped for the learnt mask token *before* position and modality
+embeddings are added, as iBOT does: the student knows where a masked patch is, not what it holds.
+
+Tokens are flattened in the grid's row-major order: for a 3D grid (h, w, d) the token index is
+``(i * w + j) * d + k``, so the depth index is the fastest-moving one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PatchTokenizer"]
+
+
+def _as_tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * dims
+    value = tuple(int(v) for v in value)
+    if len(value) != dims:
+        raise ValueError(f"{name} must have {dims} entries for spatial_dims={dims}, got {value}.")
+    return value
+
+
+class PatchTokenizer(nn.Module):
+    """Patch embedding with position and modality embeddings for 2D or 3D single-channel input.
+
+    Args:
+        spatial_dims: 2 for images / slices, 3 for volumes.
+        img_size: the input size the position embeddings are learnt for, e.g. 224 or (128, 128, 32).
+        patch_size: patch size, e.g. 16 or (16, 16, 4).
+        hidden_size: token width (must match the backbone).
+        in_channels: input channels (1 for X-ray and CT).
+
+    Example::
+
+        tok2d = PatchTokenizer(2, 224, 16, 768)
+        tok2d(torch.zeros(2, 1, 224, 224)).shape  # (2, 196, 768)
+        tok2d(torch.zeros(2, 1, 128, 128)).shape  # (2, 64, 768), position embeddings interpolated
+        tok3d = PatchTokenizer(3, (128, 128, 32), (16, 16, 4), 768)
+        tok3d(torch.zeros(2, 1, 128, 128, 32)).shape  # (2, 512, 768)
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        img_size: int | Sequence[int],
+        patch_size: int | Sequence[int],
+        hidden_size: int,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        self.spatial_dims = spatial_dims
+        self.img_size = _as_tuple(img_size, spatial_dims, "img_size")
+        self.patch_size = _as_tuple(patch_size, spatial_dims, "patch_size")
+        for s, p in zip(self.img_size, self.patch_size):
+            if s % p != 0:
+                raise ValueError(f"img_size {self.img_size} must be divisible by patch_size {self.patch_size}.")
+        self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
+        self.hidden_size = hidden_size
+        self.in_channels = in_channels
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.proj = conv(in_channels, hidden_size, kernel_size=self.patch_size, stride=self.patch_size)
+        self.position_embedding = nn.Parameter(torch.zeros(1, hidden_size, *self.grid_size))
+        self.modality_embedding = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        nn.init.trunc_normal_(self.position_embedding, std=0.02)
+        nn.init.trunc_normal_(self.modality_embedding, std=0.02)
+        w = self.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.proj.bias)
+
+    @property
+    def num_patches(self) -> int:
+        """Tokens produced for an input of ``img_size``."""
+        n = 1
+        for g in self.grid_size:
+            n *= g
+        return n
+
+    def grid_for(self, spatial_shape: Sequence[int]) -> tuple[int, ...]:
+        """The token grid of an input of ``spatial_shape``.
+
+        Raises:
+            ValueError: the shape is not divisible by the patch size.
+        """
+        spatial_shape = tuple(int(s) for s in spatial_shape)
+        if len(spatial_shape) != self.spatial_dims or any(s % p for s, p in zip(spatial_shape, self.patch_size)):
+            raise ValueError(
+                f"input spatial shape {spatial_shape} must have {self.spatial_dims} dims, each divisible by the "
+                f"patch size {self.patch_size}."
+            )
+        return tuple(s // p for s, p in zip(spatial_shape, self.patch_size))
+
+    def position_embedding_for(self, grid: Sequence[int]) -> torch.Tensor:
+        """Position embeddings ``(1, prod(grid), hidden)`` for ``grid``, interpolated when it differs."""
+        pos = self.position_embedding
+        if tuple(grid) != self.grid_size:
+            mode = "bicubic" if self.spatial_dims == 2 else "trilinear"
+            pos = F.interpolate(pos, size=tuple(grid), mode=mode, align_corners=False)
+        return pos.flatten(2).transpose(1, 2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        mask_token: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Tokenise ``x``.
+
+        Args:
+            x: ``(B, C, *spatial)`` input.
+            mask: optional ``(B, N)`` bool, True where the token is replaced by ``mask_token``.
+            mask_token: ``(hidden,)`` or ``(1, 1, hidden)`` learnt token; required with ``mask``.
+
+        Returns:
+            ``(B, N, hidden)`` tokens with position and modality embeddings added.
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            kind = "(B, 1, H, W)" if self.spatial_dims == 2 else "(B, 1, H, W, D)"
+            raise ValueError(f"{self.spatial_dims}D tokenizer expects input {kind}, got shape {tuple(x.shape)}.")
+        grid = self.grid_for(x.shape[2:])
+        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        if mask is not None:
+            if mask_token is None:
+                raise ValueError("mask_token is required when a mask is given.")
+            if mask.shape != tokens.shape[:2]:
+                raise ValueError(f"mask shape {tuple(mask.shape)} does not match tokens {tuple(tokens.shape[:2])}.")
+            tokens = torch.where(mask.unsqueeze(-1), mask_token.reshape(1, 1, -1).to(tokens.dtype), tokens)
+        return tokens + self.position_embedding_for(grid).to(tokens.dtype) + self.modality_embedding.to(tokens.dtype)

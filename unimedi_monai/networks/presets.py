@@ -1,0 +1,114 @@
+"""Backbone sizes declared as data.
+
+A preset names the width, depth, heads and MLP size of the shared transformer backbone and the
+default widths of the heads built on it. ``UniMedI`` and the segmentation / classification
+networks take a preset name (or a dict with the same keys) so that model sizes stay in one table,
+as open_clip does with its model configs.
+
+Presets:
+    - ``"base"``: ViT-B/16 (768 wide, 12 layers, 12 heads, MLP 3072), the paper's backbone.
+    - ``"small"``: ViT-S/16 (384, 12, 6, 1536).
+    - ``"demo"``: a narrow 4-layer model that pre-trains on the built-in demo data in minutes on a CPU.
+    - ``"tiny"``: a 2-layer model for unit tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+__all__ = ["BackboneConfig", "BACKBONE_PRESETS", "resolve_backbone_config"]
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Sizes of the shared transformer backbone.
+
+    Args:
+        hidden_size: token width.
+        num_layers: number of transformer blocks.
+        num_heads: attention heads per block (``hidden_size`` must be divisible by it).
+        mlp_dim: hidden width of each block's MLP.
+        qkv_bias: whether the fused qkv projection has a bias.
+        drop_path_rate: stochastic-depth rate reached by the last block (linearly increasing).
+        dropout_rate: dropout after attention / MLP projections.
+        embed_dim: width of the shared image-text embedding space (projection output).
+        head_out_dim: number of prototypes of the self-distillation head (DINO/iBOT "out_dim").
+        head_hidden_dim: hidden width of the self-distillation head MLP.
+        head_bottleneck_dim: bottleneck width before the weight-normalised prototype layer.
+    """
+
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.1
+    dropout_rate: float = 0.0
+    embed_dim: int = 512
+    head_out_dim: int = 8192
+    head_hidden_dim: int = 2048
+    head_bottleneck_dim: int = 256
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads != 0:
+            raise ValueError(
+                f"backbone hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})."
+            )
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"backbone drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BACKBONE_PRESETS: dict[str, BackboneConfig] = {
+    "base": BackboneConfig(),
+    "small": BackboneConfig(hidden_size=384, num_layers=12, num_heads=6, mlp_dim=1536, embed_dim=512),
+    "demo": BackboneConfig(
+        hidden_size=192,
+        num_layers=4,
+        num_heads=3,
+        mlp_dim=768,
+        drop_path_rate=0.0,
+        embed_dim=256,
+        head_out_dim=1024,
+        head_hidden_dim=512,
+        head_bottleneck_dim=128,
+    ),
+    "tiny": BackboneConfig(
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        mlp_dim=128,
+        drop_path_rate=0.0,
+        embed_dim=32,
+        head_out_dim=64,
+        head_hidden_dim=64,
+        head_bottleneck_dim=32,
+    ),
+}
+
+
+def resolve_backbone_config(backbone: str | Mapping[str, Any] | BackboneConfig) -> BackboneConfig:
+    """Turn a preset name, a dict of overrides or a config into a :class:`BackboneConfig`.
+
+    A dict may hold ``preset`` (the starting point, default ``"base"``) plus any field to override,
+    e.g. ``{"preset": "small", "drop_path_rate": 0.0}``.
+
+    Raises:
+        ValueError: an unknown preset name or field, naming the valid ones.
+    """
+    if isinstance(backbone, BackboneConfig):
+        return backbone
+    if isinstance(backbone, str):
+        if backbone not in BACKBONE_PRESETS:
+            raise ValueError(f"unknown backbone preset '{backbone}'; choose one of {sorted(BACKBONE_PRESETS)}.")
+        return BACKBONE_PRESETS[backbone]
+    overrides = dict(backbone)
+    base = resolve_backbone_config(overrides.pop("preset", "base"))
+    valid = set(BackboneConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown backbone key(s) {unknown}; valid keys are 'preset' and {sorted(valid)}.")
+    return replace(base, **overrides)

@@ -1,0 +1,288 @@
+"""UniMedI: unified 2D/3D vision-language pre-training in one module.
+
+One call on a mixed batch (X-rays and CT volumes, each with its report) runs:
+
+1. **EMA teacher, all tokens.** X-ray: teacher on the 196 X-ray tokens. CT: a first teacher pass
+   on the 512 volume tokens gives the [CLS] attention, the inter-slice average scores each of the
+   32 slices and the top-k slices are cut from the volume (attentive slice selection); a second
+   teacher pass on ``[volume tokens | tokens of the k slices]`` (512 + 64k tokens, one sequence)
+   gives the distillation targets and the attention that drives masking. Two teacher passes are
+   the price of "the teacher sees all tokens" including the slices it selected itself; the first
+   is a no-grad forward on 513 tokens, about a sixth of the student's forward+backward on 769.
+2. **Student, masked tokens.** The ``mask_ratio`` lowest-attention tokens of each sequence (2D and
+   3D tokens of a CT sequence ranked together, "masked in the same pass") are replaced by the
+   learnt mask token.
+3. **Losses.** ``L_vl``: symmetric InfoNCE between the student's projected [CLS] (masked input,
+   as in Attentive-Mask CLIP: the kept patches carry the report's content) and the report
+   embedding, over all X-rays and CTs of the batch together. ``L_icl``: DINO loss between student
+   and teacher [CLS] through the distillation heads. ``L_pcl``: iBOT loss on the patch tokens at
+   the masked positions. ``loss = L_vl + icl_weight * L_icl + pcl_weight * L_pcl``.
+
+X-ray and CT sequences have different lengths (197 vs 769 tokens by default); rather than padding
+X-rays to the CT length, the shared backbone runs once per modality group in the same step, so no
+compute is spent on padding and every loss is computed over the whole batch.
+
+The teacher is an EMA of the student's vision encoder and distillation head
+(:meth:`UniMedI.update_teacher`, called by the trainer after each optimiser step); it never
+receives gradients and always runs in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from unimedi_monai.losses.cls_distillation import ClsDistillationLoss
+from unimedi_monai.losses.contrastive import ContrastiveLoss
+from unimedi_monai.losses.patch_distillation import PatchDistillationLoss
+from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
+from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.networks.text_encoder import ReportEncoder
+from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
+from unimedi_monai.selection import attention_guided_mask, slice_scores, top_k_slices
+
+__all__ = ["UniMedI"]
+
+
+class UniMedI(nn.Module):
+    """The UniMedI pre-training model: vision encoder, report encoder, heads, teacher and losses.
+
+    Args:
+        backbone: preset name (``"base"`` = ViT-B/16, ``"small"``, ``"demo"``, ``"tiny"``), a dict of
+            overrides (``{"preset": "small", "drop_path_rate": 0.0}``) or a :class:`BackboneConfig`.
+        text_encoder: a :class:`ReportEncoder`, a dict of its arguments, or None for the offline default.
+        xray_size: X-ray input size (224).
+        ct_size: CT input size, (H, W, D) (128, 128, 32).
+        patch_size_2d: 2D patch (16).
+        patch_size_3d: 3D patch, (H, W, D) (16, 16, 4).
+        slice_top_k: slices selected per CT (4: 256 slice tokens, 769 tokens per CT sequence).
+        mask_ratio: fraction of the student's tokens masked (0.5).
+        attention_layers: ``"last"`` or ``"all"``: which teacher blocks' [CLS] attention is used.
+        icl_weight: weight of L_icl.
+        pcl_weight: weight of L_pcl.
+        init_temperature: contrastive temperature at start (0.07).
+        min_temperature: contrastive temperature clamp (0.01).
+        learn_temperature: learn the contrastive temperature.
+        teacher_temperature: distillation teacher temperature (0.04).
+        student_temperature: distillation student temperature (0.1).
+        center_momentum: distillation centre momentum (0.9).
+        projection_hidden_dim: None for linear projections, or a hidden width for 2-layer MLPs.
+
+    Example::
+
+        model = UniMedI("tiny")
+        out = model(xray=torch.rand(4, 1, 224, 224), xray_reports=["..."] * 4,
+                    ct=torch.rand(2, 1, 128, 128, 32), ct_reports=["..."] * 2)
+        out["loss"].backward(); model.update_teacher(0.996)
+    """
+
+    def __init__(
+        self,
+        backbone: str | Mapping[str, Any] | BackboneConfig = "base",
+        text_encoder: ReportEncoder | Mapping[str, Any] | None = None,
+        xray_size: int | Sequence[int] = 224,
+        ct_size: Sequence[int] = (128, 128, 32),
+        patch_size_2d: int | Sequence[int] = 16,
+        patch_size_3d: Sequence[int] = (16, 16, 4),
+        slice_top_k: int = 4,
+        mask_ratio: float = 0.5,
+        attention_layers: Literal["last", "all"] = "last",
+        icl_weight: float = 1.0,
+        pcl_weight: float = 1.0,
+        init_temperature: float = 0.07,
+        min_temperature: float = 0.01,
+        learn_temperature: bool = True,
+        teacher_temperature: float = 0.04,
+        student_temperature: float = 0.1,
+        center_momentum: float = 0.9,
+        projection_hidden_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if attention_layers not in ("last", "all"):
+            raise ValueError(f"attention_layers must be 'last' or 'all', got {attention_layers!r}.")
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
+        self.encoder = UnifiedVisionEncoder(backbone, xray_size, ct_size, patch_size_2d, patch_size_3d)
+        cfg = self.encoder.backbone.config
+        self.config = cfg
+        if text_encoder is None or isinstance(text_encoder, Mapping):
+            text_encoder = ReportEncoder(**dict(text_encoder or {}))
+        self.text_encoder = text_encoder
+        self.image_projection = ProjectionHead(cfg.hidden_size, cfg.embed_dim, projection_hidden_dim)
+        self.text_projection = ProjectionHead(text_encoder.hidden_size, cfg.embed_dim, projection_hidden_dim)
+        self.head = DistillationHead(cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim)
+        self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)})
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.contrastive_loss = ContrastiveLoss(init_temperature, min_temperature, learnable=learn_temperature)
+        self.icl_loss = ClsDistillationLoss(cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum)
+        self.pcl_loss = PatchDistillationLoss(cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum)
+        n_slices = int(self.encoder.tokenizer_3d.img_size[-1])
+        if not 1 <= slice_top_k <= n_slices:
+            raise ValueError(f"slice_top_k must be in [1, {n_slices}], got {slice_top_k}.")
+        self.slice_top_k = int(slice_top_k)
+        self.mask_ratio = float(mask_ratio)
+        self.attention_layers = attention_layers
+        self.icl_weight = float(icl_weight)
+        self.pcl_weight = float(pcl_weight)
+
+    # ------------------------------------------------------------------ teacher
+    def train(self, mode: bool = True) -> "UniMedI":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def student_teacher_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Matching lists of student and teacher parameters (encoder, then head)."""
+        student = list(self.encoder.parameters()) + list(self.head.parameters())
+        teacher = list(self.teacher["encoder"].parameters()) + list(self.teacher["head"].parameters())
+        return student, teacher
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA step: ``teacher <- momentum * teacher + (1 - momentum) * student`` (buffers copied)."""
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"teacher momentum must be in [0, 1], got {momentum}.")
+        student, teacher = self.student_teacher_pairs()
+        teacher_f = [t for t in teacher if t.dtype.is_floating_point]
+        student_f = [s.detach() for s, t in zip(student, teacher) if t.dtype.is_floating_point]
+        torch._foreach_mul_(teacher_f, momentum)
+        torch._foreach_add_(teacher_f, student_f, alpha=1.0 - momentum)
+
+    # ------------------------------------------------------------------ pieces
+    def _teacher_select(self, volumes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.teacher["encoder"]
+        out = enc(enc.embed_ct(volumes), cls_attention=self.attention_layers)
+        grid = enc.tokenizer_3d.grid_for(volumes.shape[2:])
+        scores = slice_scores(out["cls_attention"], grid, volumes.shape[-1])
+        return top_k_slices(scores, k), scores
+
+    @torch.no_grad()
+    def select_slices(self, volume: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attentive slice selection with the teacher.
+
+        Args:
+            volume: ``(B, 1, H, W, D)`` CT (128x128x32 by default).
+            k: number of slices (default ``slice_top_k``).
+
+        Returns:
+            ``(indices, scores)``: ``(B, k)`` selected slice indices (ascending) and ``(B, D)`` per-slice scores.
+        """
+        return self._teacher_select(volume, k or self.slice_top_k)
+
+    def _group(self, images: torch.Tensor, is_ct: bool) -> dict[str, Any]:
+        """Teacher and student passes for one modality group."""
+        teacher_enc = self.teacher["encoder"]
+        with torch.no_grad():
+            selected = None
+            if is_ct:
+                selected, _ = self._teacher_select(images, self.slice_top_k)
+                t_tokens = teacher_enc.embed_ct(images, selected)
+            else:
+                t_tokens = teacher_enc.embed_xray(images)
+            t_out = teacher_enc(t_tokens, cls_attention=self.attention_layers)
+            mask = attention_guided_mask(t_out["cls_attention"], self.mask_ratio)
+        s_tokens = self.encoder.embed_ct(images, selected, mask) if is_ct else self.encoder.embed_xray(images, mask)
+        s_out = self.encoder(s_tokens)
+        return {"teacher": t_out, "student": s_out, "mask": mask, "selected": selected}
+
+    # ------------------------------------------------------------------ training step
+    def forward(
+        self,
+        xray: torch.Tensor | None = None,
+        xray_reports: Sequence[str] | None = None,
+        ct: torch.Tensor | None = None,
+        ct_reports: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Compute every loss on a mixed batch.
+
+        Args:
+            xray: ``(Bx, 1, 224, 224)`` X-rays or None.
+            xray_reports: their ``Bx`` reports.
+            ct: ``(Bc, 1, 128, 128, 32)`` CT volumes or None.
+            ct_reports: their ``Bc`` reports.
+
+        Returns:
+            dict: ``loss`` (total, with graph), ``loss_vl``, ``loss_icl``, ``loss_pcl`` (detached),
+            ``temperature`` (float), ``mask_ratio`` (fraction of tokens masked), ``selected_slices``
+            (``(Bc, k)`` or None), ``image_embedding`` / ``text_embedding`` (detached, X-rays first).
+        """
+        groups: list[tuple[dict[str, Any], Sequence[str]]] = []
+        for images, reports, is_ct, name in ((xray, xray_reports, False, "xray"), (ct, ct_reports, True, "ct")):
+            if images is None or images.shape[0] == 0:
+                continue
+            if reports is None or len(reports) != images.shape[0]:
+                raise ValueError(f"{name}: {images.shape[0]} images but {0 if reports is None else len(reports)} reports.")
+            groups.append((self._group(images, is_ct), reports))
+        if not groups:
+            raise ValueError("UniMedI.forward needs X-rays or CT volumes (both were empty).")
+
+        student_cls = torch.cat([g["student"]["cls"] for g, _ in groups])
+        teacher_cls = torch.cat([g["teacher"]["cls"] for g, _ in groups])
+        reports_all = [r for _, reps in groups for r in reps]
+        image_emb = self.image_projection(student_cls)
+        text_emb = self.text_projection(self.text_encoder(reports_all))
+        loss_vl = self.contrastive_loss(image_emb, text_emb)
+
+        loss_icl = self.icl_loss(self.head(student_cls), self.teacher["head"](teacher_cls).detach())
+
+        s_masked, t_masked, sample_idx = [], [], []
+        offset = 0
+        masked_tokens = total_tokens = 0
+        for g, _ in groups:
+            mask = g["mask"]
+            s_masked.append(g["student"]["patches"][mask])
+            t_masked.append(g["teacher"]["patches"][mask])
+            rows = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]
+            sample_idx.append(rows + offset)
+            offset += mask.shape[0]
+            masked_tokens += int(mask.sum())
+            total_tokens += mask.numel()
+        with torch.no_grad():
+            teacher_patch_logits = self.teacher["head"](torch.cat(t_masked))
+        loss_pcl = self.pcl_loss(self.head(torch.cat(s_masked)), teacher_patch_logits, torch.cat(sample_idx), offset)
+
+        loss = loss_vl + self.icl_weight * loss_icl + self.pcl_weight * loss_pcl
+        ct_group = next((g for g, _ in groups if g["selected"] is not None), None)
+        return {
+            "loss": loss,
+            "loss_vl": loss_vl.detach(),
+            "loss_icl": loss_icl.detach(),
+            "loss_pcl": loss_pcl.detach(),
+            "temperature": self.contrastive_loss.temperature,
+            "mask_ratio": masked_tokens / max(total_tokens, 1),
+            "selected_slices": None if ct_group is None else ct_group["selected"],
+            "image_embedding": image_emb.detach(),
+            "text_embedding": text_emb.detach(),
+        }
+
+    # ------------------------------------------------------------------ downstream API
+    def encode_image(self, images: torch.Tensor, with_slices: bool = True, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed X-rays ``(B, 1, 224, 224)`` or CT volumes ``(B, 1, 128, 128, 32)`` with the student.
+
+        Args:
+            images: a batch of one modality (4D: X-rays / 2D images, 5D: CT volumes).
+            with_slices: for CT, add the teacher-selected slices as in pre-training (default) or
+                encode the 512 volume tokens alone.
+            normalize: L2-normalise the embedding.
+
+        Returns:
+            ``(embedding, patches)``: the projected [CLS] ``(B, embed_dim)`` and the patch tokens
+            ``(B, N, hidden)`` (for CT with slices: the volume tokens, then the slices' tokens).
+        """
+        if images.ndim == 4:
+            tokens = self.encoder.embed_xray(images)
+        elif images.ndim == 5:
+            selected = self._teacher_select(images, self.slice_top_k)[0] if with_slices else None
+            tokens = self.encoder.embed_ct(images, selected)
+        else:
+            raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")
+        out = self.encoder(tokens)
+        return self.image_projection(out["cls"], normalize=normalize), out["patches"]
+
+    def encode_text(self, reports: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        """Embed reports ``(B, embed_dim)`` in the image embedding space."""
+        return self.text_projection(self.text_encoder(reports), normalize=normalize)

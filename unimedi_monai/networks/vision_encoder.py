@@ -1,0 +1,99 @@
+"""The unified vision encoder: a 2D and a 3D tokenizer in front of one shared backbone."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from unimedi_monai.networks.backbone import SharedBackbone
+from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
+from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.selection import gather_slices
+
+__all__ = ["UnifiedVisionEncoder"]
+
+
+class UnifiedVisionEncoder(nn.Module):
+    """2D tokenizer + 3D tokenizer + shared backbone + the learnt mask token.
+
+    A CT sequence is ``[3D tokens | tokens of slice 1 | ... | tokens of slice k]``: the volume's
+    tokens followed by the 2D tokens of the selected slices, encoded in one backbone pass.
+
+    Args:
+        backbone: preset name, dict of overrides or :class:`BackboneConfig`.
+        xray_size: 2D input size the 2D position embeddings are learnt for (224).
+        ct_size: CT input size in (H, W, D) order (128, 128, 32).
+        patch_size_2d: 2D patch size (16).
+        patch_size_3d: 3D patch size in (H, W, D) order (16, 16, 4).
+    """
+
+    def __init__(
+        self,
+        backbone: str | Mapping[str, Any] | BackboneConfig = "base",
+        xray_size: int | Sequence[int] = 224,
+        ct_size: Sequence[int] = (128, 128, 32),
+        patch_size_2d: int | Sequence[int] = 16,
+        patch_size_3d: Sequence[int] = (16, 16, 4),
+    ) -> None:
+        super().__init__()
+        self.backbone = SharedBackbone(backbone)
+        hidden = self.backbone.hidden_size
+        self.tokenizer_2d = PatchTokenizer(2, xray_size, patch_size_2d, hidden)
+        self.tokenizer_3d = PatchTokenizer(3, ct_size, patch_size_3d, hidden)
+        self.mask_token = nn.Parameter(torch.zeros(hidden))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.hidden_size
+
+    def embed_xray(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens ``(B, N2d, hidden)`` of ``(B, 1, H, W)`` images; ``mask`` ``(B, N2d)`` swaps in the mask token."""
+        return self.tokenizer_2d(images, mask, self.mask_token if mask is not None else None)
+
+    def embed_ct(
+        self,
+        volumes: torch.Tensor,
+        slice_indices: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Tokens of ``(B, 1, H, W, D)`` volumes, followed by those of the selected slices.
+
+        Args:
+            volumes: CT volumes.
+            slice_indices: ``(B, k)`` slices (last axis) to add through the 2D tokenizer, or None.
+            mask: ``(B, N3d + k * N2d)`` bool over the whole sequence, or None.
+
+        Returns:
+            ``(B, N3d + k * N2d, hidden)``.
+        """
+        if volumes.ndim != 5:
+            raise ValueError(f"CT volumes must be (B, 1, H, W, D), got shape {tuple(volumes.shape)}.")
+        n3d = 1
+        for g in self.tokenizer_3d.grid_for(volumes.shape[2:]):
+            n3d *= g
+        token = self.mask_token if mask is not None else None
+        mask3d = mask[:, :n3d] if mask is not None else None
+        tokens = self.tokenizer_3d(volumes, mask3d, token)
+        if slice_indices is None or slice_indices.shape[1] == 0:
+            if mask is not None and mask.shape[1] != n3d:
+                raise ValueError(f"mask covers {mask.shape[1]} tokens but the volume alone gives {n3d}.")
+            return tokens
+        b, k = slice_indices.shape
+        slices = gather_slices(volumes, slice_indices)
+        mask2d = None
+        if mask is not None:
+            mask2d = mask[:, n3d:].reshape(b * k, -1)
+        slice_tokens = self.tokenizer_2d(slices, mask2d, token).reshape(b, -1, tokens.shape[-1])
+        return torch.cat([tokens, slice_tokens], dim=1)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cls_attention: Literal["last", "all"] | None = None,
+        return_hidden_states: bool = False,
+    ) -> dict[str, Any]:
+        """Run the shared backbone on embedded tokens (see :meth:`SharedBackbone.forward`)."""
+        return self.backbone(tokens, cls_attention=cls_attention, return_hidden_states=return_hidden_states)
