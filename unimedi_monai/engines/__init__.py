@@ -7,7 +7,7 @@ from unimedi_monai.engines.checkpoint import (
     load_network_weights,
     safe_load,
 )
-from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter
+from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler
 from unimedi_monai.engines.optim import param_groups
 from unimedi_monai.engines.schedules import cosine_schedule
 from unimedi_monai.engines.trainer import UniMedITrainer, training_scalars, unwrap_model
@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointHandler",
     "CheckpointMismatchError",
     "JsonlStatsWriter",
+    "ProgressBarHandler",
     "UniMedITrainer",
     "atomic_save",
     "cosine_schedule",

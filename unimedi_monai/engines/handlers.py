@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 
 from unimedi_monai.engines.checkpoint import atomic_save, list_checkpoints, load_latest_checkpoint
 
-__all__ = ["CheckpointHandler", "JsonlStatsWriter"]
+__all__ = ["CheckpointHandler", "JsonlStatsWriter", "ProgressBarHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +164,26 @@ class JsonlStatsWriter:
         row.update({k: float(v) for k, v in self.output_transform(engine.state.output).items()})
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class ProgressBarHandler:
+    """An ignite ``ProgressBar`` that MONAI engines can attach (they call ``attach(engine)`` only).
+
+    Args:
+        output_transform: maps ``engine.state.output`` to the dict of values shown on the bar.
+        persist: keep the finished bar of each epoch on screen.
+        disable: hide the bar (for logs and CI).
+    """
+
+    def __init__(self, output_transform: Callable[[Any], Mapping[str, float]] | None = None, persist: bool = True, disable: bool = False) -> None:
+        self.output_transform = output_transform
+        self.persist = persist
+        self.disable = disable
+
+    def attach(self, engine: Engine) -> None:
+        if self.disable or not _is_rank0():
+            return
+        from ignite.handlers import ProgressBar
+
+        kwargs = {} if self.output_transform is None else {"output_transform": self.output_transform}
+        ProgressBar(persist=self.persist).attach(engine, **kwargs)

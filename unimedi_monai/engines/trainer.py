@@ -6,6 +6,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 import torch
+from ignite.engine import Events
 from monai.engines import Trainer
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -113,6 +114,10 @@ class UniMedITrainer(Trainer):
         self.momentum_schedule = cosine_schedule(teacher_momentum, teacher_momentum_end, total)
         use_scaler = amp and self.amp_dtype == torch.float16 and self.state.device.type == "cuda"
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        batch_sampler = getattr(train_data_loader, "batch_sampler", None)
+        if hasattr(batch_sampler, "set_epoch"):
+            # shuffles depend on the (0-based) epoch; a restored epoch keeps the sampler's resume position
+            self.add_event_handler(Events.EPOCH_STARTED, lambda engine: batch_sampler.set_epoch(engine.state.epoch - 1))
 
     def run(self) -> None:  # type: ignore[override]
         """Train (continuing from a restored state if a resume handler loaded one)."""

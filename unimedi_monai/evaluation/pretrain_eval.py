@@ -1,0 +1,167 @@
+"""Evaluation of a pre-trained UniMedI on held-out image-report pairs.
+
+Computes, on the validation items of a datalist:
+
+- image-to-text and text-to-image Recall@1/5/10 over all pairs and within each modality, next to
+  the chance level (``k / N``);
+- for CT items that list their lesion slices, the fraction of volumes where a slice chosen by
+  attentive slice selection lies within ``tolerance`` slices of the lesion (``slice_hit_rate``),
+  next to the expected figure for the same number of random slices (``slice_hit_rate_random``);
+  lesion slices are mapped from the original numbering onto the resampled 32-slice grid;
+- pictures in ``output_dir``: the joint embedding space (PCA / t-SNE, by modality and finding),
+  the image-report similarity matrix, and per-slice scores of a few CTs.
+
+Everything goes to ``output_dir/metrics.json`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
+from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
+from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate
+
+__all__ = ["evaluate_pretraining", "write_json_atomic"]
+
+logger = logging.getLogger(__name__)
+
+
+def write_json_atomic(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``data`` as pretty JSON through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _lesion_on_grid(item: Mapping[str, Any], target: int) -> list[int]:
+    from unimedi_monai.data.demo import lesion_slices_resampled
+
+    lesion = item.get("lesion_slices") or []
+    if not lesion:
+        return []
+    depth = int(item.get("num_slices") or target)
+    return lesion_slices_resampled(lesion, depth, target)
+
+
+@torch.no_grad()
+def evaluate_pretraining(
+    network: nn.Module,
+    items: Sequence[Mapping[str, Any]],
+    xray_transform: Callable,
+    ct_transform: Callable,
+    output_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    slice_k: int = 1,
+    tolerance: int = 1,
+    seed: int = 0,
+    plot_method: str = "pca",
+    num_slice_plots: int = 3,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Evaluate ``network`` (a :class:`~unimedi_monai.networks.UniMedI`) on ``items``.
+
+    Args:
+        network: the pre-trained model (weights already loaded).
+        items: datalist items (``image``, ``report``, ``modality``; CT items may carry
+            ``lesion_slices`` in original slice numbers and ``num_slices``; ``finding`` colours plots).
+        xray_transform: deterministic X-ray transform (``xray_transforms(train=False)``).
+        ct_transform: deterministic CT transform (``ct_transforms(train=False)``).
+        output_dir: where ``metrics.json`` and the PNGs go.
+        device: evaluation device.
+        batch_size: images per forward pass.
+        slice_k: slices selected per CT for the hit rate (1: the single best slice).
+        tolerance: a selected slice within this many slices of a lesion slice is a hit.
+        seed: seed of the random-selection baseline.
+        plot_method: ``"pca"`` or ``"tsne"`` for the embedding picture.
+        num_slice_plots: CTs with lesions whose slice scores are drawn.
+        num_workers: data loading workers.
+        progress: show a progress bar.
+
+    Returns:
+        the metrics written to ``metrics.json``.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from unimedi_monai.data.collate import collate_mixed
+    from unimedi_monai.data.dataset import build_pretrain_dataset
+
+    if not items:
+        raise ValueError("no validation items to evaluate: the datalist's 'validation' section is empty.")
+    network = network.to(device).eval()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    dataset = build_pretrain_dataset(items, xray_transform, ct_transform, cache="none", progress=False)
+    by_modality = {"xray": list(dataset.xray_indices), "ct": list(dataset.ct_indices)}
+    image_emb, text_emb, modality, finding, reports = [], [], [], [], []
+    ct_selected, ct_scores, ct_lesions, ct_previews = [], [], [], []
+    k_train = getattr(network, "slice_top_k", 4)
+    for m in ("xray", "ct"):
+        if not by_modality[m]:
+            continue
+        loader = DataLoader(Subset(dataset, by_modality[m]), batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mixed)
+        for batch in tqdm(loader, desc=f"evaluate {m}", disable=not progress):
+            data = batch[m]
+            images = data["image"].to(device)
+            emb, _ = network.encode_image(images)
+            image_emb.append(emb.float().cpu())
+            text_emb.append(network.encode_text(data["report"]).float().cpu())
+            reports += list(data["report"])
+            modality += [m] * images.shape[0]
+            finding += [str(f) for f in data.get("finding", ["unknown"] * images.shape[0])]
+            if m == "ct":
+                idx, scores = network.select_slices(images, max(slice_k, k_train))
+                top = torch.topk(scores, slice_k, dim=-1).indices
+                ct_selected += top.cpu().tolist()
+                ct_scores += scores.cpu().tolist()
+                depth = images.shape[-1]
+                for j in range(images.shape[0]):
+                    item = {key: (data[key][j] if isinstance(data.get(key), list) else None) for key in ("lesion_slices", "num_slices")}
+                    ct_lesions.append(_lesion_on_grid(item, depth))
+                    if len(ct_previews) < num_slice_plots and ct_lesions[-1]:
+                        ct_previews.append((images[j, 0].cpu(), scores[j].cpu(), top[j].cpu().tolist(), ct_lesions[-1], len(ct_lesions) - 1))
+    image_all, text_all = torch.cat(image_emb), torch.cat(text_emb)
+    metrics: dict[str, Any] = dict(retrieval_recall_subsets(image_all, text_all, modality, ks=(1, 5, 10), text_groups=reports))
+    metrics["num_xray"] = modality.count("xray")
+    metrics["num_ct"] = modality.count("ct")
+    if any(ct_lesions):
+        n_slices = len(ct_scores[0])
+        metrics["slice_hit_rate"] = slice_hit_rate(ct_selected, ct_lesions, tolerance)
+        rnd = random_slice_hit_rate(ct_lesions, n_slices, slice_k, tolerance, seed=seed)
+        metrics["slice_hit_rate_random"] = rnd["expected"]
+        metrics["slice_hit_rate_random_sampled"] = rnd["sampled"]
+        metrics["slice_k"] = slice_k
+        metrics["slice_tolerance"] = tolerance
+        metrics["num_ct_with_lesion"] = sum(1 for x in ct_lesions if x)
+        top_train = [list(np.argsort(-np.asarray(s))[:k_train]) for s in ct_scores]
+        metrics[f"slice_hit_rate_top{k_train}"] = slice_hit_rate(top_train, ct_lesions, tolerance)
+        metrics[f"slice_hit_rate_random_top{k_train}"] = random_slice_hit_rate(ct_lesions, n_slices, k_train, tolerance, seed=seed)["expected"]
+    metrics["temperature"] = float(getattr(getattr(network, "contrastive_loss", None), "temperature", float("nan")))
+
+    plot_embeddings(image_all, modality, finding, output_dir / "embeddings.png", method=plot_method,
+                    title="Image embeddings (held-out): 2D X-ray and 3D CT")
+    order = np.argsort(np.asarray(finding), kind="stable")
+    plot_similarity_matrix(image_all[order], text_all[order], output_dir / "similarity.png", labels=[finding[i] for i in order])
+    for n, (volume, scores, selected, lesion, index) in enumerate(ct_previews):
+        plot_slice_scores(scores.numpy(), selected, lesion, output_dir / f"slice_scores_{n}.png",
+                          volume_slices=volume.permute(2, 0, 1)[selected].numpy())
+    write_json_atomic(metrics, output_dir / "metrics.json")
+    logger.info("evaluation metrics written to %s", output_dir / "metrics.json")
+    return metrics

@@ -1,0 +1,188 @@
+# Copyright (c) unimedi-monai contributors
+# Licensed under the Apache License, Version 2.0
+
+"""
+Slice "hit" metrics for the 3D slice-selection module.
+
+UniMedI selects a few key slices of a CT volume (guided by the report / [CLS] attention). A
+selection is a *hit* when at least one selected slice lies within ``tolerance`` slices of a slice
+annotated as containing a lesion. These helpers compute the hit rate of a selection and the hit
+rate a random selection of the same size would obtain (sampled and exact), which is the baseline
+the selection must beat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["slice_hit", "slice_hit_rate", "random_slice_hit_rate"]
+
+
+def _check_tolerance(tolerance: int) -> int:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
+        raise ValueError(f"tolerance must be a non-negative integer number of slices, got {tolerance!r}.")
+    return int(tolerance)
+
+
+def _as_int_list(values: Sequence[int], name: str) -> list[int]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must contain integer slice indices, got {v!r}.")
+        out.append(int(v))
+    return out
+
+
+def slice_hit(selected: Sequence[int], lesion_slices: Sequence[int], tolerance: int = 1) -> bool:
+    """
+    Whether a slice selection hits a lesion.
+
+    Args:
+        selected: indices of the selected slices.
+        lesion_slices: indices of the slices that contain a lesion.
+        tolerance: maximum distance (in slices) between a selected and a lesion slice for a hit;
+            ``0`` requires an exact match.
+
+    Returns:
+        True if some selected slice ``s`` and lesion slice ``l`` satisfy ``|s - l| <= tolerance``
+        (False when either list is empty).
+    """
+    tolerance = _check_tolerance(tolerance)
+    sel = _as_int_list(selected, "selected")
+    les = _as_int_list(lesion_slices, "lesion_slices")
+    if not sel or not les:
+        return False
+    les_arr = np.asarray(les)
+    return bool(any(np.abs(les_arr - s).min() <= tolerance for s in sel))
+
+
+def slice_hit_rate(
+    selected_per_volume: Sequence[Sequence[int]],
+    lesion_per_volume: Sequence[Sequence[int]],
+    tolerance: int = 1,
+) -> float:
+    """
+    Fraction of volumes whose selection hits a lesion (see :func:`slice_hit`).
+
+    Volumes with an empty lesion list are skipped (nothing to hit).
+
+    Args:
+        selected_per_volume: selected slice indices of each volume.
+        lesion_per_volume: lesion slice indices of each volume, same order and length.
+        tolerance: hit tolerance in slices.
+
+    Returns:
+        hit rate in ``[0, 1]`` over the volumes that have at least one lesion slice.
+
+    Raises:
+        ValueError: if the two lists differ in length or no volume has a lesion slice.
+    """
+    if len(selected_per_volume) != len(lesion_per_volume):
+        raise ValueError(
+            f"selected_per_volume has {len(selected_per_volume)} volumes but lesion_per_volume has "
+            f"{len(lesion_per_volume)}; give one entry per volume in the same order."
+        )
+    hits = [
+        slice_hit(sel, les, tolerance)
+        for sel, les in zip(selected_per_volume, lesion_per_volume)
+        if len(les) > 0
+    ]
+    if not hits:
+        raise ValueError(
+            f"none of the {len(lesion_per_volume)} volumes has a lesion slice, so the slice hit rate is undefined; "
+            "evaluate on volumes with lesion annotations."
+        )
+    return float(np.mean(hits))
+
+
+def _near_lesion_mask(lesion: Sequence[int], n: int, tolerance: int, volume: int) -> np.ndarray:
+    """Boolean (n,) mask of the slices within ``tolerance`` of a lesion slice."""
+    les = np.asarray(_as_int_list(lesion, f"lesion_per_volume[{volume}]"), dtype=np.int64)
+    if les.min() < 0 or les.max() >= n:
+        raise ValueError(
+            f"lesion_per_volume[{volume}] has slice indices {les.min()}..{les.max()} outside [0, {n}) "
+            f"for a volume of {n} slices; check num_slices or the lesion annotation."
+        )
+    return (np.abs(np.arange(n)[:, None] - les[None, :]) <= tolerance).any(axis=1)
+
+
+def random_slice_hit_rate(
+    lesion_per_volume: Sequence[Sequence[int]],
+    num_slices: int | Sequence[int],
+    k: int,
+    tolerance: int = 1,
+    seed: int = 0,
+    trials: int = 100,
+) -> dict[str, float]:
+    """
+    Hit rate of a random selection of ``k`` distinct slices per volume: the chance baseline.
+
+    Volumes with an empty lesion list are skipped, as in :func:`slice_hit_rate`. If a volume has
+    fewer than ``k`` slices, all its slices are selected.
+
+    Args:
+        lesion_per_volume: lesion slice indices of each volume (indices in ``[0, num_slices)``).
+        num_slices: number of slices of every volume, or one number per volume.
+        k: number of slices selected per volume.
+        tolerance: hit tolerance in slices.
+        seed: seed of the random generator used for ``"sampled"``.
+        trials: number of random selections drawn per volume.
+
+    Returns:
+        dict with
+
+        - ``"sampled"``: mean hit rate over ``trials`` random draws (fixed ``seed``);
+        - ``"sampled_sem"``: standard error of that mean across trials;
+        - ``"expected"``: exact expectation, the average over volumes of
+          ``1 - C(n - m, k) / C(n, k)``, with ``n`` the number of slices and ``m`` the number of
+          slices within ``tolerance`` of a lesion slice (hypergeometric probability of selecting
+          at least one of them);
+        - ``"num_volumes"``: number of volumes used.
+    """
+    tolerance = _check_tolerance(tolerance)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer number of selected slices, got {k!r}.")
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials!r}.")
+    n_vol = len(lesion_per_volume)
+    if isinstance(num_slices, (int, np.integer)) and not isinstance(num_slices, bool):
+        slices = [int(num_slices)] * n_vol
+    else:
+        slices = _as_int_list(num_slices, "num_slices")
+        if len(slices) != n_vol:
+            raise ValueError(
+                f"num_slices has {len(slices)} entries but lesion_per_volume has {n_vol} volumes; "
+                "give one number per volume or a single int."
+            )
+    rng = np.random.default_rng(seed)
+    expected: list[float] = []
+    sampled_hits: list[np.ndarray] = []  # one (trials,) boolean array per volume
+    for v, (lesion, n) in enumerate(zip(lesion_per_volume, slices)):
+        if len(lesion) == 0:
+            continue
+        if n < 1:
+            raise ValueError(f"num_slices for volume {v} is {n}; volumes need at least one slice.")
+        near = _near_lesion_mask(lesion, n, tolerance, v)
+        m = int(near.sum())
+        k_eff = min(int(k), n)
+        total = math.comb(n, k_eff)
+        expected.append((total - math.comb(n - m, k_eff)) / total)
+        # k distinct slices per trial: the first k of a random permutation of the n slices
+        picks = np.argsort(rng.random((trials, n)), axis=1)[:, :k_eff]
+        sampled_hits.append(near[picks].any(axis=1))
+    if not expected:
+        raise ValueError(
+            f"none of the {n_vol} volumes has a lesion slice, so the random slice hit rate is undefined; "
+            "evaluate on volumes with lesion annotations."
+        )
+    per_trial = np.stack(sampled_hits, axis=0).mean(axis=0)  # (trials,) hit rate of each draw
+    sem = float(per_trial.std(ddof=1) / math.sqrt(trials)) if trials > 1 else float("nan")
+    return {
+        "sampled": float(per_trial.mean()),
+        "sampled_sem": sem,
+        "expected": float(np.mean(expected)),
+        "num_volumes": len(expected),
+    }
