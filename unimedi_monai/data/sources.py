@@ -32,9 +32,16 @@ def resolve_dataset_dir(
             key to set).
     """
     if dataset_dir is None or str(dataset_dir) in ("", "demo"):
+        import torch.distributed as dist
+
         from unimedi_monai.data.demo import generate_demo_dataset
 
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed and dist.get_rank() != 0:
+            dist.barrier()  # rank 0 generates first; the others then find it complete
         path = generate_demo_dataset(demo_dir, **dict(demo or {}))
+        if distributed and dist.get_rank() == 0:
+            dist.barrier()
         logger.info("using the built-in demo data in %s", Path(path).parent)
         return str(Path(path).parent)
     folder = Path(dataset_dir).expanduser()
