@@ -104,3 +104,23 @@ def test_report_encoder_missing_model_has_one_line_error(tmp_path):
     assert "\n" not in msg and "huggingface-cli download" in msg and "nonexistent-org/no-such-model" in msg
     with pytest.raises(TextModelNotFoundError, match="does not exist"):
         ReportEncoder(str(tmp_path / "missing_folder"))
+
+
+def test_conv_stem_tokenizer_counts_and_sincos_init():
+    from unimedi_monai.networks.patch_tokenizer import sincos_position_embedding
+
+    tok2d = PatchTokenizer(2, 224, 16, 48, stem="conv")
+    tok3d = PatchTokenizer(3, (128, 128, 32), (16, 16, 4), 48, stem="conv")
+    assert tok2d(torch.zeros(2, 1, 224, 224)).shape == (2, 196, 48)
+    assert tok2d(torch.zeros(2, 1, 128, 128)).shape == (2, 64, 48)
+    assert tok3d(torch.zeros(1, 1, 128, 128, 32)).shape == (1, 512, 48)
+    with pytest.raises(ValueError, match="power-of-two"):
+        PatchTokenizer(2, 48, 12, 48, stem="conv")
+    emb = sincos_position_embedding((8, 8, 8), 48)
+    assert emb.shape == (48, 8, 8, 8)
+    # along the first axis, the first 8 channels are sin/cos of the coordinate, equal elsewhere
+    torch.testing.assert_close(emb[0, :, 3, 5], torch.sin(torch.arange(8.0)))
+    torch.testing.assert_close(emb[4, 2, :, 1], torch.full((8,), torch.cos(torch.tensor(2.0)).item()))
+    # every grid position gets a distinct embedding
+    flat = emb.flatten(1).T
+    assert torch.cdist(flat, flat).add(torch.eye(512) * 1e3).min() > 1e-3

@@ -52,10 +52,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from unimedi_monai.atomic_io import atomic_open
 
 __all__ = [
     "DATALIST_FILENAME",
@@ -314,18 +315,8 @@ def write_datalist(path: str | Path, sections: Mapping[str, Sequence[Mapping]], 
     except TypeError as e:
         raise ValueError(f"write_datalist({path}): {e}; convert such values to str/int/float/list/dict.") from e
 
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_open(path, "w") as f:
+        f.write(text)
     return path
 
 

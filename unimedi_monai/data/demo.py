@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -257,16 +258,17 @@ def _xray_blob(rng: np.random.Generator, finding: str, row: float, col: float, s
         return _soft(rho, radius, 1.2) * (0.85 + 0.15 * np.sqrt(np.clip(1.0 - rho**2, 0.0, 1.0)))
     if finding == "mass":
         theta = np.arctan2(rows - row, cols - col)
-        lobes = 1.0 + 0.08 * np.sin(3.0 * theta + rng.uniform(0, 2 * np.pi)) + 0.05 * np.sin(5.0 * theta + rng.uniform(0, 2 * np.pi))
+        phase3, phase5 = rng.uniform(0, 2 * np.pi, size=2)
+        lobes = 1.0 + 0.08 * np.sin(3.0 * theta + phase3) + 0.05 * np.sin(5.0 * theta + phase5)
         rho = np.sqrt((rows - row) ** 2 + (cols - col) ** 2) / (radius * lobes)
         return _soft(rho, radius, 1.5)
     # consolidation: union of overlapping hazy patches, modulated by a patchy texture
     shape = np.zeros(XRAY_SHAPE, dtype=np.float32)
     for k in range(int(rng.integers(4, 7))):
         if k == 0:
-            r_k, dr, dc = 0.30 * size_px, 0.0, 0.0
+            r_k, dr, dc = 0.35 * size_px, 0.0, 0.0
         else:
-            r_k = rng.uniform(0.15, 0.30) * size_px
+            r_k = rng.uniform(0.2, 0.35) * size_px
             dr, dc = rng.uniform(-0.2, 0.2, size=2) * size_px
         rho = np.sqrt((rows - row - dr) ** 2 + (cols - col - dc) ** 2) / r_k
         shape = np.maximum(shape, _soft(rho, r_k, 4.0))
@@ -315,7 +317,9 @@ def synth_xray(
         side_sign = -1.0 if side == "right" else 1.0  # patient's right lung is on the image left
         size_px = float(size_mm) / XRAY_PIXEL_MM
         top, height = anat.lung_row - anat.lung_ry, 2.0 * anat.lung_ry
-        amplitude = {"nodule": (85.0, 100.0), "mass": (105.0, 120.0), "consolidation": (70.0, 80.0), "effusion": (90.0, 100.0)}
+        amplitude = {
+            "nodule": (85.0, 100.0), "mass": (105.0, 120.0), "consolidation": (70.0, 80.0), "effusion": (90.0, 100.0)
+        }
         lesion = None
         for _ in range(_MAX_PLACEMENT_TRIES):
             if finding == "effusion":
@@ -339,12 +343,15 @@ def synth_xray(
                 if candidate.sum() < needed * (reference > 0.5).sum():
                     continue
             r_idx, c_idx = np.nonzero(candidate)
-            if (c_idx.mean() - _XR_MID) * side_sign <= 0 or _third(r_idx.mean(), top, top + height) != ZONES.index(zone):
+            wrong_zone = _third(r_idx.mean(), top, top + height) != ZONES.index(zone)
+            if (c_idx.mean() - _XR_MID) * side_sign <= 0 or wrong_zone:
                 continue
             mask = candidate
             break
         else:
-            raise RuntimeError(f"could not place a {size_mm} mm {finding} in the {side} {zone} zone; use a smaller size.")
+            raise RuntimeError(
+                f"could not place a {size_mm} mm {finding} in the {side} {zone} zone; use a smaller size_mm."
+            )
         image += rng.uniform(*amplitude[finding]) * lesion
     image = image * rng.uniform(0.95, 1.05) + rng.uniform(-5.0, 5.0)
     image += 3.0 * _smooth_noise(rng, XRAY_SHAPE, 6)
@@ -424,7 +431,7 @@ def _ct_blob_pv(
         the bounding-box slices and the fraction array inside that box.
     """
     spacing = np.asarray(CT_SPACING_MM)
-    half_extent_mm = {"nodule": 0.5, "mass": 0.6, "consolidation": 0.7}[finding] * size_mm + max(CT_SPACING_MM)
+    half_extent_mm = {"nodule": 0.5, "mass": 0.6, "consolidation": 0.75}[finding] * size_mm + max(CT_SPACING_MM)
     lo = np.maximum(np.floor(centre - half_extent_mm / spacing).astype(int), 0)
     hi = np.minimum(np.ceil(centre + half_extent_mm / spacing).astype(int) + 1, CT_SHAPE)
     sub = np.array([-1.0 / 3.0, 0.0, 1.0 / 3.0])
@@ -436,13 +443,14 @@ def _ct_blob_pv(
     elif finding == "mass":
         azimuth = np.arctan2(dy, dx)
         elevation = np.arctan2(dz, np.hypot(dx, dy))
-        lobes = 1.0 + 0.08 * np.sin(3.0 * azimuth + rng.uniform(0, 2 * np.pi)) + 0.06 * np.cos(2.0 * elevation + rng.uniform(0, 2 * np.pi))
+        phase_a, phase_e = rng.uniform(0, 2 * np.pi, size=2)
+        lobes = 1.0 + 0.08 * np.sin(3.0 * azimuth + phase_a) + 0.06 * np.cos(2.0 * elevation + phase_e)
         inside = dx**2 + dy**2 + dz**2 <= (radius * lobes) ** 2
     else:  # consolidation: union of overlapping spheres
-        inside = dx**2 + dy**2 + dz**2 <= (0.3 * size_mm) ** 2
+        inside = dx**2 + dy**2 + dz**2 <= (0.35 * size_mm) ** 2
         for _ in range(int(rng.integers(3, 6))):
             ox, oy, oz = rng.uniform(-0.2, 0.2, size=3) * size_mm
-            r_k = rng.uniform(0.15, 0.3) * size_mm
+            r_k = rng.uniform(0.2, 0.35) * size_mm
             inside |= (dx - ox) ** 2 + (dy - oy) ** 2 + (dz - oz) ** 2 <= r_k**2
     shape = tuple(int(h - l) for l, h in zip(lo, hi))
     pv = inside.reshape(shape[0], 3, shape[1], 3, shape[2], 3).mean(axis=(1, 3, 5))
@@ -538,7 +546,9 @@ def synth_ct(
             mask[box] = candidate
             break
         else:
-            raise RuntimeError(f"could not place a {size_mm} mm {finding} in the {side} {zone} lung; use a smaller size.")
+            raise RuntimeError(
+                f"could not place a {size_mm} mm {finding} in the {side} {zone} lung; use a smaller size_mm."
+            )
     volume += _HU_NOISE * rng.standard_normal(CT_SHAPE, dtype=np.float32)
     return np.clip(np.rint(volume), -1024, 3071).astype(np.int16), mask
 
@@ -584,7 +594,8 @@ _TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "normal": (
             "CHEST RADIOGRAPH. FINDINGS: The lungs are clear. The heart size is normal. No pneumothorax. "
             "IMPRESSION: No acute cardiopulmonary abnormality.",
-            "PA chest radiograph. Clear lungs. Normal cardiomediastinal silhouette. IMPRESSION: Normal chest radiograph.",
+            "PA chest radiograph. Clear lungs. Normal cardiomediastinal silhouette. "
+            "IMPRESSION: Normal chest radiograph.",
             "Chest radiograph: no focal opacity. Heart and mediastinum are within normal limits. "
             "IMPRESSION: No acute cardiopulmonary process.",
         ),
@@ -688,7 +699,10 @@ def lesion_slices_resampled(lesion_slices: Sequence[int], num_slices: int, targe
     covers the coordinate range ``[z, z + 1)`` and target slice ``t`` covers
     ``[t * D / T, (t + 1) * D / T)`` in original coordinates (``D = num_slices``,
     ``T = target_slices``). A target slice is returned when its range overlaps the range of any
-    lesion slice. Computed in exact integer arithmetic.
+    lesion slice. Computed in exact integer arithmetic. This is exactly the set of target slices
+    that receive weight from a lesion slice under ``Resize(mode="area")`` (MONAI's default); under
+    ``mode="trilinear"`` it is the same for the demo's 48 -> 32 (and e.g. 40 -> 32, 64 -> 32), while
+    other ratios may differ by one neighbouring slice of small weight.
 
     Example: ``D = 48, T = 32``: slice 0 -> [0], slice 1 -> [0, 1], slice 2 -> [1], slice 47 -> [31].
 
@@ -970,18 +984,20 @@ def generate_demo_dataset(
         datalist = {
             "name": "unimedi-demo",
             "description": (
-                f"Synthetic chest X-rays and CTs with paired reports generated by {_GENERATOR} (seed {arguments['seed']}); "
-                "not patient data. Each report states the drawn finding, side, zone and size."
+                f"Synthetic chest X-rays and CTs with paired reports generated by {_GENERATOR} "
+                f"(seed {arguments['seed']}); not patient data. Each report states the drawn finding, side, zone "
+                "and size."
             ),
             "reference": "unimedi-monai built-in demo generator",
             "licence": "CC0-1.0 (synthetic)",
             "conventions": {
                 "xray": f"PNG {XRAY_SHAPE[0]}x{XRAY_SHAPE[1]}, {XRAY_PIXEL_MM} mm/pixel, row 0 superior; radiological "
                 "display: the patient's left is on the image right.",
-                "ct": f"NIfTI int16 HU {CT_SHAPE}, spacing {CT_SPACING_MM} mm, RAS+ affine: first axis to the patient's "
-                "right, second anterior, third superior (higher slice index = more superior).",
+                "ct": f"NIfTI int16 HU {CT_SHAPE}, spacing {CT_SPACING_MM} mm, RAS+ affine: first axis to the "
+                "patient's right, second anterior, third superior (higher slice index = more superior).",
                 "zone": "upper / middle / lower third of the lung field (X-ray rows, CT slices).",
-                "size_mm": "nodule / mass: diameter; consolidation: extent; effusion: maximal fluid depth; 0 if normal.",
+                "size_mm": "nodule / mass: diameter; consolidation: extent; effusion: maximal fluid depth; "
+                "0 if normal.",
             },
             "numTraining": len(training),
             "numValidation": len(validation),
@@ -989,7 +1005,9 @@ def generate_demo_dataset(
             "validation": validation,
         }
         (tmp / _DATALIST).write_text(json.dumps(datalist, indent=2) + "\n", encoding="utf-8")
-        manifest = {"generator": _GENERATOR, "format_version": FORMAT_VERSION, "arguments": arguments, "num_items": len(items)}
+        manifest = {
+            "generator": _GENERATOR, "format_version": FORMAT_VERSION, "arguments": arguments, "num_items": len(items)
+        }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _move_into_place(tmp, out_dir, arguments, force)
         if progress:
@@ -1036,7 +1054,7 @@ class _NullBar:
         pass
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, enabled: bool) -> Any:
     """tqdm progress bar on stderr, or a no-op when disabled or tqdm is not installed."""
     if not enabled:
         return _NullBar()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from unimedi_monai.atomic_io import atomic_open
 
 __all__ = [
     "atomic_save",
@@ -37,20 +38,9 @@ class CheckpointMismatchError(RuntimeError):
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

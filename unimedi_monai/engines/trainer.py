@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from ignite.engine import Events
 from monai.engines import Trainer
@@ -61,6 +62,11 @@ class UniMedITrainer(Trainer):
         teacher_momentum: starting EMA momentum (0.996).
         teacher_momentum_end: final EMA momentum (1.0).
         grad_clip: max gradient norm (0 or None: no clipping).
+        mask_warmup_iterations: the student's mask ratio rises linearly from 0 to the network's
+            ``mask_ratio`` over these first steps (0: masked at full ratio from the start). Early on the
+            teacher's attention is still random, so masking hides the very patches the reports
+            describe; ramping it in (as iBOT delays its masked prediction) lets the contrastive
+            signal form first.
         amp: mixed precision (bf16 or fp16 autocast on GPU; bf16 on CPU).
         amp_dtype: ``"bfloat16"`` or ``"float16"`` (fp16 uses a GradScaler).
         non_blocking: non-blocking host-to-device copies.
@@ -83,6 +89,7 @@ class UniMedITrainer(Trainer):
         teacher_momentum: float = 0.996,
         teacher_momentum_end: float = 1.0,
         grad_clip: float | None = 3.0,
+        mask_warmup_iterations: int = 0,
         amp: bool = False,
         amp_dtype: str = "bfloat16",
         non_blocking: bool = True,
@@ -112,6 +119,9 @@ class UniMedITrainer(Trainer):
         self.lr_schedule = cosine_schedule(lr, min_lr, total, warmup_iterations)
         self.wd_schedule = cosine_schedule(weight_decay, weight_decay_end, total)
         self.momentum_schedule = cosine_schedule(teacher_momentum, teacher_momentum_end, total)
+        target_ratio = float(getattr(unwrap_model(network), "mask_ratio", 0.0))
+        ramp = np.clip(np.arange(total, dtype=np.float64) / max(int(mask_warmup_iterations), 1), 0.0, 1.0)
+        self.mask_ratio_schedule = target_ratio * (ramp if mask_warmup_iterations > 0 else np.ones(total))
         use_scaler = amp and self.amp_dtype == torch.float16 and self.state.device.type == "cuda"
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         batch_sampler = getattr(train_data_loader, "batch_sampler", None)
@@ -131,6 +141,9 @@ class UniMedITrainer(Trainer):
             group["lr"] = lr * group.get("lr_scale", 1.0)
             if group.get("apply_weight_decay", True):
                 group["weight_decay"] = wd
+        model = unwrap_model(self.network)
+        if hasattr(model, "mask_ratio"):
+            model.mask_ratio = float(self.mask_ratio_schedule[step])
         xray = _to_device(batchdata.get("xray"), device, self.non_blocking)
         ct = _to_device(batchdata.get("ct"), device, self.non_blocking)
         self.network.train()
@@ -158,7 +171,7 @@ class UniMedITrainer(Trainer):
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
-        unwrap_model(self.network).update_teacher(momentum)
+        model.update_teacher(momentum)
         result = {k: v for k, v in out.items() if k in ("loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio")}
         result = {k: float(v) for k, v in result.items()}
         result.update(loss=float(loss.detach()), lr=lr, weight_decay=wd, teacher_momentum=momentum)

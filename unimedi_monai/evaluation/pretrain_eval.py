@@ -16,10 +16,8 @@ Everything goes to ``output_dir/metrics.json`` (written atomically).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,25 +26,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
 from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate
 
-__all__ = ["evaluate_pretraining", "write_json_atomic"]
+__all__ = ["evaluate_pretraining"]
 
 logger = logging.getLogger(__name__)
-
-
-def write_json_atomic(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``data`` as pretty JSON through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
 
 
 def _lesion_on_grid(item: Mapping[str, Any], target: int) -> list[int]:

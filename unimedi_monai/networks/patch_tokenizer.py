@@ -13,6 +13,12 @@ backbone can tell an X-ray / slice token from a volume token. Masked tokens (att
 masking of the student) are swapped for the learnt mask token *before* position and modality
 embeddings are added, as iBOT does: the student knows where a masked patch is, not what it holds.
 
+Stems: ``"linear"`` (default, the paper's ViT) embeds each patch with one strided convolution;
+``"conv"`` replaces it with a small stack of 3x3(x3) stride-2 convolutions ending at the patch
+stride ("early convolutions", Xiao et al. 2021), which gives the transformer a local inductive bias
+and makes it train in a few hundred steps on small data: the ``demo`` and ``tiny`` presets use it
+so that the built-in demo pre-trains on a CPU in minutes.
+
 Tokens are flattened in the grid's row-major order: for a 3D grid (h, w, d) the token index is
 ``(i * w + j) * d + k``, so the depth index is the fastest-moving one.
 """
@@ -37,6 +43,50 @@ def _as_tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ..
     return value
 
 
+def sincos_position_embedding(grid: Sequence[int], dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed sine-cosine position embeddings ``(dim, *grid)`` for a 2D or 3D grid (MAE / MoCo v3 style).
+
+    The channels are split evenly over the axes (``dim`` must be divisible by ``2 * len(grid)``;
+    leftover channels are zero); each axis gets sines and cosines of its coordinate at geometric
+    frequencies.
+    """
+    axes = len(grid)
+    per_axis = (dim // (2 * axes)) * 2
+    if per_axis == 0:
+        raise ValueError(f"position embedding width {dim} is too small for a {axes}D grid.")
+    coords = torch.meshgrid(*[torch.arange(g, dtype=torch.float32) for g in grid], indexing="ij")
+    omega = 1.0 / temperature ** (torch.arange(per_axis // 2, dtype=torch.float32) / (per_axis // 2))
+    parts = []
+    for c in coords:
+        angles = c.unsqueeze(0) * omega.view(-1, *([1] * axes))
+        parts += [angles.sin(), angles.cos()]
+    emb = torch.cat(parts, dim=0)
+    if emb.shape[0] < dim:
+        emb = torch.cat([emb, emb.new_zeros((dim - emb.shape[0], *grid))], dim=0)
+    return emb
+
+
+def _conv_stem(spatial_dims: int, in_channels: int, hidden_size: int, patch_size: Sequence[int]) -> nn.Sequential:
+    """3x3(x3) convolutions, stride 2 along each axis until its patch size is reached, then a 1x1(x1)."""
+    for p in patch_size:
+        if p & (p - 1):
+            raise ValueError(f"the conv stem needs power-of-two patch sizes, got {tuple(patch_size)}.")
+    stages = max(int(p).bit_length() - 1 for p in patch_size)
+    conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+    norm = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
+    layers: list[nn.Module] = []
+    channels = in_channels
+    remaining = list(patch_size)
+    for i in range(stages):
+        out = max(hidden_size // 2 ** (stages - 1 - i), 8) if i < stages - 1 else hidden_size
+        stride = tuple(2 if r > 1 else 1 for r in remaining)
+        remaining = [r // s for r, s in zip(remaining, stride)]
+        layers += [conv(channels, out, kernel_size=3, stride=stride, padding=1, bias=False), norm(out), nn.ReLU(inplace=True)]
+        channels = out
+    layers.append(conv(channels, hidden_size, kernel_size=1))
+    return nn.Sequential(*layers)
+
+
 class PatchTokenizer(nn.Module):
     """Patch embedding with position and modality embeddings for 2D or 3D single-channel input.
 
@@ -46,6 +96,7 @@ class PatchTokenizer(nn.Module):
         patch_size: patch size, e.g. 16 or (16, 16, 4).
         hidden_size: token width (must match the backbone).
         in_channels: input channels (1 for X-ray and CT).
+        stem: ``"linear"`` (one patch-sized convolution) or ``"conv"`` (stacked stride-2 convolutions).
 
     Example::
 
@@ -63,6 +114,7 @@ class PatchTokenizer(nn.Module):
         patch_size: int | Sequence[int],
         hidden_size: int,
         in_channels: int = 1,
+        stem: str = "linear",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -76,15 +128,23 @@ class PatchTokenizer(nn.Module):
         self.grid_size = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
         self.hidden_size = hidden_size
         self.in_channels = in_channels
-        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-        self.proj = conv(in_channels, hidden_size, kernel_size=self.patch_size, stride=self.patch_size)
-        self.position_embedding = nn.Parameter(torch.zeros(1, hidden_size, *self.grid_size))
+        if stem == "linear":
+            conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+            self.proj: nn.Module = conv(in_channels, hidden_size, kernel_size=self.patch_size, stride=self.patch_size)
+        elif stem == "conv":
+            self.proj = _conv_stem(spatial_dims, in_channels, hidden_size, self.patch_size)
+        else:
+            raise ValueError(f"tokenizer stem must be 'linear' or 'conv', got {stem!r}.")
+        self.stem = stem
+        # learnt, initialised with sine-cosine embeddings: position is salient from the first step,
+        # which a from-scratch ViT needs to tell left from right on small data (MAE, MoCo v3)
+        self.position_embedding = nn.Parameter(sincos_position_embedding(self.grid_size, hidden_size).unsqueeze(0))
         self.modality_embedding = nn.Parameter(torch.zeros(1, 1, hidden_size))
-        nn.init.trunc_normal_(self.position_embedding, std=0.02)
         nn.init.trunc_normal_(self.modality_embedding, std=0.02)
-        w = self.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.proj.bias)
+        if stem == "linear":
+            w = self.proj.weight.data
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(self.proj.bias)
 
     @property
     def num_patches(self) -> int:

@@ -283,6 +283,17 @@ class UniMedI(nn.Module):
         out = self.encoder(tokens)
         return self.image_projection(out["cls"], normalize=normalize), out["patches"]
 
+    def load_pretrained(self, path: str, strict: bool = True) -> dict[str, list[str]]:
+        """Load weights written by the pre-training bundle (``models/model.pt`` or a training checkpoint).
+
+        Returns the loaded / missing / unexpected keys; raises a one-line
+        :class:`~unimedi_monai.engines.checkpoint.CheckpointMismatchError` when they do not fit
+        (for example a different backbone preset).
+        """
+        from unimedi_monai.engines.checkpoint import load_network_weights
+
+        return load_network_weights(self, path, strict=strict)
+
     def encode_text(self, reports: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Embed reports ``(B, embed_dim)`` in the image embedding space."""
         return self.text_projection(self.text_encoder(reports), normalize=normalize)

@@ -40,8 +40,9 @@ class UnifiedVisionEncoder(nn.Module):
         super().__init__()
         self.backbone = SharedBackbone(backbone)
         hidden = self.backbone.hidden_size
-        self.tokenizer_2d = PatchTokenizer(2, xray_size, patch_size_2d, hidden)
-        self.tokenizer_3d = PatchTokenizer(3, ct_size, patch_size_3d, hidden)
+        stem = self.backbone.config.patch_stem
+        self.tokenizer_2d = PatchTokenizer(2, xray_size, patch_size_2d, hidden, stem=stem)
+        self.tokenizer_3d = PatchTokenizer(3, ct_size, patch_size_3d, hidden, stem=stem)
         self.mask_token = nn.Parameter(torch.zeros(hidden))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 

@@ -1,0 +1,55 @@
+"""Config helpers: locating the bundle, choosing the data folder, the metrics summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from unimedi_monai.bundle import find_bundle_root
+from unimedi_monai.data.sources import resolve_dataset_dir
+from unimedi_monai.evaluation.summary import summarize
+
+from conftest import REPO_ROOT
+
+
+def test_find_bundle_root_from_sys_path_and_repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    assert find_bundle_root("unimedi_pretrain") == str(REPO_ROOT / "bundles" / "pretrain")
+    copy = tmp_path / "unpacked"
+    (copy / "configs").mkdir(parents=True)
+    (copy / "configs" / "metadata.json").write_text(json.dumps({"name": "unimedi_pretrain"}))
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(copy)] + sys.path[1:])
+    assert find_bundle_root("unimedi_pretrain") == str(copy.resolve())  # monai.bundle run puts it on sys.path
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--bundle_root"):
+        find_bundle_root("no_such_bundle")
+
+
+def test_resolve_dataset_dir_errors_name_the_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset_dir '.*missing' does not exist"):
+        resolve_dataset_dir(tmp_path / "missing", tmp_path / "demo")
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FileNotFoundError, match="no datalist.json"):
+        resolve_dataset_dir(tmp_path / "data", tmp_path / "demo")
+    (tmp_path / "data" / "datalist.json").write_text("{}")
+    assert resolve_dataset_dir(tmp_path / "data", tmp_path / "demo") == str((tmp_path / "data").resolve())
+
+
+def test_resolve_dataset_dir_generates_demo_once(tmp_path):
+    demo = {"n_xray": 4, "n_ct": 2, "seed": 5}
+    path = resolve_dataset_dir(None, tmp_path / "demo", demo=demo)
+    assert (tmp_path / "demo" / "datalist.json").is_file() and path == str(tmp_path / "demo")
+    mtime = (tmp_path / "demo" / "datalist.json").stat().st_mtime_ns
+    assert resolve_dataset_dir("demo", tmp_path / "demo", demo=demo) == path
+    assert (tmp_path / "demo" / "datalist.json").stat().st_mtime_ns == mtime
+
+
+def test_summary_reports_targets():
+    metrics = {"i2t_R@1": 0.3, "t2i_R@1": 0.05, "chance_R@1": 0.02, "slice_hit_rate": 0.6, "slice_hit_rate_random": 0.2}
+    table, ok = summarize(metrics)
+    assert not ok and "NOT met" in table  # t2i is 2.5x chance
+    metrics["t2i_R@1"] = 0.1
+    table, ok = summarize(metrics)
+    assert ok and "3.00x" in table and "15.00x" in table
