@@ -118,9 +118,9 @@ def test_conv_stem_tokenizer_counts_and_sincos_init():
         PatchTokenizer(2, 48, 12, 48, stem="conv")
     emb = sincos_position_embedding((8, 8, 8), 48)
     assert emb.shape == (48, 8, 8, 8)
-    # along the first axis, the first 8 channels are sin/cos of the coordinate, equal elsewhere
+    # channels 0-15 encode the first axis: sines then cosines at geometric frequencies (the first is 1)
     torch.testing.assert_close(emb[0, :, 3, 5], torch.sin(torch.arange(8.0)))
-    torch.testing.assert_close(emb[4, 2, :, 1], torch.full((8,), torch.cos(torch.tensor(2.0)).item()))
+    torch.testing.assert_close(emb[8, 2, :, 1], torch.full((8,), torch.cos(torch.tensor(2.0)).item()))  # 8 sines, then 8 cosines
     # every grid position gets a distinct embedding
     flat = emb.flatten(1).T
     assert torch.cdist(flat, flat).add(torch.eye(512) * 1e3).min() > 1e-3

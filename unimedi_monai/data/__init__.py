@@ -1,29 +1,43 @@
-"""Data: datalists, readers, MONAI transforms, mixed 2D/3D sampling, report cleaning, demo data, adapters."""
+"""Data: datalists, readers, MONAI transforms, mixed 2D/3D sampling, report cleaning, demo data, adapters.
 
-from unimedi_monai.data.collate import collate_mixed, move_batch_to_device
-from unimedi_monai.data.datalist import load_datalist, split_by_patient, write_datalist
-from unimedi_monai.data.dataset import MixedModalityDataset, build_pretrain_dataset
-from unimedi_monai.data.readers import SimpleITKReader
-from unimedi_monai.data.reports import clean_report, extract_sections, report_from_sections, truncate_report
-from unimedi_monai.data.sampler import MixedBatchSampler
-from unimedi_monai.data.sources import resolve_dataset_dir
-from unimedi_monai.data.transforms import ct_transforms, xray_transforms
+Names load on first use, so the command-line tools (``python -m unimedi_monai.data.prepare``,
+``python -m unimedi_monai.data.demo``) start without importing MONAI.
+"""
 
-__all__ = [
-    "MixedBatchSampler",
-    "MixedModalityDataset",
-    "SimpleITKReader",
-    "build_pretrain_dataset",
-    "clean_report",
-    "collate_mixed",
-    "ct_transforms",
-    "extract_sections",
-    "load_datalist",
-    "move_batch_to_device",
-    "report_from_sections",
-    "resolve_dataset_dir",
-    "split_by_patient",
-    "truncate_report",
-    "write_datalist",
-    "xray_transforms",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "collate_mixed": "collate",
+    "move_batch_to_device": "collate",
+    "load_datalist": "datalist",
+    "split_by_patient": "datalist",
+    "write_datalist": "datalist",
+    "MixedModalityDataset": "dataset",
+    "build_pretrain_dataset": "dataset",
+    "generate_demo_dataset": "demo",
+    "lesion_slices_resampled": "demo",
+    "SimpleITKReader": "readers",
+    "clean_report": "reports",
+    "extract_sections": "reports",
+    "report_from_sections": "reports",
+    "truncate_report": "reports",
+    "MixedBatchSampler": "sampler",
+    "resolve_dataset_dir": "sources",
+    "ct_transforms": "transforms",
+    "xray_transforms": "transforms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

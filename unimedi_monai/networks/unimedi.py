@@ -153,9 +153,13 @@ class UniMedI(nn.Module):
         torch._foreach_add_(teacher_f, student_f, alpha=1.0 - momentum)
 
     # ------------------------------------------------------------------ pieces
-    def _teacher_select(self, volumes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _teacher_select(
+        self, volumes: torch.Tensor, k: int, volume_tokens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.teacher["encoder"]
-        out = enc(enc.embed_ct(volumes), cls_attention=self.attention_layers)
+        if volume_tokens is None:
+            volume_tokens = enc.embed_volume(volumes)
+        out = enc(volume_tokens, cls_attention=self.attention_layers)
         grid = enc.tokenizer_3d.grid_for(volumes.shape[2:])
         scores = slice_scores(out["cls_attention"], grid, volumes.shape[-1])
         return top_k_slices(scores, k), scores
@@ -179,8 +183,9 @@ class UniMedI(nn.Module):
         with torch.no_grad():
             selected = None
             if is_ct:
-                selected, _ = self._teacher_select(images, self.slice_top_k)
-                t_tokens = teacher_enc.embed_ct(images, selected)
+                volume_tokens = teacher_enc.embed_volume(images)  # tokenised once, used by both teacher passes
+                selected, _ = self._teacher_select(images, self.slice_top_k, volume_tokens)
+                t_tokens = teacher_enc.embed_ct(images, selected, volume_tokens=volume_tokens)
             else:
                 t_tokens = teacher_enc.embed_xray(images)
             t_out = teacher_enc(t_tokens, cls_attention=self.attention_layers)

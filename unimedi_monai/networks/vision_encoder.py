@@ -54,11 +54,26 @@ class UnifiedVisionEncoder(nn.Module):
         """Tokens ``(B, N2d, hidden)`` of ``(B, 1, H, W)`` images; ``mask`` ``(B, N2d)`` swaps in the mask token."""
         return self.tokenizer_2d(images, mask, self.mask_token if mask is not None else None)
 
+    def embed_volume(self, volumes: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens ``(B, N3d, hidden)`` of ``(B, 1, H, W, D)`` volumes through the 3D tokenizer."""
+        if volumes.ndim != 5:
+            raise ValueError(f"CT volumes must be (B, 1, H, W, D), got shape {tuple(volumes.shape)}.")
+        return self.tokenizer_3d(volumes, mask, self.mask_token if mask is not None else None)
+
+    def embed_slices(self, volumes: torch.Tensor, slice_indices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens ``(B, k * N2d, hidden)`` of the slices ``slice_indices`` ``(B, k)`` through the 2D tokenizer."""
+        b, k = slice_indices.shape
+        slices = gather_slices(volumes, slice_indices)
+        mask2d = mask.reshape(b * k, -1) if mask is not None else None
+        tokens = self.tokenizer_2d(slices, mask2d, self.mask_token if mask is not None else None)
+        return tokens.reshape(b, -1, tokens.shape[-1])
+
     def embed_ct(
         self,
         volumes: torch.Tensor,
         slice_indices: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
+        volume_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Tokens of ``(B, 1, H, W, D)`` volumes, followed by those of the selected slices.
 
@@ -66,6 +81,7 @@ class UnifiedVisionEncoder(nn.Module):
             volumes: CT volumes.
             slice_indices: ``(B, k)`` slices (last axis) to add through the 2D tokenizer, or None.
             mask: ``(B, N3d + k * N2d)`` bool over the whole sequence, or None.
+            volume_tokens: the unmasked :meth:`embed_volume` output when already computed (reused).
 
         Returns:
             ``(B, N3d + k * N2d, hidden)``.
@@ -75,19 +91,15 @@ class UnifiedVisionEncoder(nn.Module):
         n3d = 1
         for g in self.tokenizer_3d.grid_for(volumes.shape[2:]):
             n3d *= g
-        token = self.mask_token if mask is not None else None
-        mask3d = mask[:, :n3d] if mask is not None else None
-        tokens = self.tokenizer_3d(volumes, mask3d, token)
+        if mask is not None and slice_indices is None and mask.shape[1] != n3d:
+            raise ValueError(f"mask covers {mask.shape[1]} tokens but the volume alone gives {n3d}.")
+        if volume_tokens is not None and mask is None:
+            tokens = volume_tokens
+        else:
+            tokens = self.embed_volume(volumes, None if mask is None else mask[:, :n3d])
         if slice_indices is None or slice_indices.shape[1] == 0:
-            if mask is not None and mask.shape[1] != n3d:
-                raise ValueError(f"mask covers {mask.shape[1]} tokens but the volume alone gives {n3d}.")
             return tokens
-        b, k = slice_indices.shape
-        slices = gather_slices(volumes, slice_indices)
-        mask2d = None
-        if mask is not None:
-            mask2d = mask[:, n3d:].reshape(b * k, -1)
-        slice_tokens = self.tokenizer_2d(slices, mask2d, token).reshape(b, -1, tokens.shape[-1])
+        slice_tokens = self.embed_slices(volumes, slice_indices, None if mask is None else mask[:, n3d:])
         return torch.cat([tokens, slice_tokens], dim=1)
 
     def forward(
