@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1", PYTHONUTF8="1")
     return env
 
 
@@ -30,7 +30,7 @@ def _bundle(args: list[str], bundle_root: Path, configs: list[str], launcher: li
         "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
         "--bundle_root", str(bundle_root),
     ] + args
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"bundle run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -15,7 +15,7 @@ def _bundle_name(folder: Path) -> str | None:
     if not meta.is_file():
         return None
     try:
-        return json.loads(meta.read_text()).get("name")
+        return json.loads(meta.read_text(encoding="utf-8")).get("name")
     except (OSError, json.JSONDecodeError):
         return None
 

@@ -151,9 +151,9 @@ class JsonlStatsWriter:
     def _trim(self, engine: Engine) -> None:
         if not _is_rank0() or not self.path.is_file():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("iteration", 0) <= engine.state.iteration]
+        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("iteration", 0) <= engine.state.iteration]
         tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
         os.replace(tmp, self.path)
 
     def _write(self, engine: Engine) -> None:
@@ -162,7 +162,7 @@ class JsonlStatsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         row = {"iteration": engine.state.iteration, "epoch": engine.state.epoch}
         row.update({k: float(v) for k, v in self.output_transform(engine.state.output).items()})
-        with self.path.open("a") as f:
+        with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
 

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.metrics.is_file():
         print(f"error: {args.metrics} does not exist; run the evaluation first.", file=sys.stderr)
         return 1
-    table, ok = summarize(json.loads(args.metrics.read_text()))
+    table, ok = summarize(json.loads(args.metrics.read_text(encoding="utf-8")))
     print(table)
     print("all targets met" if ok else "some targets not met")
     return 0
