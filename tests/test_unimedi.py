@@ -117,3 +117,13 @@ def test_few_steps_lower_the_loss(model):
         model.update_teacher(0.9)
         losses.append(float(out["loss"].detach()))
     assert losses[-1] < losses[0] - 0.5, losses
+
+
+def test_teacher_takes_the_students_batchnorm_statistics(model):
+    model.train()
+    model(**_batch())  # the student's conv-stem BatchNorm statistics move; the teacher's (eval mode) do not
+    pairs = list(zip(model.encoder.buffers(), model.teacher["encoder"].buffers()))
+    assert pairs and any(not torch.equal(s, t) for s, t in pairs)
+    model.update_teacher(0.996)
+    for s, t in pairs:
+        torch.testing.assert_close(t, s)

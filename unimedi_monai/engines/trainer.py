@@ -124,10 +124,23 @@ class UniMedITrainer(Trainer):
         self.mask_ratio_schedule = target_ratio * (ramp if mask_warmup_iterations > 0 else np.ones(total))
         use_scaler = amp and self.amp_dtype == torch.float16 and self.state.device.type == "cuda"
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.add_event_handler(Events.COMPLETED, self._sync_buffers)
         batch_sampler = getattr(train_data_loader, "batch_sampler", None)
         if hasattr(batch_sampler, "set_epoch"):
             # shuffles depend on the (0-based) epoch; a restored epoch keeps the sampler's resume position
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: batch_sampler.set_epoch(engine.state.epoch - 1))
+
+    def _sync_buffers(self, engine: Any) -> None:
+        """End every rank with rank 0's buffers (BatchNorm statistics, loss centres).
+
+        DDP already treats rank 0's buffers as authoritative (it broadcasts them before each forward);
+        one last broadcast after the final step makes every rank's final state bit-identical.
+        """
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for buffer in unwrap_model(self.network).buffers():
+                dist.broadcast(buffer, src=0)
 
     def run(self) -> None:  # type: ignore[override]
         """Train (continuing from a restored state if a resume handler loaded one)."""

@@ -81,7 +81,13 @@ def _conv_stem(spatial_dims: int, in_channels: int, hidden_size: int, patch_size
         out = max(hidden_size // 2 ** (stages - 1 - i), 8) if i < stages - 1 else hidden_size
         stride = tuple(2 if r > 1 else 1 for r in remaining)
         remaining = [r // s for r, s in zip(remaining, stride)]
-        layers += [conv(channels, out, kernel_size=3, stride=stride, padding=1, bias=False), norm(out), nn.ReLU(inplace=True)]
+        # BatchNorm trained this stem fastest on the demo data (GroupNorm: R@1 at chance after the
+        # same 10-minute run); the EMA teacher copies the student's running statistics
+        layers += [
+            conv(channels, out, kernel_size=3, stride=stride, padding=1, bias=False),
+            norm(out),
+            nn.ReLU(inplace=True),
+        ]
         channels = out
     layers.append(conv(channels, hidden_size, kernel_size=1))
     return nn.Sequential(*layers)

@@ -143,7 +143,11 @@ class UniMedI(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        """EMA step: ``teacher <- momentum * teacher + (1 - momentum) * student`` (buffers copied)."""
+        """EMA step: ``teacher <- momentum * teacher + (1 - momentum) * student`` over the parameters.
+
+        Buffers (the running statistics of a conv stem's BatchNorm) are copied from the student, so
+        the teacher, which always runs in eval mode, normalises with the statistics of the data.
+        """
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"teacher momentum must be in [0, 1], got {momentum}.")
         student, teacher = self.student_teacher_pairs()
@@ -151,6 +155,10 @@ class UniMedI(nn.Module):
         student_f = [s.detach() for s, t in zip(student, teacher) if t.dtype.is_floating_point]
         torch._foreach_mul_(teacher_f, momentum)
         torch._foreach_add_(teacher_f, student_f, alpha=1.0 - momentum)
+        student_buffers = list(self.encoder.buffers()) + list(self.head.buffers())
+        teacher_buffers = list(self.teacher["encoder"].buffers()) + list(self.teacher["head"].buffers())
+        for s, t in zip(student_buffers, teacher_buffers):
+            t.copy_(s)
 
     # ------------------------------------------------------------------ pieces
     def _teacher_select(
