@@ -322,14 +322,12 @@ def bench_size(
             },
             timer,
         )
+        row_key = {"size": SIZE_LABELS.get(preset, preset), "preset": preset, "tokens": length, "batch": args.batch}
         train = train_variants.run(args.warmup, args.repeats)
         zero_grads()
         train_rows.append(
             {
-                "size": SIZE_LABELS.get(preset, preset),
-                "preset": preset,
-                "tokens": length,
-                "batch": args.batch,
+                **row_key,
                 **{f"{k}_ms": v for k, v in train.items()},
                 "ratio_ours_monai": train["ours"] / train["monai"],
                 "ratio_ours_monai_flash": train["ours"] / train["monai_flash"],
@@ -369,10 +367,7 @@ def bench_size(
         fwd = fwd_variants.run(args.warmup, args.repeats)
         teacher_rows.append(
             {
-                "size": SIZE_LABELS.get(preset, preset),
-                "preset": preset,
-                "tokens": length,
-                "batch": args.batch,
+                **row_key,
                 **{f"{k}_ms": v for k, v in fwd.items()},
                 "ratio_last_none": fwd["ours_last"] / fwd["ours"],
                 "ratio_all_none": fwd["ours_all"] / fwd["ours"],

@@ -30,6 +30,7 @@ from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
 from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate
+from unimedi_monai.selection import top_k_slices
 
 __all__ = ["evaluate_pretraining"]
 
@@ -107,14 +108,18 @@ def evaluate_pretraining(
         for batch in tqdm(loader, desc=f"evaluate {m}", disable=not progress):
             data = batch[m]
             images = data["image"].to(device)
-            emb, _ = network.encode_image(images)
+            selected_train = None
+            if m == "ct":
+                # one teacher selection pass serves the embedding (k_train slices) and the hit rate
+                _, scores = network.select_slices(images, max(slice_k, k_train))
+                selected_train = top_k_slices(scores, k_train)
+            emb, _ = network.encode_image(images, slice_indices=selected_train)
             image_emb.append(emb.float().cpu())
             text_emb.append(network.encode_text(data["report"]).float().cpu())
             reports += list(data["report"])
             modality += [m] * images.shape[0]
             finding += [str(f) for f in data.get("finding", ["unknown"] * images.shape[0])]
             if m == "ct":
-                idx, scores = network.select_slices(images, max(slice_k, k_train))
                 top = torch.topk(scores, slice_k, dim=-1).indices
                 ct_selected += top.cpu().tolist()
                 ct_scores += scores.cpu().tolist()
@@ -123,7 +128,7 @@ def evaluate_pretraining(
                     item = {key: (data[key][j] if isinstance(data.get(key), list) else None) for key in ("lesion_slices", "num_slices")}
                     ct_lesions.append(_lesion_on_grid(item, depth))
                     if len(ct_previews) < num_slice_plots and ct_lesions[-1]:
-                        ct_previews.append((images[j, 0].cpu(), scores[j].cpu(), top[j].cpu().tolist(), ct_lesions[-1], len(ct_lesions) - 1))
+                        ct_previews.append((images[j, 0].cpu(), scores[j].cpu(), top[j].cpu().tolist(), ct_lesions[-1]))
     image_all, text_all = torch.cat(image_emb), torch.cat(text_emb)
     metrics: dict[str, Any] = dict(retrieval_recall_subsets(image_all, text_all, modality, ks=(1, 5, 10), text_groups=reports))
     metrics["num_xray"] = modality.count("xray")
@@ -146,7 +151,7 @@ def evaluate_pretraining(
                     title="Image embeddings (held-out): 2D X-ray and 3D CT")
     order = np.argsort(np.asarray(finding), kind="stable")
     plot_similarity_matrix(image_all[order], text_all[order], output_dir / "similarity.png", labels=[finding[i] for i in order])
-    for n, (volume, scores, selected, lesion, index) in enumerate(ct_previews):
+    for n, (volume, scores, selected, lesion) in enumerate(ct_previews):
         plot_slice_scores(scores.numpy(), selected, lesion, output_dir / f"slice_scores_{n}.png",
                           volume_slices=volume.permute(2, 0, 1)[selected].numpy())
     write_json_atomic(metrics, output_dir / "metrics.json")

@@ -273,7 +273,13 @@ class UniMedI(nn.Module):
         }
 
     # ------------------------------------------------------------------ downstream API
-    def encode_image(self, images: torch.Tensor, with_slices: bool = True, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_image(
+        self,
+        images: torch.Tensor,
+        with_slices: bool = True,
+        normalize: bool = True,
+        slice_indices: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed X-rays ``(B, 1, 224, 224)`` or CT volumes ``(B, 1, 128, 128, 32)`` with the student.
 
         Args:
@@ -281,6 +287,8 @@ class UniMedI(nn.Module):
             with_slices: for CT, add the teacher-selected slices as in pre-training (default) or
                 encode the 512 volume tokens alone.
             normalize: L2-normalise the embedding.
+            slice_indices: ``(B, k)`` CT slices already chosen (e.g. by :meth:`select_slices`), so the
+                teacher's selection pass is not run again.
 
         Returns:
             ``(embedding, patches)``: the projected [CLS] ``(B, embed_dim)`` and the patch tokens
@@ -289,7 +297,9 @@ class UniMedI(nn.Module):
         if images.ndim == 4:
             tokens = self.encoder.embed_xray(images)
         elif images.ndim == 5:
-            selected = self._teacher_select(images, self.slice_top_k)[0] if with_slices else None
+            selected = None
+            if with_slices:
+                selected = slice_indices if slice_indices is not None else self._teacher_select(images, self.slice_top_k)[0]
             tokens = self.encoder.embed_ct(images, selected)
         else:
             raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")
