@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -35,3 +38,61 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "totalsegmentator").is_dir():
         pytest.skip(f"real CT data not found at {SHARED_DATA}/totalsegmentator (clone with ../shared beside the repo)")
     return SHARED_DATA
+
+
+def bundle_env() -> dict:
+    """Environment for bundle subprocesses: offline, UTF-8, CI mode (no progress-bar redraws)."""
+    return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1", PYTHONUTF8="1")
+
+
+def run_bundle(
+    bundle: str,
+    configs: list[str],
+    bundle_root: Path,
+    args: list[str] | None = None,
+    launcher: list[str] | None = None,
+    timeout: int = 600,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` for ``bundles/<bundle>`` with outputs under ``bundle_root``.
+
+    ``configs`` are file names in the bundle's ``configs/`` folder or absolute paths (extra YAML files
+    a test writes). With ``check`` a non-zero exit raises with the tail of both streams.
+    """
+    config_dir = REPO_ROOT / "bundles" / bundle / "configs"
+    paths = [c if os.path.isabs(c) else str(config_dir / c) for c in configs]
+    config_files = "[" + ",".join(f"'{c}'" for c in paths) + "]"
+    cmd = (launcher or [sys.executable]) + [
+        "-m", "monai.bundle", "run", "--config_file", config_files,
+        "--meta_file", str(config_dir / "metadata.json"), "--logging_file", str(config_dir / "logging.conf"),
+        "--bundle_root", str(bundle_root),
+    ] + list(args or [])
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bundle run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+PRETRAIN_SHORT = [
+    "--demo", "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",
+    "--max_epochs", "6", "--batch_size", "12", "--num_workers", "0", "--checkpoint_interval", "10",
+]
+
+
+@pytest.fixture(scope="session")
+def pretrained_bundle(tmp_path_factory) -> Path:
+    """A short demo pre-training run of ``bundles/pretrain`` (once per session), then its evaluation.
+
+    Returns the bundle root: ``models/model.pt``, ``logs/``, ``eval/metrics.json``, ``demo_data/``.
+    Downstream bundle tests start from ``models/model.pt``.
+    """
+    root = tmp_path_factory.mktemp("pretrain")
+    run_bundle("pretrain", ["train.yaml"], root, PRETRAIN_SHORT)
+    run_bundle("pretrain", ["train.yaml", "evaluate.yaml"], root, PRETRAIN_SHORT)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bundle_runner() -> Callable[..., subprocess.CompletedProcess]:
+    """:func:`run_bundle` for tests (``bundle_runner("pretrain", ["train.yaml"], root, args)``)."""
+    return run_bundle

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,43 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import PRETRAIN_SHORT, run_bundle
 from unimedi_monai.evaluation import read_jsonl_history
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "pretrain" / "configs"
 pytestmark = pytest.mark.slow
 
 
-def _env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1", PYTHONUTF8="1")
-    return env
+def _bundle(args: list[str], bundle_root: Path, configs: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    return run_bundle("pretrain", configs, bundle_root, args, launcher=launcher)
 
 
-def _bundle(args: list[str], bundle_root: Path, configs: list[str], launcher: list[str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    config_files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    cmd = (launcher or [sys.executable]) + [
-        "-m", "monai.bundle", "run", "--config_file", config_files,
-        "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
-        "--bundle_root", str(bundle_root),
-    ] + args
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"bundle run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-SHORT = [
-    "--demo", "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",
-    "--max_epochs", "6", "--batch_size", "12", "--num_workers", "0", "--checkpoint_interval", "10",
-]
+SHORT = PRETRAIN_SHORT
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pretrain")
-    _bundle(SHORT, root, ["train.yaml"])
-    _bundle(SHORT, root, ["train.yaml", "evaluate.yaml"])
-    return root
+def short_run(pretrained_bundle):
+    return pretrained_bundle
 
 
 def test_short_pretraining_lowers_losses_and_beats_chance(short_run):
@@ -68,10 +48,12 @@ def test_short_pretraining_lowers_losses_and_beats_chance(short_run):
     assert (short_run / "models" / "model.pt").is_file()
 
 
-def test_rerun_resumes_instead_of_restarting(short_run):
-    proc = _bundle(SHORT, short_run, ["train.yaml"])
+def test_rerun_resumes_instead_of_restarting(short_run, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(short_run, root)  # the session's run stays untouched for the downstream bundles
+    proc = _bundle(SHORT, root, ["train.yaml"])
     assert "resumed from" in proc.stdout + proc.stderr
-    rows = (short_run / "logs" / "train_log.jsonl").read_text().splitlines()
+    rows = (root / "logs" / "train_log.jsonl").read_text().splitlines()
     iterations = [json.loads(r)["iteration"] for r in rows]
     assert iterations == sorted(set(iterations))  # no duplicated iterations after the resume
 

@@ -17,6 +17,8 @@ _EXPORTS = {
     "write_datalist": "datalist",
     "MixedModalityDataset": "dataset",
     "build_pretrain_dataset": "dataset",
+    "fraction_count": "fractions",
+    "select_fraction": "fractions",
     "generate_demo_dataset": "demo",
     "lesion_slices_resampled": "demo",
     "SimpleITKReader": "readers",
