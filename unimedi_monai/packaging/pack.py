@@ -101,7 +101,7 @@ def pack_bundle(
         if path.stat().st_size > max_file_size:
             if url_template is None:
                 raise ValueError(
-                    f"{path} is {path.stat().st_size / 2**20:.1f} MB, over the {max_file_size / 2**20:.0f} MB limit; "
+                    f"{path} is {path.stat().st_size / 2**20:.2f} MB, over the {max_file_size / 2**20:g} MB limit; "
                     "pass --url_template (where the file will be uploaded) so it is listed in large_files.yml."
                 )
             url = url_template.format(name=name, version=version, path=rel, filename=path.name)
