@@ -101,8 +101,11 @@ def label_server(tmp_path, shared_ct_data, request):
     study = studies / f"{STUDY}.nii.gz"
     shutil.copy(shared_ct_data / "totalsegmentator" / f"{STUDY}.nii.gz", study)
 
+    app = tmp_path / "app"  # a copy of the app folder: the server writes its logs there
+    app.mkdir()
+    shutil.copy(APP_DIR / "main.py", app / "main.py")
     port = _free_port()
-    cmd = [str(LABEL_PYTHON), "-m", "monailabel.main", "start_server", "--app", str(APP_DIR), "--studies", str(studies),
+    cmd = [str(LABEL_PYTHON), "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
            "--conf", "models", name, "--conf", "bundles_dir", str(bundles), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in LABEL_BUNDLES[name].items():
         cmd += ["--conf", f"{name}.{key}", value]
