@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -126,8 +127,6 @@ class SliceSelectionInferTask(InferTask):
     """
 
     def __init__(self, path: str, conf: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> None:
-        import json
-
         self.bundle_path = str(path)
         self.config_path = inference_config(path)
         metadata = json.loads((Path(path) / "configs" / "metadata.json").read_text(encoding="utf-8"))
