@@ -1,0 +1,112 @@
+"""The MONAI Label app that serves the project's bundles (``--app unimedi_monai/label/app_dir``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+import unimedi_monai
+from unimedi_monai.label.infer_tasks import SliceSelectionInferTask, UniMedIBundleInferTask, inference_config
+
+__all__ = ["UniMedILabelApp", "resolve_bundles", "is_selector_bundle"]
+
+logger = logging.getLogger(__name__)
+REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+
+
+def resolve_bundles(app_dir: str, conf: Mapping[str, str]) -> dict[str, str]:
+    """``{model name: bundle folder}`` for ``--conf models a,b``.
+
+    Each name is looked up as ``<app_dir>/model/<name>`` (MONAI Label's monaibundle layout), then
+    ``<bundles_dir>/<name>`` (``--conf bundles_dir DIR``, default: the repository's ``bundles/``).
+
+    Raises:
+        ValueError: no ``models`` given, or a name found nowhere (lists the folders searched).
+    """
+    names = [n.strip() for n in str(conf.get("models") or "").split(",") if n.strip()]
+    if not names:
+        raise ValueError("pass the bundles to serve with --conf models <name>[,<name>...], e.g. --conf models bcv_segmentation")
+    roots = [Path(app_dir) / "model", Path(conf.get("bundles_dir") or REPO_BUNDLES)]
+    found = {}
+    for name in names:
+        path = next((r / name for r in roots if (r / name / "configs" / "metadata.json").is_file()), None)
+        if path is None:
+            raise ValueError(f"--conf models: bundle '{name}' not found in {[str(r) for r in roots]}; pass --conf bundles_dir DIR.")
+        found[name] = str(path)
+    return found
+
+
+def is_selector_bundle(path: str) -> bool:
+    """A bundle whose inference config defines ``selector`` (served by :class:`SliceSelectionInferTask`)."""
+    from monai.bundle import ConfigParser
+
+    return "selector" in ConfigParser.load_config_file(str(inference_config(path)))
+
+
+class UniMedILabelApp(MONAILabelApp):
+    """MONAI Label app for the unimedi-monai bundles, modelled on MONAI Label's ``monaibundle`` sample app.
+
+    Segmentation bundles are served with MONAI Label's ``BundleInferTask`` (through
+    :class:`UniMedIBundleInferTask`), a bundle with a ``selector`` with
+    :class:`SliceSelectionInferTask`. Training from MONAI Label is not offered (the bundles train with
+    ``monai.bundle run``). ``--conf`` keys: ``models`` (comma-separated bundle names),
+    ``bundles_dir`` (where bundles are found, default the repository's ``bundles/``) and
+    ``<name>.<key>`` config overrides of one bundle (e.g. ``--conf slice_selection.top_k 6``,
+    ``--conf bcv_segmentation.overlap 0.25``).
+
+    Example::
+
+        monailabel start_server --app unimedi_monai/label/app_dir --studies /data/ct \\
+            --conf models bcv_segmentation,slice_selection
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.bundles = resolve_bundles(app_dir, conf)
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name=f"unimedi-monai bundles ({unimedi_monai.__version__})",
+            description="UniMedI bundles (segmentation, slice selection) served with MONAI Label",
+            version=unimedi_monai.__version__,
+        )
+
+    def _overrides(self, name: str) -> dict[str, Any]:
+        import ast
+
+        out = {}
+        for key, value in self.conf.items():
+            if key.startswith(f"{name}."):
+                try:
+                    out[key[len(name) + 1:]] = ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    out[key[len(name) + 1:]] = value
+        return out
+
+    def init_infers(self) -> dict[str, InferTask]:
+        infers: dict[str, InferTask] = {}
+        for name, path in self.bundles.items():
+            overrides = self._overrides(name)
+            if is_selector_bundle(path):
+                task: InferTask = SliceSelectionInferTask(path, self.conf, overrides=overrides)
+            else:
+                task = UniMedIBundleInferTask(path, self.conf, overrides=overrides)
+            if not task.is_valid():
+                raise ValueError(f"bundle '{name}' ({path}) cannot be served: it needs configs/inference.yaml and models/model.pt (or model.ts).")
+            logger.info("+++ Adding Inferer:: %s => %s", name, path)
+            infers[name] = task
+        return infers
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        return {}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        return {"random": Random(), "first": First()}
