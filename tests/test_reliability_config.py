@@ -68,8 +68,11 @@ def test_declared_overrides_pass():
     check_overrides(["--config_file", f"['{TRAIN}','{EVALUATE}']", "--eval_slice_k", "2"])
     with pytest.raises(ConfigKeyError, match="eval_slice_k"):
         check_overrides(["--config_file", TRAIN, "--eval_slice_k", "2"])
-    # an args_file's keys are checked too
     check_overrides(["--config_file", f"['{TRAIN}','{MULTI}']", "--train#sampler#num_replicas", "2"])
+    # a new argument of a `_target_` component is allowed; a new key elsewhere is not
+    check_overrides(["--config_file", TRAIN, "--train#dataloader#pin_memory", "true"])
+    with pytest.raises(ConfigKeyError, match="unknown config key 'demo#pin_memory'"):
+        check_overrides(["--config_file", TRAIN, "--demo#pin_memory", "true"])
 
 
 def test_args_file_keys_are_checked(tmp_path):

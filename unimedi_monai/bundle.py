@@ -172,6 +172,18 @@ def parse_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return [str(f) for f in files], overrides
 
 
+def _is_component(config: Any, path: str) -> bool:
+    node = config
+    for part in path.split("#"):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return isinstance(node, Mapping) and "_target_" in node
+
+
 def check_overrides(argv: Sequence[str] | None = None) -> None:
     """Refuse command-line override keys that no config file of the run declares.
 
@@ -184,7 +196,9 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
     It reads the command line of ``python -m monai.bundle run`` (``sys.argv``; also under
     ``torchrun -m monai.bundle run``), loads the files of ``--config_file`` with MONAI's
     ``ConfigParser`` and checks that every other ``--key`` (nested ``a#b#c`` too, and those of an
-    ``--args_file``) is a key of the merged files. When the process was not started by
+    ``--args_file``) is a key of the merged files. A new argument of a ``_target_`` component
+    (``--train#dataloader#pin_memory true``) is accepted unless it is close to an existing one
+    (then it is taken for a typo). When the process was not started by
     ``monai.bundle`` (e.g. the Python API ``monai.bundle.run(...)``) it does nothing.
 
     Args:
@@ -203,13 +217,18 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
         return
     from monai.bundle import ConfigParser
 
-    declared = config_keys(ConfigParser.load_config_files(files))
+    config = ConfigParser.load_config_files(files)
+    declared = config_keys(config)
     for key in overrides:
         if key in declared:
             continue
-        parent = key.rpartition("#")[0]
-        scope = sorted(k for k in declared if k.rpartition("#")[0] == parent) or sorted(declared)
-        close = difflib.get_close_matches(key, scope, n=1, cutoff=0.6) or difflib.get_close_matches(key, sorted(declared), n=1, cutoff=0.6)
+        parent, _, name = key.rpartition("#")
+        siblings = {k.rpartition("#")[2]: k for k in declared if k.rpartition("#")[0] == parent}
+        close = [siblings[c] for c in difflib.get_close_matches(name, sorted(siblings), n=1, cutoff=0.6)]
+        if not close and not siblings:  # the parent itself is unknown: compare whole paths
+            close = difflib.get_close_matches(key, sorted(declared), n=1, cutoff=0.6)
+        if not close and parent in declared and _is_component(config, parent):
+            continue  # a new argument of a `_target_` component: a wrong one fails loudly when it is built
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigKeyError(
             f"unknown config key '{key}' (command line --{key}); {hint}"
