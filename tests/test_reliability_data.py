@@ -198,7 +198,7 @@ def test_skipped_samples_are_logged_and_counted_per_epoch(demo, text_encoder, tm
     with caplog.at_level(logging.WARNING, logger="unimedi_monai.engines.trainer"):
         trainer.run()
     messages = [r.getMessage() for r in caplog.records]
-    per_item = [m for m in messages if "skipped bad sample" in m]
+    per_item = [m for m in messages if "skipped a bad sample" in m]
     assert len(per_item) == len(sampler) and all("broken.png" in m and f"datalist entry {len(demo)}" in m for m in per_item)
     assert any(f"epoch 1: {len(sampler)} bad samples were skipped" in m for m in messages)
     assert np.isfinite(trainer.state.output["loss"])

@@ -214,7 +214,7 @@ class UniMedITrainer(Trainer):
         if hasattr(model, "mask_ratio"):
             model.mask_ratio = float(self.mask_ratio_schedule[step])
         for message in batchdata.get("skipped", ()):
-            logger.warning("iteration %d: skipped bad sample %s", engine.state.iteration, message)
+            logger.warning("iteration %d: skipped a bad sample: %s", engine.state.iteration, message)
             self.skipped_samples += 1
         if batchdata.get("xray") is None and batchdata.get("ct") is None:
             logger.warning("iteration %d: every sample of the batch was skipped; no optimiser step.", engine.state.iteration)
