@@ -394,7 +394,11 @@ def test_clean_report_transform():
     out = CleanReportd(keys="report")({"report": "  Small   nodule\n in ___ lobe. "})
     assert "___" not in out["report"] and "  " not in out["report"] and "\n" not in out["report"]
     assert out["report"].startswith("Small nodule")
-    assert CleanReportd(keys="report")({"report": None})["report"] == ""
+    assert CleanReportd(keys="report", allow_empty=True)({"report": None})["report"] == ""
+    with pytest.raises(ValueError, match=r"report of image 'a.png' \(key 'report'\) is empty"):
+        CleanReportd(keys="report")({"report": None, "image": "a.png"})
+    with pytest.raises(ValueError, match="empty after cleaning"):
+        CleanReportd(keys="report")({"report": "  ___  "})
     with pytest.raises(TypeError, match="report"):
         CleanReportd(keys="report")({"report": 3})
 

@@ -23,6 +23,15 @@ from unimedi_monai.engines.checkpoint import list_checkpoints, safe_load
 from unimedi_monai.networks import UniMedI
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared, loaded CPU thread oversubscription makes each step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def demo_items(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
@@ -98,6 +107,7 @@ def test_resume_continues_from_latest_and_skips_truncated(dataset, text_encoder,
     assert seen[0] == previous + 1  # training continues right after the restored iteration
     assert trainer2.state.iteration == 3 * trainer2.state.epoch_length == n + trainer2.state.epoch_length
     assert saved["engine"]["iteration"] == n
+    assert {"python", "numpy", "torch"} <= set(saved["rng"])  # every global random state is saved
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dataset, text_encoder, tmp_path):

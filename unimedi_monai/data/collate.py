@@ -23,6 +23,8 @@ from monai.data import MetaTensor
 __all__ = ["collate_mixed", "move_batch_to_device"]
 
 _MODALITIES = ("xray", "ct")
+#: marker key of a sample skipped by ``on_bad_sample="skip"`` (see :py:class:`~unimedi_monai.data.dataset.MixedModalityDataset`).
+_BAD_SAMPLE_KEY = "bad_sample"
 _STACKED_KEYS = ("image", "report", "index", "modality")
 
 
@@ -64,13 +66,18 @@ def collate_mixed(samples: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
     (e.g. ``"lesion_slices"``, ``"num_slices"``, ``"finding"``) are lists with ``None`` for samples lacking them.
     A modality absent from the batch maps to ``None``.
 
+    Skipped samples (markers ``{"bad_sample": reason, ...}`` returned by a dataset with ``on_bad_sample="skip"``)
+    are dropped from the batch, which keeps every other sample and stays consistent (images and reports of the
+    remaining samples); their reasons are listed under ``"skipped"`` (only present when a sample was skipped).
+    A batch whose samples were all skipped is ``{"xray": None, "ct": None, "skipped": [...]}``.
+
     Args:
         samples: dicts with ``"image"`` and ``"modality"`` (``"xray"`` or ``"ct"``), usually from
             :py:class:`~unimedi_monai.data.dataset.MixedModalityDataset` (which adds ``"index"``; samples
             without one, e.g. from a plain ``monai.data.Dataset``, get index ``-1``).
 
     Returns:
-        ``{"xray": dict | None, "ct": dict | None}``.
+        ``{"xray": dict | None, "ct": dict | None}`` (plus ``"skipped": list[str]`` when samples were skipped).
 
     Example::
 
@@ -82,9 +89,13 @@ def collate_mixed(samples: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
     if len(samples) == 0:
         raise ValueError("collate_mixed: got an empty list of samples.")
     groups: dict[str, list[Mapping[str, Any]]] = {m: [] for m in _MODALITIES}
+    skipped: list[str] = []
     for pos, s in enumerate(samples):
         if not isinstance(s, Mapping):
             raise TypeError(f"collate_mixed: sample {pos} is a {type(s).__name__}, expected a dict.")
+        if _BAD_SAMPLE_KEY in s:
+            skipped.append(f"{s[_BAD_SAMPLE_KEY]}")
+            continue
         for key in ("image", "modality"):
             if key not in s:
                 raise ValueError(f"collate_mixed: sample {pos} has no '{key}' key; every sample needs one.")
@@ -95,7 +106,10 @@ def collate_mixed(samples: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
                 f"expected one of {_MODALITIES}."
             )
         groups[modality].append(s)
-    return {m: (_collate_group(g, m) if g else None) for m, g in groups.items()}
+    batch: dict[str, Any] = {m: (_collate_group(g, m) if g else None) for m, g in groups.items()}
+    if skipped:
+        batch["skipped"] = skipped
+    return batch
 
 
 def move_batch_to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:

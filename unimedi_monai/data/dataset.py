@@ -15,6 +15,7 @@ A dataset holding X-rays and CTs side by side, with a global index (X-rays first
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,9 +23,11 @@ from typing import Any
 import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
-from unimedi_monai.data.transforms import unwrap_transform_error
+from unimedi_monai.data.transforms import ReadImaged, unwrap_transform_error
 
-__all__ = ["MODALITIES", "CACHE_MODES", "MixedModalityDataset", "build_pretrain_dataset"]
+__all__ = ["MODALITIES", "CACHE_MODES", "BAD_SAMPLE_MODES", "BAD_SAMPLE_KEY", "MixedModalityDataset", "build_pretrain_dataset"]
+
+logger = logging.getLogger(__name__)
 
 #: modality values accepted in data items, in global-index order.
 MODALITIES = ("xray", "ct")
@@ -32,8 +35,44 @@ MODALITIES = ("xray", "ct")
 #: caching strategies accepted by :py:func:`build_pretrain_dataset`.
 CACHE_MODES = ("memory", "disk", "none")
 
+#: values of ``on_bad_sample``: raise an error naming the entry, or skip the sample (logged).
+BAD_SAMPLE_MODES = ("raise", "skip")
+
+#: key of the marker dict returned for a skipped sample (its value: one line naming entry, file and reason).
+BAD_SAMPLE_KEY = "bad_sample"
+
 #: error types re-raised by :py:class:`MixedModalityDataset` with the sample index added to the message.
 _CONTEXT_ERRORS = (ValueError, FileNotFoundError, TypeError, KeyError)
+
+
+class _LoadFailure:
+    """What :py:class:`_TolerantCacheDataset` caches for an item whose deterministic transforms failed."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _TolerantCacheDataset(CacheDataset):
+    """A :py:class:`monai.data.CacheDataset` that records a failing item instead of aborting the whole cache
+    fill; fetching that item raises the recorded error again (so ``on_bad_sample`` decides what happens)."""
+
+    def _load_cache_item(self, idx: int):  # type: ignore[override]
+        try:
+            return super()._load_cache_item(idx)
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of a bad file is recorded and re-raised on access
+            return _LoadFailure(e)
+
+    def _transform(self, index: int):  # type: ignore[override]
+        cached = self._cache[index] if self._cache is not None and 0 <= index < len(self._cache) else None
+        if isinstance(cached, _LoadFailure):
+            raise cached.error
+        return super()._transform(index)
+
+    def failed_indices(self) -> list[int]:
+        """Indices whose cached transform failed."""
+        return [i for i, c in enumerate(self._cache or []) if isinstance(c, _LoadFailure)]
 
 
 class MixedModalityDataset(torch.utils.data.Dataset):
@@ -44,13 +83,25 @@ class MixedModalityDataset(torch.utils.data.Dataset):
 
     A transform error raised while fetching a sample (:py:class:`ValueError`, :py:class:`FileNotFoundError`,
     :py:class:`TypeError`, :py:class:`KeyError`) is re-raised with the same type and the sample's global index
-    (and datalist entry, when ``source_indices`` is given) prepended to its message.
+    (and datalist entry, when ``source_indices`` is given) prepended to its message and the file (and datalist
+    section) appended; any other error is re-raised as a :py:class:`ValueError` with the same context.
+    With ``on_bad_sample="skip"`` the sample is returned instead as the marker ``{"bad_sample": <that message>,
+    "index": i, "modality": m}``, which :py:func:`~unimedi_monai.data.collate.collate_mixed` drops from its batch.
+
+    Random transforms: an index may be given as ``(index, seed)`` (as
+    :py:class:`~unimedi_monai.data.sampler.MixedBatchSampler` yields with ``sample_seeds=True``); the random
+    transforms of the modality's pipeline are then re-seeded with ``seed`` before the sample is transformed, so
+    its augmentation depends only on the sampler (epoch, batch, slot), not on the data-loader worker that
+    fetches it or on the samples fetched before: runs resumed mid-epoch and runs with any ``num_workers``
+    draw the same augmentations.
 
     Args:
         xray_dataset: dataset of X-ray samples (dicts), or ``None`` when there are none.
         ct_dataset: dataset of CT samples (dicts), or ``None`` when there are none.
         source_indices: for each global index, the position of the item in the original datalist
             (as built by :py:func:`build_pretrain_dataset`); ``None`` when unknown.
+        on_bad_sample: ``"raise"`` (default) or ``"skip"``, see above.
+        section: name of the datalist section the items come from (named in error messages).
 
     Example::
 
@@ -63,8 +114,14 @@ class MixedModalityDataset(torch.utils.data.Dataset):
         xray_dataset: torch.utils.data.Dataset | None,
         ct_dataset: torch.utils.data.Dataset | None,
         source_indices: Sequence[int] | None = None,
+        on_bad_sample: str = "raise",
+        section: str | None = None,
     ) -> None:
         super().__init__()
+        if on_bad_sample not in BAD_SAMPLE_MODES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_MODES}, got {on_bad_sample!r}.")
+        self.on_bad_sample = on_bad_sample
+        self.section = section
         self.xray_dataset = xray_dataset
         self.ct_dataset = ct_dataset
         self.num_xray = len(xray_dataset) if xray_dataset is not None else 0  # type: ignore[arg-type]
@@ -106,28 +163,66 @@ class MixedModalityDataset(torch.utils.data.Dataset):
             raise IndexError(f"MixedModalityDataset: index {index} out of range for {n} samples.")
         return i
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _source(self, i: int) -> tuple[torch.utils.data.Dataset | None, int]:
+        return (self.xray_dataset, i) if i < self.num_xray else (self.ct_dataset, i - self.num_xray)
+
+    def image_of(self, index: int) -> str | None:
+        """The ``image`` value of the data item behind a global index (None when unknown)."""
+        ds, j = self._source(self._normalise(index))
+        data = getattr(ds, "data", None)
+        try:
+            item = data[j] if data is not None else None
+        except (IndexError, TypeError, KeyError):
+            return None
+        return f"{item['image']}" if isinstance(item, Mapping) and "image" in item else None
+
+    def describe_error(self, index: int, error: BaseException) -> str:
+        """One line naming the sample, its datalist entry and section, its file and the reason."""
+        i = self._normalise(index)
+        where = f"sample {i} ({self.modality_of(i)}"
+        where += f", datalist entry {self.source_indices[i]})" if self.source_indices is not None else ")"
+        message = error.args[0] if (type(error) is KeyError and error.args) else str(error)
+        message = " ".join(f"{message}".split()) or type(error).__name__
+        if type(error) not in _CONTEXT_ERRORS:
+            message = f"{type(error).__name__}: {message}"
+        context = []
+        if self.section is not None:
+            context.append(f"datalist section '{self.section}'")
+        image = self.image_of(i)
+        if image is not None and image not in message:
+            context.append(f"file '{image}'")
+        return f"{where}: {message}" + (f" [{', '.join(context)}]" if context else "")
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         """
         Args:
-            index: global sample index.
+            index: global sample index, or ``(index, seed)`` to re-seed the random transforms first.
 
         Returns:
-            the transformed sample as a new dict with ``"index"`` set to the (non-negative) global index.
+            the transformed sample as a new dict with ``"index"`` set to the (non-negative) global index, or the
+            skipped-sample marker (``on_bad_sample="skip"``).
         """
+        seed = None
+        if isinstance(index, (tuple, list)):
+            index, seed = index
         i = self._normalise(index)
+        ds, j = self._source(i)
         try:
-            if i < self.num_xray:
-                sample = self.xray_dataset[i]  # type: ignore[index]
-            else:
-                sample = self.ct_dataset[i - self.num_xray]  # type: ignore[index]
+            if seed is not None:
+                transform = getattr(ds, "transform", None)
+                if hasattr(transform, "set_random_state"):
+                    transform.set_random_state(seed=int(seed) % (2**32))
+            sample = ds[j]  # type: ignore[index]
+        except MemoryError:
+            raise
         except Exception as e:
             root = unwrap_transform_error(e)  # a plain monai Compose wraps errors in RuntimeError
-            if type(root) not in _CONTEXT_ERRORS:
-                raise
-            where = f"sample {i} ({self.modality_of(i)}"
-            where += f", datalist entry {self.source_indices[i]})" if self.source_indices is not None else ")"
-            message = root.args[0] if (type(root) is KeyError and root.args) else str(root)
-            raise type(root)(f"{where}: {message}") from e
+            message = self.describe_error(i, root)
+            if self.on_bad_sample == "skip":
+                logger.debug("skipping %s", message)
+                return {BAD_SAMPLE_KEY: message, "index": i, "modality": self.modality_of(i)}
+            error = type(root) if type(root) in _CONTEXT_ERRORS else ValueError
+            raise error(message) from e
         if not isinstance(sample, Mapping):
             raise TypeError(
                 f"MixedModalityDataset: sample {i} is a {type(sample).__name__}, expected a dict; "
@@ -135,6 +230,14 @@ class MixedModalityDataset(torch.utils.data.Dataset):
             )
         out = dict(sample)
         out["index"] = i
+        return out
+
+    def failed_indices(self) -> list[int]:
+        """Global indices whose cached (deterministic) transforms failed when the memory cache was filled."""
+        out = []
+        for ds, offset in ((self.xray_dataset, 0), (self.ct_dataset, self.num_xray)):
+            if isinstance(ds, _TolerantCacheDataset):
+                out.extend(offset + j for j in ds.failed_indices())
         return out
 
 
@@ -181,11 +284,18 @@ def _wrap(
     if not items:
         return None
     if cache == "memory":
-        return CacheDataset(items, transform, num_workers=max(1, num_workers), progress=progress)
+        return _TolerantCacheDataset(items, transform, num_workers=max(1, num_workers), progress=progress)
     if cache == "disk":
         folder = os.path.join(os.fspath(cache_dir), subfolder)  # type: ignore[arg-type]
         return PersistentDataset(items, transform, cache_dir=folder)
     return Dataset(items, transform)
+
+
+def _require_volumes(ct_transform: Callable | None) -> None:
+    """Make the CT pipeline's :py:class:`ReadImaged` refuse 2D files (``spatial_ndim=3``) unless it already says."""
+    for t in getattr(ct_transform, "transforms", ()):
+        if isinstance(t, ReadImaged) and t.spatial_ndim is None:
+            t.spatial_ndim = 3
 
 
 def build_pretrain_dataset(
@@ -196,6 +306,8 @@ def build_pretrain_dataset(
     cache_dir: str | os.PathLike | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    on_bad_sample: str = "raise",
+    section: str | None = "training",
 ) -> MixedModalityDataset:
     """
     Split data items by ``modality`` and wrap each group in a MONAI dataset.
@@ -215,6 +327,16 @@ def build_pretrain_dataset(
         cache_dir: root folder of the disk cache; required when ``cache="disk"``.
         num_workers: threads used to fill the memory cache (values below 1 mean 1).
         progress: show a progress bar while filling the memory cache.
+        on_bad_sample: what a sample that cannot be loaded or transformed (missing, truncated or corrupt file,
+            a 2D file where a volume is expected, NaN/inf voxels, an empty report...) does: ``"raise"`` (default)
+            stops with an error naming the datalist entry, the file and the reason (with ``cache="memory"`` this
+            happens here, before training starts); ``"skip"`` logs the item and leaves it out of its batches
+            (see :py:class:`MixedModalityDataset`).
+        section: the datalist section of ``items`` (named in error messages).
+
+    The CT pipeline's :py:class:`~unimedi_monai.data.transforms.ReadImaged` is set to refuse 2D files and
+    one-slice volumes (``spatial_ndim=3``) when it does not set ``spatial_ndim`` itself: a 2D file listed as a
+    CT would otherwise be stretched into a volume without a word.
 
     Returns:
         a :py:class:`MixedModalityDataset` with the X-rays first; its ``source_indices`` map each global index
@@ -228,7 +350,20 @@ def build_pretrain_dataset(
         raise ValueError(f"build_pretrain_dataset: cache must be one of {CACHE_MODES}, got {cache!r}.")
     if cache == "disk" and not cache_dir:
         raise ValueError("build_pretrain_dataset: cache='disk' needs cache_dir (a folder for the cached samples).")
+    if on_bad_sample not in BAD_SAMPLE_MODES:
+        raise ValueError(f"build_pretrain_dataset: on_bad_sample must be one of {BAD_SAMPLE_MODES}, got {on_bad_sample!r}.")
+    _require_volumes(ct_transform)
     xray_items, ct_items, source_indices = _split_by_modality(items)
     xray_ds = _wrap(xray_items, xray_transform, cache, cache_dir, "xray", num_workers, progress)
     ct_ds = _wrap(ct_items, ct_transform, cache, cache_dir, "ct", num_workers, progress)
-    return MixedModalityDataset(xray_ds, ct_ds, source_indices=source_indices)
+    dataset = MixedModalityDataset(xray_ds, ct_ds, source_indices=source_indices, on_bad_sample=on_bad_sample, section=section)
+    failed = dataset.failed_indices()
+    if failed and on_bad_sample == "raise":
+        try:
+            dataset[failed[0]]
+        except Exception as e:
+            more = f" ({len(failed) - 1} more entries failed too)" if len(failed) > 1 else ""
+            raise type(e)(f"{e}{more}; fix or remove the entry, or set on_bad_sample to 'skip'.") from e.__cause__
+    for g in failed:
+        logger.warning("on_bad_sample=skip: %s; it is left out of every batch", dataset[g][BAD_SAMPLE_KEY])
+    return dataset

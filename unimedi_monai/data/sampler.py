@@ -86,6 +86,11 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
     the training loop (prefetching), so a trainer that checkpoints mid-epoch should store its own count of
     consumed iterations as ``position``.
 
+    Per-sample seeds: with ``sample_seeds=True`` every batch is a list of ``(index, seed)`` pairs, the seed drawn
+    from ``(seed, epoch, global batch, slot)``; :py:class:`~unimedi_monai.data.dataset.MixedModalityDataset`
+    re-seeds its random transforms with it, so augmentations do not depend on data-loader workers or on where a
+    run was resumed.
+
     Args:
         num_xray: number of X-ray samples (global indices ``0 .. num_xray - 1``).
         num_ct: number of CT samples (global indices ``num_xray .. num_xray + num_ct - 1``).
@@ -95,6 +100,7 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         num_replicas: number of distributed ranks.
         rank: this process's rank, in ``[0, num_replicas)``.
         drop_last: ``floor`` (True) or ``ceil`` (False) for the number of batches per epoch, see above.
+        sample_seeds: yield ``(index, seed)`` pairs instead of indices, see above.
 
     Example::
 
@@ -117,6 +123,7 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         drop_last: bool = True,
+        sample_seeds: bool = False,
     ) -> None:
         for name, value in (("num_xray", num_xray), ("num_ct", num_ct)):
             if isinstance(value, bool) or int(value) != value or value < 0:
@@ -145,6 +152,7 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.seed = int(seed)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.drop_last = bool(drop_last)
+        self.sample_seeds = bool(sample_seeds)
 
         if num_ct == 0:
             self.n_ct = 0
@@ -209,7 +217,7 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
             )
         self.epoch, self.position = epoch, position
 
-    def batch(self, local_index: int, epoch: int | None = None) -> list[int]:
+    def batch(self, local_index: int, epoch: int | None = None) -> list:
         """
         Return this rank's batch number ``local_index`` of ``epoch`` (default: the current epoch),
         without changing ``position``.
@@ -221,19 +229,23 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         if not 0 <= local_index < self._len:
             raise IndexError(f"MixedBatchSampler: batch {local_index} out of range [0, {self._len}).")
         xray, ct = self._streams(self.epoch if epoch is None else int(epoch))
-        return self._global_batch(local_index * self.num_replicas + self.rank, xray, ct)
+        epoch = self.epoch if epoch is None else int(epoch)
+        return self._global_batch(local_index * self.num_replicas + self.rank, xray, ct, epoch)
 
     def _streams(self, epoch: int) -> tuple[_Stream | None, _Stream | None]:
         xray = _Stream(self.num_xray, 0, self.seed, epoch, _XRAY_STREAM) if self.n_xray else None
         ct = _Stream(self.num_ct, self.num_xray, self.seed, epoch, _CT_STREAM) if self.n_ct else None
         return xray, ct
 
-    def _global_batch(self, b: int, xray: _Stream | None, ct: _Stream | None) -> list[int]:
-        out: list[int] = []
+    def _global_batch(self, b: int, xray: _Stream | None, ct: _Stream | None, epoch: int | None = None) -> list:
+        out: list = []
         if xray is not None:
             out.extend(xray.take(b * self.n_xray, self.n_xray))
         if ct is not None:
             out.extend(ct.take(b * self.n_ct, self.n_ct))
+        if self.sample_seeds:
+            seeds = np.random.SeedSequence([self.seed, self.epoch if epoch is None else epoch, b]).generate_state(len(out))
+            out = [(index, int(s)) for index, s in zip(out, seeds)]
         return out
 
     def __iter__(self) -> Iterator[list[int]]:

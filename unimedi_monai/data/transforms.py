@@ -94,6 +94,9 @@ class ReadImaged(MapTransform):
         readers: candidate readers, tried in order by ``verify_suffix``.
         dtype: convert the loaded array to this dtype; ``None`` keeps the file's dtype (unsigned 16/32-bit
             integers are widened to signed 32/64-bit since torch supports few operations on them).
+        spatial_ndim: when set, the number of spatial dimensions the file must have (3: a CT volume); a
+            file with fewer (e.g. a 2D image where a volume is expected) or, for 3, a volume of a single slice
+            raises :py:class:`ValueError` naming the file. A trailing channel dimension is allowed.
         allow_missing_keys: don't raise if a key is missing.
 
     Example::
@@ -108,8 +111,12 @@ class ReadImaged(MapTransform):
         readers: ImageReader | Sequence[ImageReader],
         dtype: DtypeLike | None = np.float32,
         allow_missing_keys: bool = False,
+        spatial_ndim: int | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if spatial_ndim is not None and int(spatial_ndim) < 1:
+            raise ValueError(f"ReadImaged: spatial_ndim must be a positive integer or None, got {spatial_ndim}.")
+        self.spatial_ndim = None if spatial_ndim is None else int(spatial_ndim)
         self.readers: tuple[ImageReader, ...] = tuple(ensure_tuple(readers))
         if not self.readers:
             raise ValueError("ReadImaged: at least one reader is required.")
@@ -146,6 +153,8 @@ class ReadImaged(MapTransform):
                 "check that the file is complete and in a supported format."
             ) from e
         array = np.asarray(array)
+        if self.spatial_ndim is not None:
+            self._check_ndim(array, meta, path, key)
         if not array.dtype.isnative:  # e.g. big-endian 16-bit PNG ("I;16B"); torch needs native byte order
             array = array.astype(array.dtype.newbyteorder("="))
         if not array.flags.writeable:  # e.g. PIL buffers; torch needs writable memory
@@ -158,6 +167,19 @@ class ReadImaged(MapTransform):
             array = array.astype(np.int64)
         meta[ImageMetaKey.FILENAME_OR_OBJ] = path
         return MetaTensor.ensure_torch_and_prune_meta(array, meta)
+
+    def _check_ndim(self, array: np.ndarray, meta: Mapping, path: str, key: Hashable) -> None:
+        """Refuse an image with fewer spatial dimensions than ``spatial_ndim`` (or a one-slice volume)."""
+        channel_dim = meta.get("original_channel_dim", "no_channel")
+        has_channel = isinstance(channel_dim, (int, np.integer)) and not isinstance(channel_dim, bool)
+        spatial = array.shape[:-1] if has_channel and int(channel_dim) == -1 else array.shape
+        want = self.spatial_ndim
+        if len(spatial) < want or (want == 3 and min(spatial[:3]) == 1):
+            kind = f"{len(spatial)}D image" if len(spatial) < want else "volume of a single slice"
+            raise ValueError(
+                f"ReadImaged: '{path}' (key '{key}') is a {kind} (shape {tuple(array.shape)}) where a {want}D "
+                f"{'volume' if want == 3 else 'image'} is expected; check the entry's modality and file."
+            )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """
@@ -375,15 +397,23 @@ class ResizeShortestSided(MapTransform):
 class CleanReportd(MapTransform):
     """
     Clean free-text reports with :py:func:`unimedi_monai.data.reports.clean_report` (whitespace collapsed,
-    de-identification placeholders removed). ``None`` becomes ``""``.
+    de-identification placeholders removed). A report that is ``None``, empty, or empty once cleaned (e.g. only
+    placeholders) raises :py:class:`ValueError` unless ``allow_empty`` (then it becomes ``""``): an image paired
+    with no text would teach the contrastive loss nothing but noise.
 
     Args:
         keys: keys holding report strings.
+        allow_empty: accept empty reports (returned as ``""``).
         allow_missing_keys: don't raise if a key is missing.
+
+    Example::
+
+        CleanReportd(keys="report")({"report": "  Small   nodule  in ___ lobe. "})["report"]  # 'Small nodule in lobe.'
     """
 
-    def __init__(self, keys: KeysCollection = "report", allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection = "report", allow_empty: bool = False, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.allow_empty = allow_empty
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """
@@ -404,7 +434,15 @@ class CleanReportd(MapTransform):
                 raise TypeError(
                     f"CleanReportd: key '{key}' must hold the report text (str), got {type(text).__name__}."
                 )
-            d[key] = clean_report(text)
+            cleaned = clean_report(text)
+            if not cleaned and not self.allow_empty:
+                image = d.get("image")
+                source = f" of image '{image}'" if isinstance(image, (str, os.PathLike)) else ""
+                raise ValueError(
+                    f"CleanReportd: the report{source} (key '{key}') is empty{' after cleaning' if text.strip() else ''}; "
+                    "give the entry a report or remove it from the datalist."
+                )
+            d[key] = cleaned
         return d
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "load_latest_checkpoint",
     "load_network_weights",
     "CheckpointMismatchError",
+    "describe_mismatch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,36 @@ def load_latest_checkpoint(save_dir: str | os.PathLike, map_location: str | torc
     return None
 
 
+def _listed(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{', ...' if len(keys) > limit else ''}]"
+
+
+def describe_mismatch(network: nn.Module, state: Mapping[str, Any], shapes_only: bool = False) -> str:
+    """One line listing how ``state`` differs from ``network.state_dict()``.
+
+    Args:
+        network: the module the state dict should fit.
+        state: the state dict.
+        shapes_only: report the shape mismatches alone.
+
+    Returns:
+        e.g. ``"2 missing keys [a, b], 1 unexpected key [c], 1 shape mismatch [d (3, 4) in the checkpoint vs (3, 8) in the network]"``,
+        or ``"keys and shapes match"``.
+    """
+    own = network.state_dict()
+    missing = [] if shapes_only else [k for k in own if k not in state]
+    unexpected = [] if shapes_only else [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(v.shape)} in the checkpoint vs {tuple(own[k].shape)} in the network"
+        for k, v in state.items()
+        if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    parts = [f"{len(x)} {name}{'' if len(x) == 1 else plural} {_listed(x)}" for x, name, plural in (
+        (missing, "missing key", "s"), (unexpected, "unexpected key", "s"), (shapes, "shape mismatch", "es")) if x]
+    return ", ".join(parts) if parts else "keys and shapes match"
+
+
 def _extract_state_dict(obj: Any, key: str | None) -> Mapping[str, torch.Tensor]:
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
@@ -120,11 +151,11 @@ def load_network_weights(
         if not state:
             raise CheckpointMismatchError(f"checkpoint '{path}' has no keys starting with '{prefix}'.")
     own = network.state_dict()
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if mismatched:
         raise CheckpointMismatchError(
-            f"checkpoint '{path}' does not fit the network: shape mismatch for {mismatched[:5]}"
-            f"{' and more' if len(mismatched) > 5 else ''}; check that the backbone preset matches the one it was trained with."
+            f"checkpoint '{path}' does not fit the network: {describe_mismatch(network, state, shapes_only=True)}; "
+            "shape mismatches are never loaded: use the backbone preset (and text model) it was trained with."
         )
     result = network.load_state_dict(state, strict=False)
     report = {
@@ -134,7 +165,7 @@ def load_network_weights(
     }
     if strict and (report["missing"] or report["unexpected"]):
         raise CheckpointMismatchError(
-            f"checkpoint '{path}' does not fit the network: {len(report['missing'])} missing keys {report['missing'][:5]}, "
-            f"{len(report['unexpected'])} unexpected keys {report['unexpected'][:5]}; pass strict=False to load the overlap."
+            f"checkpoint '{path}' does not fit the network: {describe_mismatch(network, state)}; "
+            f"check the backbone preset{f' and the prefix {prefix!r}' if prefix else ''}, or pass strict=False to load the overlap."
         )
     return report

@@ -5,22 +5,63 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-from unimedi_monai.engines.checkpoint import atomic_save, list_checkpoints, load_latest_checkpoint
+from unimedi_monai.engines.checkpoint import (
+    CheckpointMismatchError,
+    atomic_save,
+    describe_mismatch,
+    list_checkpoints,
+    load_latest_checkpoint,
+)
 
-__all__ = ["CheckpointHandler", "JsonlStatsWriter", "ProgressBarHandler"]
+__all__ = ["CheckpointHandler", "JsonlStatsWriter", "ProgressBarHandler", "rng_states", "set_rng_states", "non_finite_entries"]
 
 logger = logging.getLogger(__name__)
 
 
 def _is_rank0() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random states (python ``random``, numpy, torch CPU, and CUDA when present) as a
+    dict that ``torch.load(weights_only=True)`` can read back (numpy's key array as a tensor)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore the states written by :func:`rng_states` (entries absent from ``states`` are left as they are)."""
+    if "python" in states:
+        version, internal, gauss_next = states["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+    if "numpy" in states:
+        n = states["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def non_finite_entries(state_dict: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or inf."""
+    return [k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 class CheckpointHandler:
@@ -32,6 +73,20 @@ class CheckpointHandler:
     load). With ``resume`` (default), at start the newest readable checkpoint is loaded (a truncated
     one is skipped with a warning) and training continues from its iteration: the sampler of the
     engine's data loader is moved to the next unseen batch. Only rank 0 writes.
+
+    A checkpoint holds everything the rest of the run depends on: each ``save_dict`` entry (the
+    network with its teacher, loss centres and temperature; the optimiser), the iteration (from which
+    the schedules and the sampler position follow), the grad scaler and the python / numpy / torch
+    random states, so a run killed at any point and started again with the same command ends with
+    the same weights as an uninterrupted one (deterministic CPU runs: bit for bit).
+
+    Never saved: weights holding NaN or inf. Such a state raises ``FloatingPointError`` naming the
+    iteration; the checkpoints on disk (and no ``final_filename``) stay as they were.
+
+    Example::
+
+        handler = CheckpointHandler("runs/models", {"network": model, "optimizer": opt}, interval=50)
+        trainer = UniMedITrainer(..., train_handlers=[handler])
 
     Args:
         save_dir: folder of the training checkpoints.
@@ -72,16 +127,27 @@ class CheckpointHandler:
     def _state(self, engine: Engine) -> dict[str, Any]:
         state = {k: v.state_dict() for k, v in self.save_dict.items()}
         state["engine"] = {"iteration": engine.state.iteration, "epoch_length": engine.state.epoch_length, "max_epochs": engine.state.max_epochs}
-        state["rng"] = {"torch": torch.get_rng_state()}
+        state["rng"] = rng_states()
         scaler = getattr(engine, "grad_scaler", None)
         if scaler is not None and scaler.is_enabled():
             state["grad_scaler"] = scaler.state_dict()
         return state
 
+    def _check_finite(self, engine: Engine) -> None:
+        bad = non_finite_entries(self.save_dict["network"].state_dict())
+        if bad:
+            last = list_checkpoints(self.save_dir)
+            raise FloatingPointError(
+                f"network weights became non-finite by iteration {engine.state.iteration} ({len(bad)} tensors, e.g. {bad[:3]}); "
+                f"nothing was saved, the last good checkpoint is {last[-1][1] if last else 'none'}. "
+                "Lower the learning rate or disable fp16 AMP and resume."
+            )
+
     def save(self, engine: Engine) -> None:
-        """Write ``checkpoint_<iteration>.pt`` and prune old ones (rank 0)."""
+        """Write ``checkpoint_<iteration>.pt`` and prune old ones (rank 0); refuses non-finite weights."""
         if not _is_rank0():
             return
+        self._check_finite(engine)
         atomic_save(self._state(engine), self.save_dir / f"checkpoint_{engine.state.iteration:08d}.pt")
         for _, old in list_checkpoints(self.save_dir)[: -self.keep]:
             old.unlink(missing_ok=True)
@@ -92,6 +158,7 @@ class CheckpointHandler:
             return
         if self.interval > 0 and engine.state.iteration % self.interval != 0:
             self.save(engine)
+        self._check_finite(engine)
         atomic_save(self.save_dict["network"].state_dict(), self.final_path)
         logger.info("final network weights written to %s", self.final_path)
 
@@ -104,7 +171,14 @@ class CheckpointHandler:
         for k, obj in self.save_dict.items():
             if k not in state:
                 raise RuntimeError(f"checkpoint '{path}' has no '{k}' entry; it was not written by this configuration.")
-            obj.load_state_dict(state[k])
+            try:
+                obj.load_state_dict(state[k])
+            except (RuntimeError, ValueError, KeyError) as err:
+                detail = describe_mismatch(obj, state[k]) if isinstance(obj, torch.nn.Module) else str(err).splitlines()[0]
+                raise CheckpointMismatchError(
+                    f"checkpoint '{path}' entry '{k}' does not fit this run: {detail}; resume with the configuration "
+                    f"that wrote it (backbone, text model, ...) or start afresh with another --bundle_root."
+                ) from err
         saved = state["engine"]
         if saved["epoch_length"] != engine.state.epoch_length:
             raise RuntimeError(
@@ -117,7 +191,7 @@ class CheckpointHandler:
         if "grad_scaler" in state and getattr(engine, "grad_scaler", None) is not None:
             engine.grad_scaler.load_state_dict(state["grad_scaler"])
         if "rng" in state:
-            torch.set_rng_state(state["rng"]["torch"])
+            set_rng_states(state["rng"])
         sampler = getattr(getattr(engine, "data_loader", None), "batch_sampler", None)
         if sampler is not None and hasattr(sampler, "load_state_dict"):
             sampler.load_state_dict({"epoch": engine.state.epoch, "position": iteration % engine.state.epoch_length})
@@ -151,7 +225,14 @@ class JsonlStatsWriter:
     def _trim(self, engine: Engine) -> None:
         if not _is_rank0() or not self.path.is_file():
             return
-        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("iteration", 0) <= engine.state.iteration]
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a killed run may be cut short
+                continue
+            if isinstance(row, dict) and row.get("iteration", 0) <= engine.state.iteration:
+                keep.append(line)
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
         os.replace(tmp, self.path)

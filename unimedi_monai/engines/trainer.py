@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Iterable, Sequence
 
@@ -15,6 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 from unimedi_monai.engines.schedules import cosine_schedule
 
 __all__ = ["UniMedITrainer", "unwrap_model", "training_scalars"]
+
+logger = logging.getLogger(__name__)
 
 SCALAR_KEYS = ("loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio", "lr", "weight_decay", "teacher_momentum", "grad_norm")
 
@@ -46,6 +49,20 @@ class UniMedITrainer(Trainer):
 
     A non-finite loss stops the run with ``FloatingPointError`` naming the iteration; nothing is
     stepped, so the last checkpoint on disk stays the last good state.
+
+    Bad samples: the samples a dataset with ``on_bad_sample="skip"`` left out of a batch (listed under
+    the batch's ``"skipped"`` key by :func:`unimedi_monai.data.collate_mixed`) are logged one by one
+    (datalist entry, file, reason) and counted; at the end of each epoch the count is logged. A batch
+    left empty is passed over without an optimiser step (the schedules still advance).
+
+    Long reports: reports with more tokens than the report encoder's ``max_length`` are truncated by
+    the encoder (as in the paper); the first of each epoch is logged and the count at the end of it.
+
+    Example::
+
+        trainer = UniMedITrainer(device="cpu", max_epochs=10, train_data_loader=loader, network=model,
+                                 optimizer=opt, lr=5e-4, train_handlers=[CheckpointHandler("models", {...})])
+        trainer.run()
 
     Args:
         device: torch device.
@@ -125,10 +142,49 @@ class UniMedITrainer(Trainer):
         use_scaler = amp and self.amp_dtype == torch.float16 and self.state.device.type == "cuda"
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.add_event_handler(Events.COMPLETED, self._sync_buffers)
+        self.skipped_samples = 0  # this epoch
+        self.truncated_reports = 0  # this epoch
+        self.add_event_handler(Events.EPOCH_STARTED, self._reset_counts)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._log_counts)
         batch_sampler = getattr(train_data_loader, "batch_sampler", None)
         if hasattr(batch_sampler, "set_epoch"):
             # shuffles depend on the (0-based) epoch; a restored epoch keeps the sampler's resume position
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: batch_sampler.set_epoch(engine.state.epoch - 1))
+
+    def _reset_counts(self, engine: Any) -> None:
+        self.skipped_samples = 0
+        self.truncated_reports = 0
+
+    def _log_counts(self, engine: Any) -> None:
+        if self.skipped_samples:
+            logger.warning(
+                "epoch %d: %d bad samples were skipped (on_bad_sample=skip); each is logged above. Fix or remove them.",
+                engine.state.epoch, self.skipped_samples,
+            )
+        if self.truncated_reports:
+            logger.warning(
+                "epoch %d: %d reports were longer than the report encoder's limit and were truncated (text_max_length).",
+                engine.state.epoch, self.truncated_reports,
+            )
+
+    def _count_long_reports(self, model: nn.Module, groups: Sequence[dict[str, Any] | None]) -> None:
+        encoder = getattr(model, "text_encoder", None)
+        tokenizer, limit = getattr(encoder, "tokenizer", None), getattr(encoder, "max_length", None)
+        if tokenizer is None or limit is None:
+            return
+        for group in groups:
+            if group is None:
+                continue
+            lengths = [len(ids) for ids in tokenizer(list(group["report"]), truncation=False, verbose=False)["input_ids"]]
+            for pos, n in enumerate(lengths):
+                if n > limit:
+                    if self.truncated_reports == 0:
+                        logger.warning(
+                            "a report of sample %s has %d tokens, more than the report encoder's max_length %d: it is truncated "
+                            "(raise text_max_length to keep more; the count is logged at the end of the epoch).",
+                            int(group["index"][pos]) if "index" in group else pos, n, limit,
+                        )
+                    self.truncated_reports += 1
 
     def _sync_buffers(self, engine: Any) -> None:
         """End every rank with rank 0's buffers (BatchNorm statistics, loss centres).
@@ -157,6 +213,14 @@ class UniMedITrainer(Trainer):
         model = unwrap_model(self.network)
         if hasattr(model, "mask_ratio"):
             model.mask_ratio = float(self.mask_ratio_schedule[step])
+        for message in batchdata.get("skipped", ()):
+            logger.warning("iteration %d: skipped a bad sample: %s", engine.state.iteration, message)
+            self.skipped_samples += 1
+        if batchdata.get("xray") is None and batchdata.get("ct") is None:
+            logger.warning("iteration %d: every sample of the batch was skipped; no optimiser step.", engine.state.iteration)
+            nan = float("nan")
+            return {"loss": nan, "loss_vl": nan, "loss_icl": nan, "loss_pcl": nan, "lr": lr, "weight_decay": wd, "teacher_momentum": momentum}
+        self._count_long_reports(model, (batchdata.get("xray"), batchdata.get("ct")))
         xray = _to_device(batchdata.get("xray"), device, self.non_blocking)
         ct = _to_device(batchdata.get("ct"), device, self.non_blocking)
         self.network.train()

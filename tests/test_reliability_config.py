@@ -1,0 +1,199 @@
+"""Config errors, output-folder guards, checkpoints that do not fit, and non-finite weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Engine
+from torch import nn
+
+from conftest import REPO_ROOT, run_bundle
+from unimedi_monai.bundle import (
+    LOCK_FILENAME,
+    ConfigKeyError,
+    OutputFolderError,
+    acquire_lock,
+    check_overrides,
+    config_keys,
+    guard_outputs,
+    parse_overrides,
+    release_locks,
+)
+from unimedi_monai.engines import CheckpointHandler, CheckpointMismatchError, atomic_save, load_network_weights
+
+TRAIN = str(REPO_ROOT / "bundles" / "pretrain" / "configs" / "train.yaml")
+EVALUATE = str(REPO_ROOT / "bundles" / "pretrain" / "configs" / "evaluate.yaml")
+MULTI = str(REPO_ROOT / "bundles" / "pretrain" / "configs" / "multi_gpu_train.yaml")
+
+
+# ---------------------------------------------------------------------------------------------- overrides
+
+
+def test_config_keys_are_nested_paths():
+    keys = config_keys({"a": 1, "train": {"dataloader": {"num_workers": 2}, "handlers": [{"x": 1}]}})
+    assert {"a", "train#dataloader#num_workers", "train#handlers#0#x"} <= keys
+
+
+def test_parse_overrides_splits_run_arguments():
+    files, overrides = parse_overrides(
+        ["--config_file", f"['{TRAIN}','{EVALUATE}']", "--bundle_root", "/x", "--meta_file", "m.json", "--max_epochs=3", "--amp"]
+    )
+    assert files == [TRAIN, EVALUATE]
+    assert overrides == {"bundle_root": "/x", "max_epochs": "3", "amp": "True"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["--max_epoch", "3"], r"unknown config key 'max_epoch' \(command line --max_epoch\); did you mean 'max_epochs'\?"),
+        (["--train#dataloader#num_worker", "8"], r"unknown config key 'train#dataloader#num_worker'.*did you mean 'train#dataloader#num_workers'"),
+        (["--dataset_dri", "/data"], r"did you mean 'dataset_dir'"),
+    ],
+)
+def test_mistyped_override_is_refused_with_a_suggestion(argv, pattern):
+    with pytest.raises(ConfigKeyError, match=pattern) as info:
+        check_overrides(["--config_file", TRAIN, "--bundle_root", "/tmp/x"] + argv)
+    assert "\n" not in str(info.value)
+
+
+def test_declared_overrides_pass():
+    check_overrides(["--config_file", TRAIN, "--max_epochs", "3", "--train#dataloader#num_workers", "0", "--demo#n_xray", "4"])
+    # keys declared only by a later config file are known when that file is named
+    check_overrides(["--config_file", f"['{TRAIN}','{EVALUATE}']", "--eval_slice_k", "2"])
+    with pytest.raises(ConfigKeyError, match="eval_slice_k"):
+        check_overrides(["--config_file", TRAIN, "--eval_slice_k", "2"])
+    check_overrides(["--config_file", f"['{TRAIN}','{MULTI}']", "--train#sampler#num_replicas", "2"])
+    # a new argument of a `_target_` component is allowed; a new key elsewhere is not
+    check_overrides(["--config_file", TRAIN, "--train#dataloader#pin_memory", "true"])
+    with pytest.raises(ConfigKeyError, match="unknown config key 'demo#pin_memory'"):
+        check_overrides(["--config_file", TRAIN, "--demo#pin_memory", "true"])
+
+
+def test_args_file_keys_are_checked(tmp_path):
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"config_file": TRAIN, "max_epocs": 2}))
+    with pytest.raises(ConfigKeyError, match="max_epocs.*max_epochs"):
+        check_overrides(["--args_file", str(args)])
+
+
+@pytest.mark.slow
+def test_bundle_run_stops_on_a_mistyped_key_and_a_missing_dataset_dir(tmp_path):
+    proc = run_bundle("pretrain", ["train.yaml"], tmp_path, ["--max_epoch", "3"], check=False)
+    assert proc.returncode != 0
+    assert "unknown config key 'max_epoch' (command line --max_epoch); did you mean 'max_epochs'?" in proc.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "demo_data").exists()  # stopped before any work
+    proc = run_bundle("pretrain", ["train.yaml"], tmp_path, ["--dataset_dir", str(tmp_path / "nowhere")], check=False)
+    assert proc.returncode != 0
+    assert f"dataset_dir '{tmp_path / 'nowhere'}' does not exist or is not a folder; pass --dataset_dir" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def test_outputs_inside_the_data_folder_are_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(OutputFolderError, match=r"output folder ckpt_dir '.*data/run/models' is inside dataset_dir"):
+        guard_outputs({"ckpt_dir": data / "run" / "models"}, {"dataset_dir": data}, lock=False)
+    with pytest.raises(FileNotFoundError, match=r"dataset_dir '.*missing' does not exist"):
+        guard_outputs({"ckpt_dir": tmp_path / "models"}, {"dataset_dir": tmp_path / "missing"}, lock=False)
+    guard_outputs({"ckpt_dir": tmp_path / "models"}, {"dataset_dir": data, "other": None}, lock=False)
+    assert not list(data.iterdir())
+
+
+def test_a_second_run_on_the_same_outputs_is_refused(tmp_path):
+    out = tmp_path / "models"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        out.mkdir()
+        (out / LOCK_FILENAME).write_text(json.dumps({"pid": other.pid, "host": os.uname().nodename}))
+        with pytest.raises(OutputFolderError, match=rf"in use by another run \(PID {other.pid} "):
+            guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+        assert not (tmp_path / "logs" / LOCK_FILENAME).exists()  # all or nothing
+    finally:
+        other.kill()
+        other.wait()
+    # the holder is gone: its lock is stale and taken over
+    guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+    assert json.loads((out / LOCK_FILENAME).read_text())["pid"] == os.getpid()
+    assert acquire_lock(out) == out / LOCK_FILENAME  # the same process may ask again
+    release_locks()
+    assert not (out / LOCK_FILENAME).exists() and not (tmp_path / "logs" / LOCK_FILENAME).exists()
+
+
+def test_two_live_processes_cannot_hold_one_folder(tmp_path):
+    code = (
+        "import sys, time; from unimedi_monai.bundle import guard_outputs; "
+        f"guard_outputs({{'ckpt_dir': {str(tmp_path)!r}}}); print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputFolderError, match=f"PID {holder.pid}"):
+            acquire_lock(tmp_path)
+    finally:
+        holder.terminate()
+        holder.wait()
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+class _Net(nn.Module):
+    def __init__(self, width: int = 4, extra: bool = False) -> None:
+        super().__init__()
+        self.a = nn.Linear(width, 3)
+        if extra:
+            self.b = nn.Linear(3, 2)
+
+
+def test_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "model.pt"
+    atomic_save(_Net(extra=True).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError, match=r"2 unexpected keys \[b.weight, b.bias\].*strict=False") as info:
+        load_network_weights(_Net(), path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(CheckpointMismatchError, match=r"2 missing keys \[b.weight, b.bias\]"):
+        atomic_save(_Net().state_dict(), path)
+        load_network_weights(_Net(extra=True), path)
+    atomic_save(_Net(width=5).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError, match=r"shape mismatch \[a.weight \(3, 5\) in the checkpoint vs \(3, 4\) in the network\].*backbone preset"):
+        load_network_weights(_Net(), path, strict=False)  # shapes are refused even when not strict
+    report = load_network_weights(_Net(extra=True), _save(tmp_path, _Net()), strict=False)
+    assert report["missing"] == ["b.weight", "b.bias"] and set(report["loaded"]) == {"a.weight", "a.bias"}
+
+
+def _save(folder: Path, net: nn.Module) -> Path:
+    return atomic_save(net.state_dict(), folder / "small.pt")
+
+
+def _engine(iteration: int) -> Engine:
+    engine = Engine(lambda e, b: None)
+    engine.state.iteration, engine.state.epoch_length, engine.state.max_epochs = iteration, 4, 2
+    return engine
+
+
+def test_resume_from_a_checkpoint_of_another_network_says_what_to_change(tmp_path):
+    CheckpointHandler(tmp_path, {"network": _Net(width=5)}, interval=1).save(_engine(3))
+    handler = CheckpointHandler(tmp_path, {"network": _Net()}, interval=1)
+    with pytest.raises(CheckpointMismatchError, match=r"checkpoint_00000003.pt' entry 'network' does not fit this run: 1 shape mismatch .*another --bundle_root"):
+        handler.load(_engine(0))
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    net = _Net()
+    handler = CheckpointHandler(tmp_path, {"network": net}, interval=1)
+    handler.save(_engine(2))
+    with torch.no_grad():
+        net.a.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"non-finite by iteration 3 .*checkpoint_00000002.pt"):
+        handler.save(_engine(3))
+    with pytest.raises(FloatingPointError, match="iteration 4"):
+        handler.save_final(_engine(4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_00000002.pt"]
