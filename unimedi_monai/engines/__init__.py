@@ -3,6 +3,7 @@
 from unimedi_monai.engines.checkpoint import (
     CheckpointMismatchError,
     atomic_save,
+    describe_mismatch,
     load_latest_checkpoint,
     load_network_weights,
     safe_load,
@@ -20,6 +21,7 @@ __all__ = [
     "UniMedITrainer",
     "atomic_save",
     "cosine_schedule",
+    "describe_mismatch",
     "load_latest_checkpoint",
     "load_network_weights",
     "param_groups",
