@@ -208,3 +208,25 @@ def test_run_settings_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="config key 'pretrained_path'.*set init to random"):
         run_settings(task, "finetune", "pretrained", 0.1, tmp_path / "none.pt", "tiny", 0)
     assert run_settings(task, "finetune", "random", 0.1, None, "tiny", 0)["checkpoint"] is None
+
+
+def test_run_linear_probe_fractions_share_one_cache(tmp_path):
+    from unimedi_monai.classification import run_linear_probe
+
+    items = _pngs(tmp_path, 12)
+    splits = {"training": items[:9], "validation": items[9:11], "test": items[11:]}
+    net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8, freeze_encoder=True)
+    task = get_task("covidx")
+    kwargs = dict(transform=classification_transforms(32), output_dir=tmp_path / "eval", model_path=tmp_path / "model.pt",
+                  cache_dir=tmp_path / "cache", epochs=5, val_interval=1, progress=False)
+    run_linear_probe(net, task, splits, data_pct=1.0, settings={"mode": "linear_probe"}, **kwargs)
+    cached = sorted((tmp_path / "cache").glob("features_*.pt"))
+    assert len(cached) == 3
+    head = net.head.weight.detach().clone()
+    run_linear_probe(net, task, splits, data_pct=0.1, **kwargs)
+    assert sorted((tmp_path / "cache").glob("features_*.pt")) == cached  # no new features for another fraction
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["settings"]["num_train"] == 3  # one image per class
+    assert not torch.equal(head, net.head.weight)  # the head was retrained and copied into the network
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert torch.equal(saved["head.weight"], net.head.weight.detach())
