@@ -49,9 +49,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _synthetic_features(n: int, width: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _synthetic_features(n: int, centres: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` vectors around the class ``centres`` (COVIDx-like class shares 60 / 30 / 10%)."""
     gen = torch.Generator().manual_seed(seed)
-    centres = torch.randn(classes, width, generator=gen)
+    classes, width = centres.shape
     labels = torch.multinomial(torch.tensor([0.6, 0.3, 0.1][:classes]), n, replacement=True, generator=gen)
     return centres[labels] * 0.5 + torch.randn(n, width, generator=gen), labels
 
@@ -92,9 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
     width = net.feature_size
 
     # 1. linear probe on cached features
-    x, y = _synthetic_features(args.n, width, task.num_classes, 0)
-    vx, vy = _synthetic_features(args.n_val, width, task.num_classes, 1)
+    centres = torch.randn(task.num_classes, width, generator=torch.Generator().manual_seed(0)) * 0.1
+    x, y = _synthetic_features(args.n, centres, 1)
+    vx, vy = _synthetic_features(args.n_val, centres, 2)
     items = [{"label": int(v)} for v in y]
+    train_linear_probe(x[:64], y[:64], task, epochs=2, device=device)  # warm-up (lazy initialisation)
     probe = {}
     for pct in FRACTIONS:
         keep = fraction_indices(task, items, pct, seed=0)
