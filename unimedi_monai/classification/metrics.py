@@ -1,4 +1,4 @@
-"""Classification metrics (accuracy, macro / per-class AUC with MONAI's ``ROCAUCMetric``), the
+"""Classification metrics (accuracy, macro / per-class AUC with MONAI's ROC AUC), the
 confusion-matrix picture, the ``eval/metrics.json`` report and an ignite metric for evaluators."""
 
 from __future__ import annotations
@@ -33,14 +33,17 @@ def predict_probabilities(logits: torch.Tensor, task: ClassificationTask) -> tor
 
 
 def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """AUC of one class through MONAI's ROCAUCMetric; NaN when only one class is present."""
-    from monai.metrics import ROCAUCMetric
+    """AUC of one class; NaN when only one class is present.
+
+    Computed by :func:`monai.metrics.compute_roc_auc`, the function behind MONAI's ``ROCAUCMetric``,
+    called directly because ``ROCAUCMetric`` gathers its buffers across processes: under DDP a
+    metric computed by one rank (or on a split every rank holds whole) must not synchronise.
+    """
+    from monai.metrics import compute_roc_auc
 
     if labels.numel() == 0 or labels.min() == labels.max():
         return float("nan")
-    metric = ROCAUCMetric(average="none")
-    metric(scores.reshape(-1, 1).float(), labels.reshape(-1, 1).float())
-    return float(metric.aggregate())
+    return float(compute_roc_auc(scores.reshape(-1).float(), labels.reshape(-1).float()))
 
 
 def confusion_matrix(probs: torch.Tensor, labels: torch.Tensor, task: ClassificationTask) -> np.ndarray:
