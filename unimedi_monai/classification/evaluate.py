@@ -49,7 +49,10 @@ def load_classifier_weights(network: nn.Module, path: str | os.PathLike) -> dict
     from unimedi_monai.engines.checkpoint import CheckpointMismatchError, load_network_weights, safe_load
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no trained classifier at {path}; run train.yaml first or set model_path.")
+        raise FileNotFoundError(
+            f"no trained classifier at {path}; run train.yaml first (fine-tuning writes it at each validation, "
+            "so val_interval must be <= max_epochs) or set model_path."
+        )
     state = safe_load(path)
     head = state.get("head.weight") if isinstance(state, Mapping) else None
     expected = getattr(getattr(network, "head", None), "weight", None)
