@@ -68,6 +68,10 @@ def test_finetune_runs_and_saves_best(pretrained_bundle, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["settings"]["mode"] == "finetune" and metrics["settings"]["data_pct"] == 0.1 and 0.0 <= metrics["accuracy"] <= 1.0 and "auc" in metrics
     assert (tmp_path / "models" / "model.pt").is_file() and list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    # evaluate.yaml reproduces the test metrics of the saved best model
+    run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], tmp_path, _args(pretrained_bundle) + ["--eval_prefix", "again_"])
+    again = json.loads((tmp_path / "eval" / "again_metrics.json").read_text())
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"]) and again["auc"] == pytest.approx(metrics["auc"], nan_ok=True)
 
 
 @pytest.mark.slow
