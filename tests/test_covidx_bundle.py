@@ -1,0 +1,84 @@
+"""End-to-end runs of bundles/covidx_classification on the demo data, from a short demo pre-training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, bundle_env, run_bundle
+
+BUNDLE = "covidx_classification"
+CONFIGS = REPO_ROOT / "bundles" / BUNDLE / "configs"
+PRETRAIN_DEMO = "{'n_xray': 64, 'n_ct': 32, 'seed': 1}"  # the pretrained_bundle fixture's demo data
+
+
+def _args(pretrained: Path) -> list[str]:
+    return ["--demo", PRETRAIN_DEMO, "--demo_dir", str(pretrained / "demo_data"),
+            "--pretrained_path", str(pretrained / "models" / "model.pt"), "--num_workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def probe_root(pretrained_bundle, tmp_path_factory) -> Path:
+    """A 100% linear probe of the pre-trained demo encoder."""
+    root = tmp_path_factory.mktemp("covidx_probe")
+    run_bundle(BUNDLE, ["train.yaml"], root, _args(pretrained_bundle))
+    return root
+
+
+@pytest.mark.slow
+def test_linear_probe_beats_chance(probe_root, pretrained_bundle):
+    metrics = json.loads((probe_root / "eval" / "metrics.json").read_text())
+    assert metrics["task"] == "demo" and metrics["num_samples"] >= 10
+    assert metrics["settings"]["mode"] == "linear_probe" and metrics["settings"]["init"] == "pretrained"
+    assert metrics["settings"]["checkpoint"] == str((pretrained_bundle / "models" / "model.pt").resolve())
+    # chance: AUC 0.5, accuracy 1/5 (5 balanced finding classes; the demo test split has about 14 X-rays)
+    assert metrics["auc"] > 0.6 and metrics["accuracy"] > 0.2 + 0.1, metrics
+    assert (probe_root / "eval" / "confusion_matrix.png").stat().st_size > 1000
+    assert (probe_root / "models" / "model.pt").is_file()
+    assert len(list((probe_root / "cache").glob("features_*.pt"))) == 3  # training, validation, test: reused by other data_pct
+
+
+@pytest.mark.slow
+def test_inference_json_and_verify_net_in_out(probe_root, pretrained_bundle):
+    images = sorted((pretrained_bundle / "demo_data" / "xray").glob("*.png"))[:3]
+    run_bundle(BUNDLE, ["inference.yaml"], probe_root,
+               ["--dataset", "demo", "--backbone", "demo", "--input_files", str([str(p) for p in images])])
+    outputs = sorted((probe_root / "predictions").glob("*.json"))
+    assert [p.name for p in outputs] == [f"{p.name}.json" for p in images]
+    out = json.loads(outputs[0].read_text())
+    assert set(out["probabilities"]) == {"normal", "nodule", "mass", "consolidation", "effusion"}
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def",
+         "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.yaml"),
+         "--bundle_root", str(probe_root), "--backbone", "tiny"],
+        cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_finetune_runs_and_saves_best(pretrained_bundle, tmp_path):
+    run_bundle(BUNDLE, ["train.yaml"], tmp_path, _args(pretrained_bundle) + [
+        "--mode", "finetune", "--max_epochs", "1", "--batch_size", "8", "--data_pct", "0.1"])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["settings"]["mode"] == "finetune" and metrics["settings"]["data_pct"] == 0.1 and 0.0 <= metrics["accuracy"] <= 1.0 and "auc" in metrics
+    assert (tmp_path / "models" / "model.pt").is_file() and list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    # evaluate.yaml reproduces the test metrics of the saved best model
+    run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], tmp_path, _args(pretrained_bundle) + ["--eval_prefix", "again_"])
+    again = json.loads((tmp_path / "eval" / "again_metrics.json").read_text())
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"]) and again["auc"] == pytest.approx(metrics["auc"], nan_ok=True)
+
+
+@pytest.mark.slow
+def test_zero_shot_on_xrays_and_cts(pretrained_bundle, tmp_path):
+    run_bundle(BUNDLE, ["train.yaml", "zero_shot.yaml"], tmp_path, _args(pretrained_bundle))
+    for modality in ("xray", "ct"):
+        metrics = json.loads((tmp_path / "eval" / f"zero_shot_{modality}_metrics.json").read_text())
+        assert metrics["settings"]["mode"] == "zero_shot" and metrics["settings"]["modality"] == modality
+        assert metrics["num_samples"] > 0 and 0.0 <= metrics["accuracy"] <= 1.0
+        assert metrics["chance_auc"] == 0.5 and "auc_normal" in metrics

@@ -1,0 +1,92 @@
+"""Inference: class probabilities of X-ray files, one JSON per image."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.classification.metrics import predict_probabilities
+from unimedi_monai.classification.tasks import ClassificationTask
+
+__all__ = ["IMAGE_SUFFIXES", "list_input_images", "predict_to_json"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")
+"""File suffixes :func:`list_input_images` picks up in a folder."""
+
+
+def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, input_dir: str | os.PathLike | None = None) -> list[str]:
+    """The images to classify: ``input_files`` (a path, glob pattern or list) or every image in ``input_dir``.
+
+    Raises:
+        ValueError: neither key is set, or nothing matches (naming the config keys).
+    """
+    files: list[str] = []
+    if input_files:
+        for entry in [input_files] if isinstance(input_files, (str, os.PathLike)) else input_files:
+            matches = sorted(glob.glob(os.path.expanduser(str(entry))))
+            if not matches:
+                raise FileNotFoundError(f"config key 'input_files': {entry} does not exist (or the pattern matches nothing).")
+            files += matches
+    elif input_dir:
+        folder = Path(input_dir).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"config key 'input_dir': {folder} is not a folder.")
+        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    else:
+        raise ValueError("set config key 'input_files' (a file, glob or list) or 'input_dir' (a folder of X-rays).")
+    if not files:
+        raise ValueError(f"config key 'input_dir': no {'/'.join(IMAGE_SUFFIXES)} files in {input_dir}.")
+    return files
+
+
+@torch.no_grad()
+def predict_to_json(
+    network: nn.Module,
+    task: ClassificationTask,
+    files: Sequence[str],
+    transform: Callable,
+    output_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> list[Path]:
+    """Write ``output_dir/<image name>.json`` per file: ``{"image", "probabilities": {class: p}, "prediction"}``.
+
+    ``prediction`` is the most probable class (single-label) or the classes above 0.5 (multi-label).
+    Files are written atomically. Names of the outputs keep the input's file name with
+    ``.json`` appended (``a.png`` -> ``a.png.json``), so inputs that differ only by suffix do not collide.
+
+    Returns:
+        the written JSON paths, in input order.
+    """
+    from monai.data import DataLoader, Dataset
+    from tqdm import tqdm
+
+    network.eval()
+    items = [{"image": f} for f in files]
+    names = [Path(f).name for f in files]
+    if len(set(names)) != len(names):
+        names = [str(Path(f).resolve()).strip(os.sep).replace(os.sep, "__") for f in files]
+    loader = DataLoader(Dataset(items, transform), batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    written: list[Path] = []
+    for batch in tqdm(loader, desc="inference", disable=not progress):
+        probs = predict_probabilities(network(batch["image"].to(device)).float(), task).cpu()
+        for p in probs:
+            index = len(written)
+            scores = {name: float(v) for name, v in zip(task.class_names, p)}
+            pred = [n for n, v in scores.items() if v > 0.5] if task.multi_label else max(scores, key=scores.get)
+            out = Path(output_dir) / f"{names[index]}.json"
+            write_json_atomic({"image": str(files[index]), "probabilities": scores, "prediction": pred, "task": task.name}, out)
+            written.append(out)
+    logger.info("wrote %d predictions to %s", len(written), output_dir)
+    return written

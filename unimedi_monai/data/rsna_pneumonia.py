@@ -1,0 +1,84 @@
+"""RSNA Pneumonia Detection Challenge adapter: ``stage_2_train_labels.csv`` into patient-level items.
+
+The published layout::
+
+    dataset_dir/
+        stage_2_train_labels.csv     # patientId,x,y,width,height,Target (one row per box; one row with
+                                     # empty box and Target 0 for negatives)
+        stage_2_train_images/<patientId>.dcm
+
+One image per patient; its label is 1 when any row of the patient has ``Target`` 1 (pneumonia
+opacity), else 0. The challenge's test labels are not public, so the training file is split by
+patient into training / validation / test (:func:`unimedi_monai.classification.prepare_splits`).
+
+Example::
+
+    items = load_rsna_pneumonia("/data/rsna")["training"]
+    items[0]   # {'image': '/data/rsna/stage_2_train_images/0004cfab-....dcm', 'label': 0, 'patient_id': '0004cfab-...', ...}
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+__all__ = ["RSNA_CLASSES", "read_rsna_labels", "load_rsna_pneumonia"]
+
+RSNA_CLASSES = ("normal", "pneumonia")
+"""Class names in label-index order."""
+
+
+def read_rsna_labels(
+    csv_file: str | os.PathLike, image_dir: str | os.PathLike, check_files: bool = True
+) -> list[dict]:
+    """Read ``stage_2_train_labels.csv`` into one item per patient.
+
+    Args:
+        csv_file: the labels file (columns ``patientId`` and ``Target``; box columns are counted).
+        image_dir: the folder with ``<patientId>.dcm``.
+        check_files: check that every DICOM exists.
+
+    Returns:
+        items ``image``, ``label`` (0/1), ``patient_id``, ``num_boxes``, ``modality`` (``"xray"``), in
+        the file's patient order.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file and the row (1 = header).
+    """
+    csv_file, image_dir = Path(csv_file), Path(image_dir)
+    if not csv_file.is_file():
+        raise FileNotFoundError(f"RSNA labels file not found: {csv_file}; dataset_dir must hold stage_2_train_labels.csv.")
+    patients: dict[str, dict] = {}
+    with open(csv_file, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("patientId", "Target") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{csv_file}: header lacks the columns {missing}; expected patientId,x,y,width,height,Target.")
+        for row_no, row in enumerate(reader, start=2):
+            pid = (row["patientId"] or "").strip()
+            if not pid:
+                raise ValueError(f"{csv_file}, row {row_no}: empty patientId.")
+            target = (row["Target"] or "").strip()
+            if target not in ("0", "1"):
+                raise ValueError(f"{csv_file}, row {row_no}, column 'Target': {target!r} must be 0 or 1.")
+            item = patients.get(pid)
+            if item is None:
+                image = image_dir / f"{pid}.dcm"
+                if check_files and not image.is_file():
+                    raise FileNotFoundError(f"{csv_file}, row {row_no}: image {image} does not exist.")
+                item = patients[pid] = {
+                    "image": str(image.resolve()), "label": 0, "patient_id": pid, "num_boxes": 0, "modality": "xray",
+                }
+            if target == "1":
+                item["label"] = 1
+                item["num_boxes"] += 1
+    if not patients:
+        raise ValueError(f"{csv_file} lists no patients.")
+    return list(patients.values())
+
+
+def load_rsna_pneumonia(dataset_dir: str | os.PathLike, check_files: bool = True) -> dict[str, list[dict]]:
+    """Read an RSNA Pneumonia folder into ``{"training": [...]}`` (no public test labels)."""
+    root = Path(dataset_dir).expanduser()
+    return {"training": read_rsna_labels(root / "stage_2_train_labels.csv", root / "stage_2_train_images", check_files)}

@@ -1,0 +1,124 @@
+"""UniMedI image classifier: the pre-trained vision encoder with a linear head on the [CLS] feature."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
+
+__all__ = ["UniMedIClassifier"]
+
+logger = logging.getLogger(__name__)
+
+
+class UniMedIClassifier(nn.Module):
+    """The UniMedI vision encoder (2D X-ray path and 3D CT path) and one linear layer.
+
+    X-rays ``(B, 1, H, W)`` go through the 2D tokenizer, CT volumes ``(B, 1, H, W, D)`` through the
+    3D tokenizer (the 512 volume tokens; no slice selection, which needs the pre-training teacher);
+    the shared backbone's [CLS] output (``pool="cls"``) or the mean of the patch tokens
+    (``pool="mean"``) feeds ``head``. The forward pass is a plain tensor function, so the network
+    can be traced (``torch.jit.trace``) for export.
+
+    Args:
+        num_classes: output logits.
+        backbone: preset name (``"base"`` = ViT-B/16, ``"small"``, ``"demo"``, ``"tiny"``), dict or config;
+            must match the pre-training run whose weights are loaded.
+        xray_size: X-ray input size (224).
+        ct_size: CT input size (H, W, D).
+        patch_size_2d: 2D patch size.
+        patch_size_3d: 3D patch size (H, W, D).
+        pool: ``"cls"`` or ``"mean"``.
+        dropout: dropout before the head (fine-tuning regulariser; 0 for linear probing).
+        pretrained: a pre-training checkpoint (``models/model.pt`` of the pretrain bundle) whose
+            ``encoder.*`` weights are loaded, or None for random initialisation.
+        freeze_encoder: keep the encoder frozen and in eval mode (linear probe).
+
+    Example::
+
+        net = UniMedIClassifier(3, backbone="demo", pretrained="pretrain/models/model.pt")
+        probs = net(torch.rand(2, 1, 224, 224)).softmax(-1)   # (2, 3)
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str | Mapping[str, Any] | BackboneConfig = "base",
+        xray_size: int | Sequence[int] = 224,
+        ct_size: Sequence[int] = (128, 128, 32),
+        patch_size_2d: int | Sequence[int] = 16,
+        patch_size_3d: Sequence[int] = (16, 16, 4),
+        pool: Literal["cls", "mean"] = "cls",
+        dropout: float = 0.0,
+        pretrained: str | os.PathLike | None = None,
+        freeze_encoder: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}.")
+        self.encoder = UnifiedVisionEncoder(backbone, xray_size, ct_size, patch_size_2d, patch_size_3d)
+        self.pool = pool
+        self.num_classes = int(num_classes)
+        self.dropout = nn.Dropout(float(dropout))
+        self.head = nn.Linear(self.encoder.hidden_size, self.num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+        self.load_report: dict[str, list[str]] | None = None
+        if pretrained:
+            self.load_report = self.load_pretrained(pretrained)
+        self.freeze_encoder = bool(freeze_encoder)
+        if self.freeze_encoder:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    @property
+    def feature_size(self) -> int:
+        """Width of the feature the head reads (the backbone's hidden size)."""
+        return self.encoder.hidden_size
+
+    def train(self, mode: bool = True) -> "UniMedIClassifier":
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
+
+    def load_pretrained(self, path: str | os.PathLike) -> dict[str, list[str]]:
+        """Load the vision encoder (student ``encoder.*`` keys) of a pre-training checkpoint.
+
+        Returns:
+            ``{"loaded", "missing", "unexpected"}`` key lists (also logged).
+
+        Raises:
+            CheckpointMismatchError: the checkpoint's encoder does not fit (e.g. another backbone preset).
+        """
+        from unimedi_monai.engines.checkpoint import load_network_weights
+
+        report = load_network_weights(self.encoder, path, prefix="encoder.", strict=True)
+        logger.info(
+            "loaded %d encoder tensors from %s (%d missing, %d unexpected)",
+            len(report["loaded"]), path, len(report["missing"]), len(report["unexpected"]),
+        )
+        return report
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled encoder features ``(B, feature_size)`` of X-rays (4D) or CT volumes (5D)."""
+        if images.ndim == 4:
+            tokens = self.encoder.embed_xray(images)
+        elif images.ndim == 5:
+            tokens = self.encoder.embed_volume(images)
+        else:
+            raise ValueError(f"UniMedIClassifier expects (B,1,H,W) X-rays or (B,1,H,W,D) CTs, got shape {tuple(images.shape)}.")
+        out = self.encoder(tokens)
+        return out["cls"] if self.pool == "cls" else out["patches"].mean(dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, num_classes)``."""
+        return self.head(self.dropout(self.features(images)))
