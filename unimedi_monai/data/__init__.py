@@ -10,6 +10,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "CHEXPERT_COMPETITION": "chexpert",
+    "load_chexpert": "chexpert",
+    "COVIDX_CLASSES": "covidx",
+    "load_covidx": "covidx",
+    "load_rsna_pneumonia": "rsna_pneumonia",
     "collate_mixed": "collate",
     "move_batch_to_device": "collate",
     "load_datalist": "datalist",

@@ -8,6 +8,7 @@ from unimedi_monai.networks.presets import BACKBONE_PRESETS, BackboneConfig, res
 from unimedi_monai.networks.text_encoder import ReportEncoder, TextModelNotFoundError, default_text_model_path
 from unimedi_monai.networks.unimedi import UniMedI
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
+from unimedi_monai.networks.classifier import UniMedIClassifier  # noqa: E402  (builds on the encoder above)
 
 __all__ = [
     "BACKBONE_PRESETS",
@@ -20,6 +21,7 @@ __all__ = [
     "SharedBackbone",
     "TextModelNotFoundError",
     "UniMedI",
+    "UniMedIClassifier",
     "UnifiedVisionEncoder",
     "default_text_model_path",
     "resolve_backbone_config",
