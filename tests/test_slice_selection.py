@@ -251,3 +251,39 @@ def test_evaluate_counts_hits(tmp_path):
     bad = [{"id": "x", "image": cases[0]["image"], "nodules_voxel": [[0, 0, 60]]}]
     with pytest.raises(ValueError, match="outside the image's 48 slices"):
         evaluate_slice_selection(sel, bad, tmp_path / "bad", progress=False)
+
+
+def test_window_scores_only_its_slices(tmp_path, selector):
+    path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_sitk_volume(50, 37, np.diag([1.0, 1.0, -1.0])), str(path))
+    result = selector(path, window=(10, 42))  # 32 slices: no resampling along z
+    assert result.window == [10, 42] and result.top_k == [37]
+    assert np.isnan(result.scores[:10]).all() and np.isnan(result.scores[42:]).all()
+    assert np.isfinite(result.scores[10:42]).all()
+    data = result.to_dict()
+    assert data["scores"][9] is None and data["scores"][10] is not None and data["window"] == [10, 42]
+    assert result.ranked()[0] == 37 and len(result.ranked()) == 32
+    assert Path(result.save(tmp_path)["png"]).is_file()
+    with pytest.raises(ValueError, match=r"slice window \(40, 60\) is not a range inside the file's 50 slices"):
+        selector(path, window=lambda n, axis: (40, 60))
+
+
+def test_evaluate_nodule_windows(tmp_path):
+    cases = []
+    for i, centre in enumerate([3, 24, 45]):
+        path = tmp_path / f"w{i}.nii.gz"
+        sitk.WriteImage(_sitk_volume(48, centre), str(path))
+        cases.append({"id": f"w{i}", "image": str(path), "nodules_voxel": [[5, 5, centre]]})
+    sel = SliceSelector(SliceBrightness(), ct_transforms(train=False), top_k=None, top_fraction=0.2)
+    metrics = evaluate_slice_selection(sel, cases, tmp_path / "eval", window_slices=32, num_plots=0, progress=False)
+    records = json.loads((tmp_path / "eval" / "cases.json").read_text())["cases"]
+    for record in records:
+        start, stop = record["window"]
+        assert stop - start == 32 and start <= record["centres"][0] < stop and record["k"] == 6
+        assert all(start <= s < stop for s in record["selected"] + record["random_selected"])
+        assert record["hit"]  # the bright slab is the nodule
+    expected = np.mean([random_hit_probability(r["centres"], 32, 6, 3, r["window"][0]) for r in records])
+    assert metrics["accuracy"] == 1.0 and math.isclose(metrics["accuracy_random_expected"], expected)
+    assert metrics["window_slices"] == 32 and metrics["mean_scored_per_ct"] == 32.0
+    again = evaluate_slice_selection(sel, cases, tmp_path / "again", window_slices=32, num_plots=0, progress=False)
+    assert json.loads((tmp_path / "again" / "cases.json").read_text())["cases"] == records  # seeded

@@ -29,17 +29,46 @@ __all__ = ["random_hit_probability", "poisson_binomial_tail", "evaluate_slice_se
 logger = logging.getLogger(__name__)
 
 
-def _near(centres: Sequence[int], n: int, tolerance: int) -> np.ndarray:
-    """``(n,)`` bool: slices within ``tolerance`` of a centre."""
+def _near(centres: Sequence[int], n: int, tolerance: int, start: int = 0) -> np.ndarray:
+    """``(n,)`` bool: which of the slices ``start..start+n-1`` lie within ``tolerance`` of a centre."""
     c = np.asarray(list(centres), dtype=np.int64)
-    return (np.abs(np.arange(n)[:, None] - c[None, :]) <= tolerance).any(axis=1)
+    return (np.abs(np.arange(start, start + n)[:, None] - c[None, :]) <= tolerance).any(axis=1)
 
 
-def random_hit_probability(centres: Sequence[int], num_slices: int, k: int, tolerance: int) -> float:
-    """Probability that ``k`` distinct uniformly drawn slices of ``num_slices`` hit a centre within ``tolerance``."""
-    m = int(_near(centres, num_slices, tolerance).sum())
+def random_hit_probability(centres: Sequence[int], num_slices: int, k: int, tolerance: int, start: int = 0) -> float:
+    """Probability that ``k`` distinct slices drawn uniformly from ``start..start+num_slices-1`` include one
+    within ``tolerance`` of a centre."""
+    m = int(_near(centres, num_slices, tolerance, start).sum())
     k = min(int(k), int(num_slices))
     return 1.0 - math.comb(num_slices - m, k) / math.comb(num_slices, k)
+
+
+class _NoduleWindow:
+    """``window_slices`` consecutive slices holding a nodule centre (one nodule drawn at random), placed at random."""
+
+    def __init__(self, case: Mapping[str, Any], size: int, rng: np.random.Generator) -> None:
+        self.case, self.size, self.rng = case, int(size), rng
+
+    def __call__(self, num_slices: int, axis: int) -> tuple[int, int]:
+        centres = _centres(self.case, axis, num_slices)
+        if num_slices <= self.size:
+            return 0, num_slices
+        c = centres[int(self.rng.integers(len(centres)))]
+        low, high = max(0, c - self.size + 1), min(c, num_slices - self.size)
+        start = int(self.rng.integers(low, high + 1))
+        return start, start + self.size
+
+
+def _centres(case: Mapping[str, Any], axis: int, num_slices: int) -> list[int]:
+    """The nodule centres' slice numbers along ``axis``, checked to lie in the image."""
+    centres = sorted({int(round(float(v[axis]))) for v in case["nodules_voxel"]})
+    outside = [c for c in centres if not 0 <= c < num_slices]
+    if outside:
+        raise ValueError(
+            f"case '{case['id']}' ({case['image']}): nodule centre slice(s) {outside} outside the image's "
+            f"{num_slices} slices; check the annotation coordinates."
+        )
+    return centres
 
 
 def poisson_binomial_tail(probabilities: Sequence[float], successes: int) -> float:
@@ -61,6 +90,7 @@ def evaluate_slice_selection(
     num_plots: int = 3,
     dataset: str = "luna16",
     query: str | None = None,
+    window_slices: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the selection on every case and write ``metrics.json``, ``cases.json`` and a few PNGs.
@@ -77,6 +107,10 @@ def evaluate_slice_selection(
         dataset: name recorded in ``metrics.json`` (``"luna16"`` or ``"demo"``).
         query: the text of text-guided selection (network ``mode == "text"``) for every CT; None
             uses each case's ``report`` (the demo CTs have one).
+        window_slices: score only this many consecutive slices per CT, holding a nodule centre (one
+            nodule drawn per CT, the window placed at random, both seeded): the authors' "continuous
+            set of 32 slices that contain nodules"; None scores the whole CT. ``top_fraction`` then
+            applies to the window, and the random baseline draws from the window too.
         progress: show a progress bar.
 
     Returns:
@@ -88,7 +122,10 @@ def evaluate_slice_selection(
         raise ValueError("no CT to evaluate: the case list is empty.")
     tolerance = int(tolerance)
     out = Path(output_dir)
+    if window_slices is not None and (isinstance(window_slices, bool) or int(window_slices) < 1):
+        raise ValueError(f"window_slices must be a positive number of slices or null, got {window_slices!r}.")
     rng = np.random.default_rng(seed)
+    window_rng = np.random.default_rng([seed, 1])
     records: list[dict[str, Any]] = []
     mode = getattr(selector.network, "mode", "attention")
     for index, case in enumerate(tqdm(cases, desc="slice selection", disable=not progress)):
@@ -100,30 +137,27 @@ def evaluate_slice_selection(
                     "(e.g. 'pulmonary nodule') or use mode: attention."
                 )
             selector.network.query = text
-        selection = selector(case["image"], keep_volume=index < num_plots)
+        window = _NoduleWindow(case, window_slices, window_rng) if window_slices else None
+        selection = selector(case["image"], keep_volume=index < num_plots, window=window)
         n = selection.num_slices
-        centres = sorted({int(round(float(v[selection.slice_axis]))) for v in case["nodules_voxel"]})
-        outside = [c for c in centres if not 0 <= c < n]
-        if outside:
-            raise ValueError(
-                f"case '{case['id']}' ({case['image']}): nodule centre slice(s) {outside} outside the image's "
-                f"{n} slices; check the annotation coordinates."
-            )
+        centres = _centres(case, selection.slice_axis, n)
+        start, stop = selection.window or (0, n)
         k = len(selection.top_k)
-        near = _near(centres, n, tolerance)
-        random_pick = np.sort(rng.choice(n, size=k, replace=False))
+        near = _near(centres, stop - start, tolerance, start)
+        random_pick = np.sort(rng.choice(stop - start, size=k, replace=False)) + start
         records.append(
             {
                 "id": str(case["id"]),
                 "image": str(case["image"]),
                 "num_slices": n,
+                "window": selection.window,
                 "k": k,
                 "centres": centres,
                 "selected": selection.top_k,
-                "hit": bool(near[selection.top_k].any()),
+                "hit": bool(near[np.asarray(selection.top_k) - start].any()),
                 "random_selected": [int(i) for i in random_pick],
-                "random_hit": bool(near[random_pick].any()),
-                "random_hit_probability": random_hit_probability(centres, n, k, tolerance),
+                "random_hit": bool(near[random_pick - start].any()),
+                "random_hit_probability": random_hit_probability(centres, stop - start, k, tolerance, start),
                 **({"finding": case["finding"]} if "finding" in case else {}),
             }
         )
@@ -141,6 +175,7 @@ def evaluate_slice_selection(
         "top_fraction": selector.top_fraction,
         "top_k": selector.top_k,
         "tolerance": tolerance,
+        "window_slices": None if window_slices is None else int(window_slices),
         "seed": int(seed),
         "hits": int(hits),
         "accuracy": hits / len(records),
@@ -148,6 +183,7 @@ def evaluate_slice_selection(
         "accuracy_random_expected": float(np.mean(probabilities)),
         "p_value_vs_random": poisson_binomial_tail(probabilities, hits),
         "mean_slices_per_ct": float(np.mean([r["num_slices"] for r in records])),
+        "mean_scored_per_ct": float(np.mean([(r["window"][1] - r["window"][0]) if r["window"] else r["num_slices"] for r in records])),
         "mean_selected_per_ct": float(np.mean([r["k"] for r in records])),
     }
     write_json_atomic({"cases": records}, out / "cases.json")

@@ -7,16 +7,19 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Tuple, Union
 
 import numpy as np
 import torch
-from monai.transforms import Orientationd
+from monai.transforms import Orientationd, SpatialCrop
 
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.slice_selection.mapping import grid_to_original, slice_axis_of
 
 __all__ = ["SliceSelection", "SliceSelector", "output_stem", "read_query"]
+
+#: a slice window: ``(start, stop)`` or a function of ``(num_slices, slice_axis)`` returning it, or None.
+WindowSpec = Union[Tuple[int, int], Callable[[int, int], Tuple[int, int]], None]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class SliceSelection:
         flipped: the model's grid runs against the file's slice order.
         spacing: the file's voxel spacing (``(i, j, k)`` order, mm).
         volume: the file's voxel values ``(X, Y, Z)`` as read, for pictures (not written to JSON).
+        window: ``[start, stop)`` when only those file slices were scored (the others' scores are NaN).
     """
 
     image: str
@@ -73,18 +77,21 @@ class SliceSelection:
     flipped: bool
     spacing: list[float]
     volume: np.ndarray | None = field(default=None, repr=False)
+    window: list[int] | None = None
 
     @property
     def num_slices(self) -> int:
         return int(self.scores.shape[0])
 
     def ranked(self) -> list[int]:
-        """All slice numbers by decreasing score (ties: lower slice first)."""
-        return [int(i) for i in np.argsort(-self.scores, kind="stable")]
+        """The scored slice numbers by decreasing score (ties: lower slice first)."""
+        order = np.argsort(-np.nan_to_num(self.scores, nan=-np.inf), kind="stable")
+        return [int(i) for i in order if np.isfinite(self.scores[i])]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result: every list in the file's slice numbering unless named ``grid_*``."""
-        grid_k = max(1, min(len(self.grid_scores), round(len(self.top_k) * len(self.grid_scores) / self.num_slices)))
+        scored = self.num_slices if self.window is None else self.window[1] - self.window[0]
+        grid_k = max(1, min(len(self.grid_scores), round(len(self.top_k) * len(self.grid_scores) / scored)))
         grid_top = sorted(int(i) for i in np.argsort(-self.grid_scores, kind="stable")[:grid_k])
         return {
             "image": self.image,
@@ -97,7 +104,8 @@ class SliceSelection:
             "k": len(self.top_k),
             "top_k": [int(i) for i in self.top_k],
             "top_k_by_score": [i for i in self.ranked() if i in set(self.top_k)],
-            "scores": [float(s) for s in self.scores],
+            "window": self.window,
+            "scores": [float(s) if np.isfinite(s) else None for s in self.scores],
             "grid_size": int(len(self.grid_scores)),
             "grid_scores": [float(s) for s in self.grid_scores],
             "grid_top_k": grid_top,
@@ -179,37 +187,53 @@ class SliceSelector:
         self._split = split
         self._orientation = getattr(getattr(transforms[split], "ornt_transform", None), "axcodes", None) or "RAS"
 
-    def _load(self, image: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
-        """The model input ``(1, 1, H, W, D)``, the file's volume ``(X, Y, Z)``, its affine and spacing."""
+    def _load(self, image: str, window: WindowSpec) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
+        """The model input ``(1, 1, H, W, D)``, the file's volume ``(X, Y, Z)``, affine, spacing and window."""
         data = self.transform({"image": image}, end=self._split)
         img = data["image"]
         affine = np.asarray(img.affine, dtype=np.float64) if hasattr(img, "affine") else np.eye(4)
         spacing = np.asarray(img.meta.get("spacing", np.sqrt((affine[:3, :3] ** 2).sum(0))), dtype=np.float64)
         volume = np.asarray(img[0].detach().cpu().numpy())
+        bounds = None
+        if window is not None and volume.ndim == 3:
+            axis, _ = slice_axis_of(affine, self._orientation)
+            n = int(volume.shape[axis])
+            bounds = tuple(int(b) for b in (window(n, axis) if callable(window) else window))
+            if len(bounds) != 2 or not 0 <= bounds[0] < bounds[1] <= n:
+                raise ValueError(f"'{image}': slice window {bounds} is not a range inside the file's {n} slices.")
+            start = [0, 0, 0]
+            end = list(volume.shape)
+            start[axis], end[axis] = bounds
+            data["image"] = SpatialCrop(roi_start=start, roi_end=end)(img)  # updates the affine
         data = self.transform(data, start=self._split)
-        return torch.as_tensor(data["image"]).unsqueeze(0), volume, affine, spacing
+        return torch.as_tensor(data["image"]).unsqueeze(0), volume, affine, spacing, bounds
 
     @torch.no_grad()
-    def __call__(self, image: str | os.PathLike, keep_volume: bool = True) -> SliceSelection:
+    def __call__(self, image: str | os.PathLike, keep_volume: bool = True, window: WindowSpec = None) -> SliceSelection:
         """Select the slices of ``image`` (NIfTI, NRRD, MHA/MHD, a DICOM file or series folder).
 
         Args:
             image: the CT.
             keep_volume: keep the file's voxel values in the result (for :meth:`SliceSelection.save`).
+            window: score only the file slices ``start..stop-1`` (a ``(start, stop)`` pair, or a function
+                of ``(num_slices, slice_axis)`` returning it), e.g. the 32 consecutive slices around a
+                nodule of the authors' LUNA16 check; the other slices get no score (NaN).
         """
         if image is None or not os.fspath(image):
             raise ValueError("no CT given: set the config key `image` (--image PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM folder).")
         image = os.fspath(image)
-        batch, volume, affine, spacing = self._load(image)
+        batch, volume, affine, spacing, bounds = self._load(image, window)
         if volume.ndim != 3:
             raise ValueError(f"'{image}' has {volume.ndim} spatial dimensions; slice selection needs a 3D CT.")
         self.network.eval()
         grid = self.network(batch.to(self.device)).float().cpu().numpy()[0]
         axis, flipped = slice_axis_of(affine, self._orientation)
         n = int(volume.shape[axis])
-        scores = grid_to_original(grid, n, flipped)
-        k = _count(n, self.top_k, self.top_fraction)
-        top = sorted(int(i) for i in np.argsort(-scores, kind="stable")[:k])
+        start, stop = bounds if bounds is not None else (0, n)
+        scores = np.full(n, np.nan)
+        scores[start:stop] = grid_to_original(grid, stop - start, flipped)
+        k = _count(stop - start, self.top_k, self.top_fraction)
+        top = sorted(int(i) + start for i in np.argsort(-scores[start:stop], kind="stable")[:k])
         mode = getattr(self.network, "mode", "attention")
         return SliceSelection(
             image=image,
@@ -222,4 +246,5 @@ class SliceSelector:
             flipped=flipped,
             spacing=[float(s) for s in spacing.reshape(-1)[:3]],
             volume=volume if keep_volume else None,
+            window=None if bounds is None else [int(start), int(stop)],
         )
