@@ -27,6 +27,19 @@ def _display_window(volume: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
+def _display(volume: np.ndarray, s: int, axis: int, affine: np.ndarray | None) -> np.ndarray:
+    """Slice ``s`` along ``axis`` as rows x columns; axial slices in radiological view (anterior up, patient's right on the left)."""
+    piece = np.take(volume, s, axis=axis)  # (first remaining axis, second remaining axis)
+    image = piece.T  # rows: the second remaining axis
+    if affine is not None and axis == 2:
+        ras = np.asarray(affine, dtype=np.float64)[:3, :3]
+        if ras[0, 0] > 0:  # columns (i) run to the patient's right: mirror
+            image = image[:, ::-1]
+        if ras[1, 1] > 0:  # rows (j) run anterior: anterior at the top
+            image = image[::-1, :]
+    return image
+
+
 def plot_slice_selection(
     selection: "SliceSelection",
     path: str | os.PathLike,
@@ -53,13 +66,13 @@ def plot_slice_selection(
     shown = sorted(best)
     lo, hi = _display_window(volume)
     n_panels = len(shown)
-    fig = Figure(figsize=(max(6.0, 2.2 * n_panels), 5.6), dpi=100)
-    grid = fig.add_gridspec(2, n_panels, height_ratios=(1.5, 1.0), hspace=0.35)
+    fig = Figure(figsize=(max(6.0, 1.9 * n_panels), 4.6), dpi=100)
+    grid = fig.add_gridspec(2, n_panels, height_ratios=(1.3, 1.0), hspace=0.32, top=0.86, bottom=0.11, left=0.07, right=0.98)
     axis_name = _AXIS_NAMES[selection.slice_axis]
     for col, s in enumerate(shown):
         ax = fig.add_subplot(grid[0, col])
-        ax.imshow(np.take(volume, s, axis=selection.slice_axis).T, cmap="gray", vmin=lo, vmax=hi, origin="upper")
-        ax.set_title(f"{axis_name}={s}\nscore {selection.scores[s]:.3g}", fontsize=8)
+        ax.imshow(_display(volume, s, selection.slice_axis, selection.affine), cmap="gray", vmin=lo, vmax=hi, origin="upper")
+        ax.set_title(f"{axis_name}={s}\nscore {selection.scores[s]:.4g}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     ax = fig.add_subplot(grid[1, :])

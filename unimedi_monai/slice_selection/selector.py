@@ -65,6 +65,7 @@ class SliceSelection:
         spacing: the file's voxel spacing (``(i, j, k)`` order, mm).
         volume: the file's voxel values ``(X, Y, Z)`` as read, for pictures (not written to JSON).
         window: ``[start, stop)`` when only those file slices were scored (the others' scores are NaN).
+        affine: the file's RAS voxel-to-world affine (orients the pictures).
     """
 
     image: str
@@ -78,6 +79,7 @@ class SliceSelection:
     spacing: list[float]
     volume: np.ndarray | None = field(default=None, repr=False)
     window: list[int] | None = None
+    affine: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def num_slices(self) -> int:
@@ -247,4 +249,5 @@ class SliceSelector:
             spacing=[float(s) for s in spacing.reshape(-1)[:3]],
             volume=volume if keep_volume else None,
             window=None if bounds is None else [int(start), int(stop)],
+            affine=affine,
         )
