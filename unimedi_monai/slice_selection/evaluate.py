@@ -190,6 +190,7 @@ def evaluate_slice_selection(
     write_json_atomic(metrics, out / "metrics.json")
     logger.info(
         "slice selection on %d %s CTs: accuracy %.3f, random %.3f (expected %.3f), p = %.3g",
-        len(records), dataset, metrics["accuracy"], metrics["accuracy_random"], metrics["accuracy_random_expected"], metrics["p_value_vs_random"],
+        len(records), dataset, metrics["accuracy"], metrics["accuracy_random"],
+        metrics["accuracy_random_expected"], metrics["p_value_vs_random"],
     )
     return metrics

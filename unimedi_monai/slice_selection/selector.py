@@ -129,7 +129,10 @@ class SliceSelection:
                 raise ValueError("this SliceSelection holds no volume to draw; run the selector with keep_volume=True.")
             paths["png"] = str(plot_slice_selection(self, out / f"{stem}_slices.png"))
         paths["json"] = str(write_json_atomic(self.to_dict(), out / f"{stem}_slices.json"))
-        logger.info("%s: %d of %d slices selected (%s): %s; wrote %s", self.image, len(self.top_k), self.num_slices, self.mode, self.top_k, ", ".join(paths.values()))
+        logger.info(
+            "%s: %d of %d slices selected (%s): %s; wrote %s",
+            self.image, len(self.top_k), self.num_slices, self.mode, self.top_k, ", ".join(paths.values()),
+        )
         return paths
 
 
