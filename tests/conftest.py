@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("UNIMEDI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))  # ../shared/data beside the clone
 
 
 @pytest.fixture(autouse=True)
