@@ -130,11 +130,10 @@ def load_segmentation_datalist(
     out = {}
     for section in ("training", "validation"):
         items = _rows(data, section, json_path, base, label_required=True)
-        if layout == "amos" and ct_only:
-            items = _ct_cases(items, json_path, section, max_ct_id)
+        out[section] = _ct_cases(items, json_path, section, max_ct_id) if layout == "amos" and ct_only else items
+    for section, items in out.items():
         if not items:
             raise ValueError(f"{json_path}: the '{section}' list has no {'CT ' if layout == 'amos' and ct_only else ''}cases.")
-        out[section] = items
     n_all = len(out["training"])
     out["training"] = select_fraction(out["training"], label_fraction, seed=seed)
     logger.info(

@@ -40,7 +40,7 @@ from monai.transforms import (
 from monai.utils import convert_to_tensor
 
 from unimedi_monai.data.readers import SimpleITKReader
-from unimedi_monai.data.transforms import ReadImaged
+from unimedi_monai.data.transforms import PipelineCompose, ReadImaged
 
 __all__ = ["CheckLabelRanged", "RemapLabelsd", "segmentation_transforms", "inference_postprocessing"]
 
@@ -129,6 +129,7 @@ def segmentation_transforms(
     flip_prob: float = 0.1,
     shift_prob: float = 0.5,
     shift_offset: float = 0.1,
+    label_map: Mapping[int, int] | None = None,
 ) -> Compose:
     """The pre-processing (and for training, augmentation) of CT + label map dictionaries.
 
@@ -146,9 +147,12 @@ def segmentation_transforms(
         flip_prob: probability of a flip along each axis (training).
         shift_prob: probability of an intensity shift (training).
         shift_offset: maximum intensity shift, in window units (training).
+        label_map: ``{file id: class id}`` applied to the label on loading, every other id becoming
+            background (e.g. :data:`~unimedi_monai.segmentation.organs.TOTALSEGMENTATOR_TO_BCV`); None keeps the ids.
 
     Returns:
-        a ``Compose``; deterministic transforms first, so ``CacheDataset`` caches up to the first random one.
+        a ``Compose`` (raising the failing transform's own one-line error, e.g. naming the file);
+        deterministic transforms first, so ``CacheDataset`` caches up to the first random one.
 
     Example::
 
@@ -169,6 +173,7 @@ def segmentation_transforms(
     modes = ["bilinear"] if mode == "infer" else ["bilinear", "nearest"]
     transforms: list = [
         ReadImaged(keys=keys, readers=[SimpleITKReader()], dtype=np.float32),
+        *([RemapLabelsd(keys="label", mapping=label_map)] if label_map is not None and mode != "infer" else []),
         EnsureChannelFirstd(keys=keys),
         Orientationd(keys=keys, axcodes="RAS", labels=None),
         Spacingd(keys=keys, pixdim=spacing, mode=modes),
@@ -193,7 +198,7 @@ def segmentation_transforms(
             RandFlipd(keys=keys, spatial_axis=[2], prob=flip_prob),
             RandShiftIntensityd(keys="image", offsets=shift_offset, prob=shift_prob),
         ]
-    return Compose(transforms)
+    return PipelineCompose(transforms)
 
 
 def inference_postprocessing(
