@@ -55,7 +55,7 @@ def test_train_fine_tunes_pretrained_encoder(trained, pretrain_checkpoint):
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
 
     root, log = trained
-    assert f"pre-trained encoder (student) from {pretrain_checkpoint}" in log and " 0 missing" in log
+    assert f"pre-trained student encoder from {pretrain_checkpoint}: " in log and "keys loaded, 0 missing" in log
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert sorted(metrics["organ_dice"]) == sorted(json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]["channel_def"][str(i)] for i in range(1, 14))
     assert metrics["epoch"] in (1, 2) and 0.0 <= metrics["mean_dice"] <= 1.0

@@ -90,5 +90,11 @@ def test_organ_dice_writer(tmp_path):
     writer(_engine([0.5, 0.7], 1))
     out = json.loads((tmp_path / "metrics.json").read_text())
     assert out["mean_dice"] == pytest.approx(0.6) and out["checkpoint"] == "m.pt"
+    # per-case details (MeanDice save_details): an organ absent from every reference is null, not 0
+    engine = _engine([0.5, 0.0], 2)
+    engine.state.metric_details = {"val_organ_dice": torch.tensor([[0.4, float("nan")], [0.6, float("nan")]])}
+    writer(engine)
+    out = json.loads((tmp_path / "metrics.json").read_text())
+    assert out["organ_dice"] == {"liver": pytest.approx(0.5), "spleen": None} and out["mean_dice"] == pytest.approx(0.5)
     with pytest.raises(KeyError, match="no metric 'other'"):
         OrganDiceWriter(tmp_path / "m.json", ["a"], metric_name="other")(_engine([0.5], 1))

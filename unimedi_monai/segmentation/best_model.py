@@ -12,7 +12,7 @@ from torch import nn
 
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.engines.checkpoint import atomic_save
-from unimedi_monai.segmentation.metrics import organ_dice_report
+from unimedi_monai.segmentation.metrics import organ_dice_report, per_organ_dice
 
 __all__ = ["BestModelSaver"]
 
@@ -61,10 +61,8 @@ class BestModelSaver:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if self.metric_name not in engine.state.metrics:
-            raise KeyError(f"BestModelSaver: the evaluator has no metric '{self.metric_name}'; add it to additional_metrics.")
         epoch = self.trainer.state.epoch if self.trainer is not None else engine.state.epoch
-        report: dict[str, Any] = organ_dice_report(engine.state.metrics[self.metric_name], self.organ_names, epoch=epoch, checkpoint=str(self.model_path))
+        report: dict[str, Any] = organ_dice_report(per_organ_dice(engine, self.metric_name), self.organ_names, epoch=epoch, checkpoint=str(self.model_path))
         score = report["mean_dice"]
         if score is None or (self.best is not None and score <= self.best):
             logger.info("epoch %s: mean Dice %s, best %s (epoch %s) kept", epoch, score, self.best, self.best_epoch)

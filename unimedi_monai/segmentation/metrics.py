@@ -13,9 +13,32 @@ from ignite.engine import Engine, Events
 
 from unimedi_monai.atomic_io import write_json_atomic
 
-__all__ = ["organ_dice_report", "OrganDiceWriter"]
+__all__ = ["per_organ_dice", "organ_dice_report", "OrganDiceWriter"]
 
 logger = logging.getLogger(__name__)
+
+
+def per_organ_dice(engine: Engine, metric_name: str) -> torch.Tensor:
+    """Dice per organ of an evaluation: the mean over the cases whose reference holds the organ, NaN if none does.
+
+    Reads the per-case values ``engine.state.metric_details[metric_name]`` (``(cases, organs)``, NaN
+    where the reference lacks the organ) that MONAI's ``MeanDice`` keeps with ``save_details=True``;
+    MONAI's own reduction would turn an organ absent from every case into 0. Falls back to
+    ``engine.state.metrics[metric_name]`` without details.
+
+    Raises:
+        KeyError: the evaluator has no such metric.
+    """
+    details = getattr(engine.state, "metric_details", {}) or {}
+    if metric_name in details:
+        values = torch.as_tensor(details[metric_name], dtype=torch.float64).reshape(-1, torch.as_tensor(details[metric_name]).shape[-1])
+        present = ~torch.isnan(values)
+        sums = torch.where(present, values, torch.zeros_like(values)).sum(0)
+        counts = present.sum(0)
+        return torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("nan")))
+    if metric_name not in engine.state.metrics:
+        raise KeyError(f"the evaluator has no metric '{metric_name}'; add a MeanDice(include_background=False, reduction='mean_batch') under that name to additional_metrics.")
+    return torch.as_tensor(engine.state.metrics[metric_name], dtype=torch.float64)
 
 
 def organ_dice_report(per_organ: torch.Tensor | Sequence[float], organ_names: Sequence[str], **extra: Any) -> dict[str, Any]:
@@ -71,10 +94,8 @@ class OrganDiceWriter:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if self.metric_name not in engine.state.metrics:
-            raise KeyError(f"OrganDiceWriter: the evaluator has no metric '{self.metric_name}'; add it to additional_metrics.")
         report = organ_dice_report(
-            engine.state.metrics[self.metric_name], self.organ_names, num_cases=len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None, **self.extra
+            per_organ_dice(engine, self.metric_name), self.organ_names, num_cases=len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None, **self.extra
         )
         write_json_atomic(report, self.path)
         self.last_report = report

@@ -45,12 +45,8 @@ def initialize_network(network: UniMedIUNETR, init: str = "pretrained", pretrain
             f"pretrained_path '{pretrained_path}' does not exist; run the pretrain bundle first, set --pretrained_path "
             f"to its models/model.pt, or use --init random for the from-scratch baseline."
         )
-    report = network.load_pretrained_encoder(pretrained_path, source=source)
+    report = network.load_pretrained_encoder(pretrained_path, source=source)  # logs loaded / missing / unexpected
     network.pretrained_report = report  # type: ignore[assignment]
-    logger.info(
-        "pre-trained encoder (%s) from %s: %d keys loaded, %d missing, %d unexpected (the 2D tokenizer and mask token, unused in 3D)",
-        source, pretrained_path, len(report["loaded"]), len(report["missing"]), len(report["unexpected"]),
-    )
     return network
 
 

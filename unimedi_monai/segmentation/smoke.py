@@ -71,7 +71,7 @@ def run_smoke(
     from unimedi_monai.atomic_io import write_json_atomic
     from unimedi_monai.engines.handlers import ProgressBarHandler
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
-    from unimedi_monai.segmentation.metrics import organ_dice_report
+    from unimedi_monai.segmentation.metrics import organ_dice_report, per_organ_dice
     from unimedi_monai.segmentation.network_init import initialize_network
     from unimedi_monai.segmentation.organs import BCV_ORGANS, TOTALSEGMENTATOR_TO_BCV
     from unimedi_monai.segmentation.transforms import segmentation_transforms
@@ -113,7 +113,7 @@ def run_smoke(
     evaluator.run()
     k = max(1, min(5, len(losses) // 4))
     summary = organ_dice_report(
-        evaluator.state.metrics["organ_dice"], BCV_ORGANS,
+        per_organ_dice(evaluator, "organ_dice"), BCV_ORGANS,
         reference="TotalSegmentator 'total' predictions mapped to BCV ids (agreement on the fine-tuning cases, not ground truth)",
         cases=[c[0] for c in CASES], init="pretrained" if pretrained else "random", pretrained=str(pretrained) if pretrained else None,
         backbone=backbone, steps=len(losses), pixdim=list(pixdim), roi_size=list(roi_size),
