@@ -137,3 +137,11 @@ def test_inference_items_and_atomic_writer(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["seg.nii.gz"]  # no temporary file left
     img = nib.load(tmp_path / "out" / "seg.nii.gz")
     assert img.shape == (4, 5, 6) and np.allclose(img.affine, np.diag([2.0, 2.0, 3.0, 1.0]))
+
+
+def test_package_exports_resolve():
+    import unimedi_monai.segmentation as seg
+
+    assert all(getattr(seg, name) is not None for name in seg.__all__)
+    with pytest.raises(AttributeError):
+        seg.not_a_name  # noqa: B018
