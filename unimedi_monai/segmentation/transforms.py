@@ -1,0 +1,236 @@
+"""MONAI transform pipelines of the organ segmentation bundles (training, validation, inference).
+
+Deterministic part (cached by ``CacheDataset``): :class:`~unimedi_monai.data.transforms.ReadImaged`
+with :class:`~unimedi_monai.data.SimpleITKReader` (NIfTI / NRRD / MHA / DICOM series folders),
+``EnsureChannelFirstd``, ``Orientationd("RAS")``, ``Spacingd(pixdim)`` (bilinear for the image,
+nearest for the label), ``ScaleIntensityRanged`` (HU window -> 0..1, clipped), and for training and
+validation :class:`CheckLabelRanged`, ``CropForegroundd`` (the body) and ``SpatialPadd`` to the ROI.
+Random part (training): ``RandCropByPosNegLabeld`` (``num_samples`` ROI crops centred on organ /
+background voxels with ratio ``pos:neg``), ``RandFlipd`` along each axis and ``RandShiftIntensityd``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    Compose,
+    CropForegroundd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    Invertd,
+    MapTransform,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandShiftIntensityd,
+    SaveImaged,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+
+from monai.utils import convert_to_tensor
+
+from unimedi_monai.data.readers import SimpleITKReader
+from unimedi_monai.data.transforms import PipelineCompose, ReadImaged
+
+__all__ = ["CheckLabelRanged", "RemapLabelsd", "segmentation_transforms", "inference_postprocessing"]
+
+MODES = ("train", "validate", "infer")
+
+
+def _filename(img: Any) -> str:
+    meta = getattr(img, "meta", {}) or {}
+    return str(meta.get("filename_or_obj", "<in memory>"))
+
+
+class CheckLabelRanged(MapTransform):
+    """Raise a one-line ``ValueError`` naming the file when a label map holds ids outside ``0..num_classes-1``.
+
+    Args:
+        keys: label keys.
+        num_classes: classes the network predicts, background included.
+    """
+
+    def __init__(self, keys: KeysCollection, num_classes: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.num_classes = int(num_classes)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = torch.as_tensor(d[key])
+            lo, hi = float(label.min()), float(label.max())
+            if lo < 0 or hi > self.num_classes - 1 or not torch.equal(label, label.round()):
+                raise ValueError(
+                    f"label map '{_filename(d[key])}' (key '{key}') holds values {lo:g}..{hi:g}, but the network predicts "
+                    f"integer classes 0..{self.num_classes - 1}; check the label file or the bundle's organ list."
+                )
+        return d
+
+
+class RemapLabelsd(MapTransform):
+    """Map label ids through ``mapping``; ids not in it become ``default`` (e.g. TotalSegmentator -> BCV ids).
+
+    Args:
+        keys: label keys.
+        mapping: ``{source id: target id}``.
+        default: the id of every unlisted source id.
+
+    Example::
+
+        from unimedi_monai.segmentation import TOTALSEGMENTATOR_TO_BCV
+        RemapLabelsd("label", TOTALSEGMENTATOR_TO_BCV)({"label": seg})["label"]  # BCV ids 0..13
+    """
+
+    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], default: int = 0, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mapping = {int(k): int(v) for k, v in mapping.items()}
+        self.default = int(default)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            plain = convert_to_tensor(label, track_meta=False)
+            size = max(int(plain.max()) + 1, max(self.mapping) + 1)
+            table = torch.full((size,), self.default, dtype=torch.int64)
+            for src, dst in self.mapping.items():
+                table[src] = dst
+            values = table[plain.long()].to(plain.dtype)
+            d[key] = MetaTensor(values, meta=label.meta, applied_operations=label.applied_operations) if isinstance(label, MetaTensor) else values
+        return d
+
+
+def _triple(value: Sequence[float] | float, name: str) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3))
+    if len(values) != 3 or min(values) <= 0:
+        raise ValueError(f"segmentation_transforms: {name} must be 3 positive numbers, got {value}.")
+    return values  # type: ignore[return-value]
+
+
+def segmentation_transforms(
+    mode: str = "train",
+    pixdim: Sequence[float] = (1.5, 1.5, 2.0),
+    hu_window: Sequence[float] = (-175.0, 250.0),
+    roi_size: Sequence[int] = (128, 128, 32),
+    num_classes: int | None = None,
+    num_samples: int = 2,
+    pos: float = 1.0,
+    neg: float = 1.0,
+    flip_prob: float = 0.1,
+    shift_prob: float = 0.5,
+    shift_offset: float = 0.1,
+    label_map: Mapping[int, int] | None = None,
+) -> Compose:
+    """The pre-processing (and for training, augmentation) of CT + label map dictionaries.
+
+    Args:
+        mode: ``"train"`` (image + label, random ROI crops), ``"validate"`` (image + label, whole
+            foreground, for sliding-window evaluation) or ``"infer"`` (image only, whole image; its
+            spatial transforms are what ``Invertd`` undoes).
+        pixdim: output voxel spacing in mm (x, y, z) after RAS reorientation.
+        hu_window: ``(low, high)`` Hounsfield units mapped to 0..1 (values outside clipped).
+        roi_size: the crop / sliding-window ROI (x, y, z); smaller images are padded to it.
+        num_classes: with a label, check its ids are in ``0..num_classes-1`` (None: no check).
+        num_samples: ROI crops per cached volume per epoch (training).
+        pos: weight of organ-centred crops.
+        neg: weight of background-centred crops.
+        flip_prob: probability of a flip along each axis (training).
+        shift_prob: probability of an intensity shift (training).
+        shift_offset: maximum intensity shift, in window units (training).
+        label_map: ``{file id: class id}`` applied to the label on loading, every other id becoming
+            background (e.g. :data:`~unimedi_monai.segmentation.organs.TOTALSEGMENTATOR_TO_BCV`); None keeps the ids.
+
+    Returns:
+        a ``Compose`` (raising the failing transform's own one-line error, e.g. naming the file);
+        deterministic transforms first, so ``CacheDataset`` caches up to the first random one.
+
+    Example::
+
+        train_tf = segmentation_transforms("train", pixdim=(1.5, 1.5, 2.0), roi_size=(128, 128, 32), num_classes=14)
+        crops = train_tf({"image": "img0001.nii.gz", "label": "label0001.nii.gz"})  # list of 2 dicts
+        crops[0]["image"].shape  # (1, 128, 128, 32)
+    """
+    if mode not in MODES:
+        raise ValueError(f"segmentation_transforms: mode must be one of {MODES}, got {mode!r}.")
+    spacing = _triple(pixdim, "pixdim")
+    roi = tuple(int(r) for r in roi_size)
+    if len(roi) != 3 or min(roi) < 1:
+        raise ValueError(f"segmentation_transforms: roi_size must be 3 positive integers, got {roi_size}.")
+    lo, hi = (float(v) for v in hu_window)
+    if not lo < hi:
+        raise ValueError(f"segmentation_transforms: hu_window must be (low, high) with low < high, got {hu_window}.")
+    keys = ["image"] if mode == "infer" else ["image", "label"]
+    modes = ["bilinear"] if mode == "infer" else ["bilinear", "nearest"]
+    transforms: list = [
+        ReadImaged(keys=keys, readers=[SimpleITKReader()], dtype=np.float32),
+        *([RemapLabelsd(keys="label", mapping=label_map)] if label_map is not None and mode != "infer" else []),
+        EnsureChannelFirstd(keys=keys),
+        Orientationd(keys=keys, axcodes="RAS", labels=None),
+        Spacingd(keys=keys, pixdim=spacing, mode=modes),
+        ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
+    ]
+    if mode != "infer":
+        if num_classes is not None:
+            transforms.append(CheckLabelRanged(keys="label", num_classes=num_classes))
+        transforms += [
+            CropForegroundd(keys=keys, source_key="image", allow_smaller=True),
+            SpatialPadd(keys=keys, spatial_size=roi),
+        ]
+    transforms.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=mode == "infer"))
+    if mode == "train":
+        transforms += [
+            RandCropByPosNegLabeld(
+                keys=keys, label_key="label", spatial_size=roi, pos=pos, neg=neg, num_samples=int(num_samples),
+                image_key="image", image_threshold=0.0,
+            ),
+            RandFlipd(keys=keys, spatial_axis=[0], prob=flip_prob),
+            RandFlipd(keys=keys, spatial_axis=[1], prob=flip_prob),
+            RandFlipd(keys=keys, spatial_axis=[2], prob=flip_prob),
+            RandShiftIntensityd(keys="image", offsets=shift_offset, prob=shift_prob),
+        ]
+    return PipelineCompose(transforms)
+
+
+def inference_postprocessing(
+    preprocessing: Compose,
+    output_dir: str | os.PathLike,
+    output_postfix: str = "seg",
+    pred_key: str = "pred",
+    image_key: str = "image",
+) -> Compose:
+    """Network logits -> a label map in the original image's space, written as NIfTI (atomically).
+
+    Softmax, ``Invertd`` (undoes spacing and orientation of ``preprocessing``, probabilities
+    resampled linearly), argmax, then ``SaveImaged`` to ``<output_dir>/<input name>_<postfix>.nii.gz``
+    (uint8, the input's affine and shape; a DICOM series folder ``ct/`` gives ``ct_seg.nii.gz``).
+
+    Args:
+        preprocessing: the ``segmentation_transforms("infer", ...)`` pipeline applied to the input.
+        output_dir: folder of the label maps.
+        output_postfix: appended to the input's name.
+        pred_key: key of the network output.
+        image_key: key of the pre-processed image whose transforms are inverted.
+    """
+    from unimedi_monai.segmentation.io import AtomicNibabelWriter
+
+    return Compose(
+        [
+            Activationsd(keys=pred_key, softmax=True),
+            Invertd(keys=pred_key, transform=preprocessing, orig_keys=image_key, nearest_interp=False, to_tensor=True),
+            AsDiscreted(keys=pred_key, argmax=True),
+            SaveImaged(
+                keys=pred_key, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".nii.gz",
+                output_dtype=np.uint8, resample=False, separate_folder=False, print_log=False, writer=AtomicNibabelWriter,
+            ),
+        ]
+    )
