@@ -9,6 +9,7 @@ from unimedi_monai.networks.text_encoder import ReportEncoder, TextModelNotFound
 from unimedi_monai.networks.unimedi import UniMedI
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 from unimedi_monai.networks.classifier import UniMedIClassifier  # noqa: E402  (builds on the encoder above)
+from unimedi_monai.networks.unetr_decoder import UniMedIUNETR  # noqa: E402
 
 __all__ = [
     "BACKBONE_PRESETS",
@@ -22,6 +23,7 @@ __all__ = [
     "TextModelNotFoundError",
     "UniMedI",
     "UniMedIClassifier",
+    "UniMedIUNETR",
     "UnifiedVisionEncoder",
     "default_text_model_path",
     "resolve_backbone_config",
