@@ -15,7 +15,7 @@ fp32 matmul on CPU, bf16 on GPU), timed in the same run, interleaved with the st
 FLOP counting rules (``torch.utils.flop_counter.FlopCounterMode`` over one whole step): every
 matrix product of the forward and backward passes, at 2 FLOPs per multiply-add: linear layers
 (``mm``/``addmm``/``bmm``), convolutions (patch stems, forward and backward), and scaled-dot-product
-attention (``q k^T`` and ``p v``, forward and backward). That covers the student (forward + backward),
+attention (``q k^T`` and ``p v``, forward and backward; torch's formulas, also applied to the CPU flash kernels). That covers the student (forward + backward),
 the teacher (forward only, no backward), the text encoder (forward; backward of the layers that
 are trainable, all of MiniLM by default) and the heads. Element-wise work (GELU, LayerNorm, softmax,
 masking, AdamW, EMA) is not counted: it is the overhead the fraction measures.
@@ -116,6 +116,7 @@ def build_step(
     dtype: torch.dtype,
     compile_backbone: bool,
     fused_adamw: bool = False,
+    ct_size: Sequence[int] = (128, 128, 32),
 ) -> tuple[Callable[[], float], torch.nn.Module, dict[str, list[float]]]:
     """Build the model, optimiser and a closure running one training step.
 
@@ -127,6 +128,7 @@ def build_step(
         compile_backbone: ``torch.compile`` the student's and the teacher's backbones.
         fused_adamw: ``AdamW(fused=True)`` (one vectorised pass per parameter) instead of torch's default
             implementation (on CPU a loop of separate element-wise operations per parameter).
+        ct_size: the CT input size ``(H, W, D)`` the model is built for.
 
     Returns:
         ``(step, model, phases)``: ``step()`` runs one iteration and returns the loss; ``phases`` collects
@@ -134,7 +136,7 @@ def build_step(
     """
     p = _import_project()
     torch.manual_seed(0)
-    model = p["UniMedI"](preset).to(device).train()
+    model = p["UniMedI"](preset, ct_size=tuple(ct_size)).to(device).train()
     if compile_backbone:
         model.encoder.backbone.compile(dynamic=False)
         model.teacher["encoder"].backbone.compile(dynamic=False)
@@ -182,6 +184,30 @@ def build_step(
     return step, model, phases
 
 
+def _cpu_attention_formulas() -> dict[Any, Callable[..., int]]:
+    """FLOP formulas for the CPU flash-attention kernels, which ``FlopCounterMode`` does not know.
+
+    torch's own formulas for the CUDA kernels: ``4 B H Lq Lk D`` forward (``q k^T`` and ``p v``) and
+    ``10 B H Lq Lk D`` backward (the scores recomputed, then the gradients of ``v``, ``p``, ``q`` and ``k``).
+    """
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    def backward(grad_shape: Any, query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+        return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
+
+    formulas: dict[Any, Callable[..., int]] = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        formulas[aten._scaled_dot_product_flash_attention_for_cpu] = forward
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        formulas[aten._scaled_dot_product_flash_attention_for_cpu_backward] = backward
+    return formulas
+
+
 def count_step_flops(step: Callable[[], float]) -> tuple[int, dict[str, int]]:
     """Matmul FLOPs of one step (see the module docstring for the rules) and their split by aten op.
 
@@ -190,7 +216,7 @@ def count_step_flops(step: Callable[[], float]) -> tuple[int, dict[str, int]]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
         step()
     total = int(counter.get_total_flops())
     per_op = {str(op).replace("aten.", ""): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
@@ -242,10 +268,10 @@ def profile_step(step: Callable[[], float], top: int = 15) -> dict[str, Any]:
 def bench_preset(preset: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """Time one preset's training step against the GEMM rate, interleaved; returns a result row."""
     p = _import_project()
-    ct_size = (128, 128, 32)
+    ct_size = tuple(args.ct_size)
     samples = make_samples(args.xray, args.ct, ct_size)
     t0 = time.perf_counter()
-    step, model, phases = build_step(preset, samples, device, dtype, args.compile, args.fused_adamw)
+    step, model, phases = build_step(preset, samples, device, dtype, args.compile, args.fused_adamw, ct_size)
     build_s = time.perf_counter() - t0
     del p
     timer = Timer(device)
@@ -295,6 +321,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--presets", nargs="+", default=["base", "demo"], help="backbone presets to time")
     parser.add_argument("--xray", type=int, default=8, help="X-rays per batch (224x224)")
     parser.add_argument("--ct", type=int, default=2, help="CT volumes per batch (128x128x32)")
+    parser.add_argument("--ct-size", type=int, nargs=3, default=[128, 128, 32], help="CT size H W D")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                         help="autocast dtype; default float32 on CPU, bfloat16 on CUDA")
@@ -366,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["load_average_end"] = _load_average()
     target = GPU_TARGET if device.type == "cuda" else CPU_TARGET
     gemm_label = "bf16" if device.type == "cuda" and dtype == torch.bfloat16 else "fp32"
-    print(f"\n3. Pre-training step ({args.xray} X-rays 224^2 + {args.ct} CTs 128x128x32, {args.dtype}); "
+    print(f"\n3. Pre-training step ({args.xray} X-rays 224^2 + {args.ct} CTs {'x'.join(map(str, args.ct_size))}, "
+          f"{args.dtype}); "
           f"baseline: {args.gemm_size}x{args.gemm_size} {gemm_label} GEMM in the same run; target >= {target}\n")
     print(format_table(
         ["preset", "params M", "step ms", "samples/s", "GFLOP/step", "achieved GFLOP/s", "GEMM GFLOP/s",

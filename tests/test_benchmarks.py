@@ -44,7 +44,7 @@ def test_gemm_baseline_flops():
 def test_pretrain_step_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / "step.json"
     code = step_bench.main(["--presets", "tiny", "--xray", "2", "--ct", "1", "--warmup", "1", "--repeats", "2",
-                            "--gemm-size", "256", "--json", str(out)])
+                            "--gemm-size", "256", "--ct-size", "32", "32", "16", "--json", str(out)])
     assert code == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["preset"] == "tiny" and len(row["step_ms_all"]) == 2
@@ -78,3 +78,15 @@ def test_cached_epochs_are_faster(tmp_path):
     for r in rows:
         assert len(r["epochs_s"]) == 3 and r["speedup"] > 1.0
     assert any((tmp_path / "cache_disk" / "ct").iterdir())  # PersistentDataset wrote its cache
+
+
+def test_flop_counter_counts_cpu_attention():
+    q = torch.randn(2, 3, 10, 8, requires_grad=True)
+
+    def step() -> float:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+        return 0.0
+
+    total, _ = step_bench.count_step_flops(step)
+    # forward 2 products (q k^T, p v): 4 B H L^2 D; backward 5 (scores recomputed, dV, dP, dQ, dK): 10 B H L^2 D
+    assert total == 14 * 2 * 3 * 10 * 10 * 8
