@@ -323,7 +323,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ct", type=int, default=2, help="CT volumes per batch (128x128x32)")
     parser.add_argument("--ct-size", type=int, nargs=3, default=[128, 128, 32], help="CT size H W D")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "fp32", "bf16"],
                         help="autocast dtype; default float32 on CPU, bfloat16 on CUDA")
     parser.add_argument("--compile", action="store_true", help="torch.compile the student and teacher backbones")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 CPU, 5 CUDA)")
@@ -335,7 +335,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write medians and raw timings here")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
-    args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    args.dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(args.dtype, args.dtype) or ("bfloat16" if cuda else "float32")
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     args.repeats = args.repeats if args.repeats is not None else (20 if cuda else 3)
     if args.xray < 0 or args.ct < 0 or args.xray + args.ct == 0:
