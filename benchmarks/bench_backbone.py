@@ -278,6 +278,9 @@ def bench_size(
         copy_weights(ours, vit)
         vit.to(device)
     all_models = [ours, *monai_models.values()]
+    if args.compile:  # every variant, ours and MONAI's alike, so the comparison stays fair
+        for m in all_models:
+            m.compile()
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
     timer = Timer(device)
@@ -419,7 +422,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; defaults for batch, warm-up and repeats depend on the device."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16 uses autocast")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "fp32", "bf16"], default="float32",
+                        help="bfloat16 (bf16) uses autocast")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every variant (ours and MONAI's)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 2 on CPU, 32 on CUDA)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5 on CPU, 20 on CUDA)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 2 on CPU, 5 on CUDA)")
@@ -438,6 +443,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.batch = args.batch or (32 if gpu else 2)
     args.repeats = args.repeats or (20 if gpu else 5)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 2)
+    args.dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(args.dtype, args.dtype)
     for name in ("batch", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}.")

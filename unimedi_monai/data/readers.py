@@ -39,8 +39,11 @@ from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.data.utils import is_supported_format, orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
+from unimedi_monai.data.ct_resample import RESAMPLE_MODES, resample_array, resample_image, resampled_grid
+
 __all__ = [
     "SIMPLEITK_SUFFIXES",
+    "ORIGINAL_SPATIAL_SHAPE_KEY",
     "SimpleITKImage",
     "PHOTOMETRIC_KEY",
     "SimpleITKReader",
@@ -51,6 +54,9 @@ __all__ = [
 
 #: file suffixes handled by :py:class:`SimpleITKReader` (directories are read as DICOM series).
 SIMPLEITK_SUFFIXES: tuple[str, ...] = ("nii", "nii.gz", "nrrd", "nhdr", "mha", "mhd", "dcm")
+
+#: metadata key holding the file's spatial shape when :py:class:`SimpleITKReader` resamples at read time.
+ORIGINAL_SPATIAL_SHAPE_KEY = "original_spatial_shape"
 
 #: metadata key under which the X-ray readers store the DICOM photometric interpretation.
 PHOTOMETRIC_KEY = "PhotometricInterpretation"
@@ -108,6 +114,17 @@ class SimpleITKReader(ImageReader):
             When True (default), the voxel values of floating-point NIfTI files are read with nibabel instead,
             so NaN/inf stay visible (e.g. to ``CheckFinited``); integer NIfTI files (the usual CT storage) and
             the other formats are not affected.
+        spatial_size: resample every (3D, scalar) image at read time to this ``(X, Y, Z)`` size in the
+            orientation ``axcodes``: the grid and affine of ``Orientationd(axcodes)`` + ``Resized(spatial_size)``
+            (``align_corners=False``), sampled by SimpleITK straight from the stored voxels (see
+            :py:mod:`unimedi_monai.data.ct_resample`), so the full-resolution volume never becomes a NumPy
+            array. The metadata then hold the resampled grid's ``affine``, ``spacing`` and ``spatial_shape``,
+            and the file's ``original_affine`` and ``original_spatial_shape``. A floating-point volume holding
+            NaN/inf voxels raises :py:class:`ValueError` naming the file and the count (interpolation would spread
+            them). ``None`` (default): no resampling.
+        axcodes: the orientation of the resampled grid (``"RAS"``); used only with ``spatial_size``.
+        resample_mode: ``"linear"`` (``float32`` output, as ``Resized(mode="trilinear")``) or ``"nearest"``
+            (label maps, stored dtype); used only with ``spatial_size``.
     """
 
     def __init__(
@@ -117,6 +134,9 @@ class SimpleITKReader(ImageReader):
         series_meta: bool = False,
         read_file_meta: bool = True,
         keep_nonfinite: bool = True,
+        spatial_size: Sequence[int] | None = None,
+        axcodes: str = "RAS",
+        resample_mode: str = "linear",
     ) -> None:
         super().__init__()
         self.affine_lps_to_ras = affine_lps_to_ras
@@ -124,6 +144,17 @@ class SimpleITKReader(ImageReader):
         self.series_meta = series_meta
         self.read_file_meta = read_file_meta
         self.keep_nonfinite = keep_nonfinite
+        self.spatial_size: tuple[int, ...] | None = None
+        if spatial_size is not None:
+            self.spatial_size = tuple(int(n) for n in ensure_tuple(spatial_size))
+            if len(self.spatial_size) != 3 or min(self.spatial_size) < 1:
+                raise ValueError(f"SimpleITKReader: spatial_size must be 3 positive integers, got {spatial_size}.")
+        if resample_mode not in RESAMPLE_MODES:
+            raise ValueError(f"SimpleITKReader: resample_mode must be one of {sorted(RESAMPLE_MODES)}, got {resample_mode!r}.")
+        if len(axcodes) != 3:
+            raise ValueError(f"SimpleITKReader: axcodes must name 3 axes (e.g. 'RAS'), got {axcodes!r}.")
+        self.axcodes = axcodes
+        self.resample_mode = resample_mode
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         """
@@ -249,13 +280,20 @@ class SimpleITKReader(ImageReader):
             if not isinstance(item, SimpleITKImage):
                 item = SimpleITKImage(image=item)
             image, name = item.image, item.filename
-            data = self._get_array_data(image) if item.array is None else item.array
             header: dict = dict(item.meta)
-            header["spacing"] = np.asarray(image.GetSpacing(), dtype=np.float64)
             header[MetaKeys.ORIGINAL_AFFINE] = self._get_affine(image)
-            header[MetaKeys.AFFINE] = header[MetaKeys.ORIGINAL_AFFINE].copy()
             header[MetaKeys.SPACE] = SpaceKeys.RAS if self.affine_lps_to_ras else SpaceKeys.LPS
             header[MetaKeys.SPATIAL_SHAPE] = self._get_spatial_shape(image)
+            if self.spatial_size is None:
+                data = self._get_array_data(image) if item.array is None else item.array
+                header["spacing"] = np.asarray(image.GetSpacing(), dtype=np.float64)
+                header[MetaKeys.AFFINE] = header[MetaKeys.ORIGINAL_AFFINE].copy()
+            else:
+                data, affine = self._resample(item, header[MetaKeys.ORIGINAL_AFFINE], header[MetaKeys.SPATIAL_SHAPE])
+                header[ORIGINAL_SPATIAL_SHAPE_KEY] = header[MetaKeys.SPATIAL_SHAPE]
+                header[MetaKeys.SPATIAL_SHAPE] = np.asarray(self.spatial_size)
+                header[MetaKeys.AFFINE] = affine
+                header["spacing"] = np.linalg.norm(affine[:3, :3], axis=0)
             header[MetaKeys.ORIGINAL_CHANNEL_DIM] = (
                 float("nan") if data.ndim == len(header[MetaKeys.SPATIAL_SHAPE]) else -1
             )
@@ -264,6 +302,33 @@ class SimpleITKReader(ImageReader):
             arrays.append(data)
             _copy_compatible_dict(header, compatible_meta)
         return _stack_images(arrays, compatible_meta), compatible_meta
+
+    def _resample(self, item: SimpleITKImage, affine: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Resample one image to ``spatial_size`` in ``axcodes``; returns the array and the new grid's affine."""
+        image = item.image
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise ValueError(
+                f"SimpleITKReader: cannot resample '{item.filename}' to {self.spatial_size}: it is a "
+                f"{image.GetDimension()}D image with {image.GetNumberOfComponentsPerPixel()} component(s); "
+                "resampling at read time needs a 3D scalar volume (leave spatial_size unset)."
+            )
+        values = item.array if item.array is not None else sitk.GetArrayViewFromImage(image)
+        if values.dtype.kind in "fc":
+            # check before resampling: interpolation would spread a NaN/inf voxel over its neighbours
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            if bad:
+                raise ValueError(
+                    f"SimpleITKReader: image '{item.filename}' holds {bad} NaN/inf values; "
+                    "repair the file or remove it from the datalist."
+                )
+        index_map, out_affine = resampled_grid(
+            affine, shape, self.spatial_size, self.axcodes, lps=not self.affine_lps_to_ras
+        )
+        if item.array is not None:
+            data = resample_array(item.array, index_map, self.spatial_size, self.resample_mode)
+        else:
+            data = resample_image(image, index_map, self.spatial_size, self.resample_mode)
+        return data, out_affine
 
     @staticmethod
     def _spatial_rank(image: Any) -> int:
@@ -288,10 +353,14 @@ class SimpleITKReader(ImageReader):
 
     @staticmethod
     def _get_array_data(image: Any) -> np.ndarray:
-        """Return the pixel array with SimpleITK's ``(z, y, x)`` axes reversed; components stay last."""
-        arr = sitk.GetArrayFromImage(image)  # a copy, (z, y, x) or (z, y, x, c)
+        """Return the pixel array with SimpleITK's ``(z, y, x)`` axes reversed; components stay last.
+
+        Scalar images are copied once, transposing, into a C-ordered ``(x, y, z)`` array (MONAI would otherwise
+        make a second, transposing copy of a Fortran-ordered one when converting it to a tensor).
+        """
         if image.GetNumberOfComponentsPerPixel() == 1:
-            return arr.T
+            return np.ascontiguousarray(sitk.GetArrayViewFromImage(image).T)
+        arr = sitk.GetArrayFromImage(image)  # a copy, (z, y, x, c)
         return np.moveaxis(arr.T, 0, -1)
 
 

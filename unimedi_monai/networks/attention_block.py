@@ -27,12 +27,21 @@ class DropPath(nn.Module):
         super().__init__()
         self.rate = float(rate)
 
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        keep = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x.new_empty(shape).bernoulli_(keep).div_(keep)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rate == 0.0 or not self.training:
             return x
-        keep = 1.0 - self.rate
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+        return x * self._scale(x)
+
+    def residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """``x + self(branch)`` in one pass over the tokens (``addcmul``) when a branch may be dropped."""
+        if self.rate == 0.0 or not self.training:
+            return x + branch
+        return torch.addcmul(x, branch, self._scale(branch))
 
 
 class SDPABlock(nn.Module):
@@ -92,8 +101,8 @@ class SDPABlock(nn.Module):
         q, k, v = qkv.unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(b, length, c)
-        x = x + self.drop_path(self.attn_drop(self.out_proj(out)))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.drop_path.residual(x, self.attn_drop(self.out_proj(out)))
+        x = self.drop_path.residual(x, self.mlp(self.norm2(x)))
         cls_attention = None
         if return_cls_attention:
             with torch.autocast(device_type=x.device.type, enabled=False):

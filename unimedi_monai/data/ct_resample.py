@@ -1,0 +1,267 @@
+# Copyright (c) unimedi-monai contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Reorient and resize a CT volume in one SimpleITK resampling pass, as a MONAI dictionary transform.
+
+:py:class:`ResampleToSized` (and ``SimpleITKReader(spatial_size=...)``, which resamples at read time with
+the same functions) gives the grid of ``Orientationd(axcodes)`` followed by
+``Resized(spatial_size)`` (``align_corners=False``: output voxel ``j`` samples the reoriented input at
+``(j + 0.5) * in / out - 0.5``), computed with MONAI's and nibabel's own functions so that the output
+affine is the one those two transforms would write. Only the ``spatial_size`` output voxels are
+interpolated, by SimpleITK's multi-threaded ``Resample`` straight from the stored integer voxels:
+no full-resolution float copy, flip or permutation of the volume is made. On a 512x512x300 int16
+volume this is about 10 times faster than the two MONAI transforms and needs a fifth of the memory.
+
+Interpolation: ``"linear"`` (trilinear, the same 8-neighbour weights as ``Resized(mode="trilinear")``,
+without anti-aliasing, like ``Resized``'s default) or ``"nearest"`` (label maps). Like ``Resized``,
+a large downsampling factor (4 in-plane for 512 -> 128) samples rather than averages the input:
+thin structures can alias; smooth first (e.g. ``GaussianSmoothd``) if that matters more than speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.config import DtypeLike, KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+from monai.transforms.utils import scale_affine
+from monai.utils import ImageMetaKey, MetaKeys, SpaceKeys, ensure_tuple
+
+__all__ = ["CT_RESAMPLERS", "RESAMPLE_MODES", "resampled_grid", "resample_array", "resample_image", "ResampleToSized"]
+
+#: valid values of the ``resampler`` argument of :py:func:`unimedi_monai.data.transforms.ct_transforms`
+#: (the first is the default): one SimpleITK pass, or MONAI's ``Orientationd`` + ``Resized``.
+CT_RESAMPLERS: tuple[str, ...] = ("simpleitk", "monai")
+
+#: interpolation modes accepted by :py:class:`ResampleToSized` and the SimpleITK interpolators they use.
+RESAMPLE_MODES: dict[str, int] = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
+
+_LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
+
+
+def resampled_grid(
+    affine: np.ndarray, spatial_shape: Sequence[int], spatial_size: Sequence[int], axcodes: str = "RAS", lps: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    The geometry of ``Orientation(axcodes)`` then ``Resize(spatial_size)`` applied to an image.
+
+    Args:
+        affine: the ``(4, 4)`` voxel-to-world affine of the input.
+        spatial_shape: the input's spatial shape ``(X, Y, Z)``.
+        spatial_size: the output's spatial shape.
+        axcodes: target orientation codes (``"RAS"``).
+        lps: the affine is in LPS space (as MONAI's ``Orientation`` does for ``meta["space"] == "LPS"``).
+
+    Returns:
+        ``(index_map, out_affine)``: ``index_map`` ``(4, 4)`` maps an output voxel index to the input voxel
+        index it samples; ``out_affine`` ``(4, 4)`` is the output's voxel-to-world affine.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    shape = [int(s) for s in spatial_shape]
+    size = [int(s) for s in spatial_size]
+    if affine.shape != (4, 4) or len(shape) != 3 or len(size) != 3:
+        raise ValueError(
+            f"resampled_grid: expects a (4, 4) affine and 3 spatial dimensions, got affine {affine.shape}, "
+            f"shape {shape}, spatial_size {size}."
+        )
+    src = nib.io_orientation(affine)
+    dst = nib.orientations.axcodes2ornt(axcodes[:3], labels=_LPS_LABELS if lps else None)
+    ornt = nib.orientations.ornt_transform(src, dst)
+    oriented_to_input = nib.orientations.inv_ornt_aff(ornt, shape)
+    oriented_shape = [shape[i] for i in np.argsort(ornt[:, 0])]
+    out_to_oriented = scale_affine(oriented_shape, size, centered=True, align_corners=False)
+    index_map = oriented_to_input @ out_to_oriented
+    return index_map, affine @ index_map
+
+
+_REVERSE = np.eye(3)[::-1]
+
+
+def _sample(source: Any, reversed_axes: bool, index_map: np.ndarray, size: Sequence[int], mode: str) -> np.ndarray:
+    """
+    Sample ``source`` (a ``SimpleITK.Image`` in index space: origin 0, spacing 1, identity direction) on a grid.
+
+    ``reversed_axes`` says that the source's SimpleITK index ``(i, j, k)`` is our ``(z, y, x)`` (an ``(X, Y, Z)``
+    C-ordered buffer); otherwise it is ``(x, y, z)`` (an image read from a file). The output image is laid out
+    with reversed axes, so that ``GetArrayFromImage`` returns the ``(X', Y', Z')`` array directly.
+    """
+    rin = _REVERSE if reversed_axes else np.eye(3)
+    grid = rin @ index_map[:3, :3] @ _REVERSE
+    spacing = np.linalg.norm(grid, axis=0)
+    out_type = sitk.sitkFloat32 if mode == "linear" else sitk.sitkUnknown  # nearest: the input's pixel type
+    out = sitk.Resample(
+        source,
+        [int(n) for n in size][::-1],
+        sitk.Transform(),
+        RESAMPLE_MODES[mode],
+        (rin @ index_map[:3, 3]).tolist(),
+        spacing.tolist(),
+        (grid / spacing).flatten().tolist(),
+        0.0,
+        out_type,
+    )
+    return sitk.GetArrayFromImage(out)
+
+
+def resample_array(array: np.ndarray, index_map: np.ndarray, spatial_size: Sequence[int], mode: str = "linear") -> np.ndarray:
+    """
+    Sample an ``(X, Y, Z)`` array on the grid ``index_map`` with SimpleITK (multi-threaded), with one plain
+    copy of the input (into SimpleITK) and no transposing copy, whether the array is C- or Fortran-ordered.
+
+    Args:
+        array: ``(X, Y, Z)`` voxel values of any real dtype.
+        index_map: ``(4, 4)`` map from an output voxel index to the input index it samples (a signed axis
+            permutation times a diagonal scale, plus an offset: see :py:func:`resampled_grid`).
+        spatial_size: output ``(X', Y', Z')``.
+        mode: ``"linear"`` (``float32`` output) or ``"nearest"`` (the input dtype).
+
+    Returns:
+        the ``(X', Y', Z')`` C-contiguous output.
+    """
+    if mode not in RESAMPLE_MODES:
+        raise ValueError(f"resample_array: mode must be one of {sorted(RESAMPLE_MODES)}, got {mode!r}.")
+    if array.ndim != 3:
+        raise ValueError(f"resample_array: expects an (X, Y, Z) array, got shape {array.shape}.")
+    if array.dtype == np.float16 or array.dtype == np.bool_:
+        array = array.astype(np.float32 if array.dtype == np.float16 else np.uint8)
+    fortran = not array.flags.c_contiguous and array.T.flags.c_contiguous
+    source = sitk.GetImageFromArray(array.T if fortran else np.ascontiguousarray(array))
+    return _sample(source, not fortran, np.asarray(index_map, dtype=np.float64), spatial_size, mode)
+
+
+def resample_image(image: Any, index_map: np.ndarray, spatial_size: Sequence[int], mode: str = "linear") -> np.ndarray:
+    """
+    Sample a ``SimpleITK.Image`` (its index ``(i, j, k)`` being our ``(x, y, z)``) on the grid ``index_map``,
+    without converting it to an array first. The image's origin, spacing and direction are reset to the
+    index space (read them before calling).
+
+    Args:
+        image: a 3D scalar ``SimpleITK.Image``, e.g. just read from a file.
+        index_map: as in :py:func:`resample_array`.
+        spatial_size: output ``(X', Y', Z')``.
+        mode: ``"linear"`` or ``"nearest"``.
+
+    Returns:
+        the ``(X', Y', Z')`` C-contiguous output.
+    """
+    if mode not in RESAMPLE_MODES:
+        raise ValueError(f"resample_image: mode must be one of {sorted(RESAMPLE_MODES)}, got {mode!r}.")
+    image.SetOrigin((0.0, 0.0, 0.0))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    image.SetDirection(tuple(np.eye(3).flatten().tolist()))
+    return _sample(image, False, np.asarray(index_map, dtype=np.float64), spatial_size, mode)
+
+
+def _filename(img: Any) -> str:
+    name = img.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(img, MetaTensor) else None
+    return f"{name}" if name else "<unknown file>"
+
+
+class ResampleToSized(MapTransform):
+    """
+    Reorient channel-first 3D images to ``axcodes`` and resize them to ``spatial_size`` in one SimpleITK
+    resampling pass: the same output grid and affine as ``Orientationd(axcodes)`` + ``Resized(spatial_size)``
+    (``align_corners=False``), without a full-resolution float copy of the volume.
+
+    The input must be a :py:class:`monai.data.MetaTensor` ``(C, X, Y, Z)`` with its affine (as written by
+    ``ReadImaged``/``LoadImaged``) and no pending lazy operations; any real or integer dtype (keep CTs in
+    their stored ``int16`` for speed and memory). The output is a MetaTensor ``(C, *spatial_size)`` of
+    ``dtype`` whose ``affine`` is the resampled grid's (``original_affine``, ``filename_or_obj`` and the other
+    metadata are kept). The transform is not invertible (no entry is added to ``applied_operations``).
+
+    Args:
+        keys: keys of the images.
+        spatial_size: output ``(X, Y, Z)`` size.
+        axcodes: target orientation (default ``"RAS"``, the orientation of the pre-training pipeline).
+        mode: ``"linear"`` (trilinear, as ``Resized(mode="trilinear")``) or ``"nearest"`` (label maps).
+        dtype: output dtype (``float32``); ``None`` keeps the input dtype (sensible with ``"nearest"``).
+        allow_missing_keys: don't raise if a key is missing.
+
+    Example::
+
+        tf = Compose([
+            ReadImaged(keys="image", readers=[SimpleITKReader()], dtype=None),   # int16 stays int16
+            EnsureChannelFirstd(keys="image"),
+            ResampleToSized(keys="image", spatial_size=(128, 128, 32)),
+        ])
+        ct = tf({"image": "ct.nii.gz"})["image"]  # (1, 128, 128, 32) float32, RAS, affine of the new grid
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_size: Sequence[int],
+        axcodes: str = "RAS",
+        mode: str = "linear",
+        dtype: DtypeLike | None = np.float32,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        size = tuple(int(s) for s in ensure_tuple(spatial_size))
+        if len(size) != 3 or min(size) < 1:
+            raise ValueError(f"ResampleToSized: spatial_size must be 3 positive integers, got {spatial_size}.")
+        if mode not in RESAMPLE_MODES:
+            raise ValueError(f"ResampleToSized: mode must be one of {sorted(RESAMPLE_MODES)}, got {mode!r}.")
+        if len(axcodes) != 3:
+            raise ValueError(f"ResampleToSized: axcodes must name 3 axes (e.g. 'RAS'), got {axcodes!r}.")
+        self.spatial_size = size
+        self.axcodes = axcodes
+        self.mode = mode
+        self.dtype = dtype
+
+    def _resample(self, img: Any, key: Hashable) -> MetaTensor:
+        if not isinstance(img, MetaTensor):
+            raise TypeError(
+                f"ResampleToSized: key '{key}' holds a {type(img).__name__}; expected a MetaTensor with an affine "
+                "(load the image with ReadImaged or LoadImaged first)."
+            )
+        if img.ndim != 4:
+            raise ValueError(
+                f"ResampleToSized: image '{_filename(img)}' (key '{key}') has shape {tuple(img.shape)}; expected a "
+                "channel-first 3D volume (C, X, Y, Z) (add EnsureChannelFirstd before this transform)."
+            )
+        if img.pending_operations:
+            raise ValueError(
+                f"ResampleToSized: image '{_filename(img)}' (key '{key}') has pending lazy operations; "
+                "apply them first (run the preceding transforms with lazy=False)."
+            )
+        if img.is_complex() or img.dtype == torch.bool:
+            raise ValueError(f"ResampleToSized: image '{_filename(img)}' (key '{key}') has dtype {img.dtype}.")
+        affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=np.float64)
+        lps = str(img.meta.get(MetaKeys.SPACE, SpaceKeys.RAS)) == str(SpaceKeys.LPS)
+        index_map, out_affine = resampled_grid(affine, img.shape[1:], self.spatial_size, self.axcodes, lps)
+        data = img.detach().cpu().numpy() if img.device.type != "cpu" else img.as_tensor().numpy()
+        channels = [resample_array(data[c], index_map, self.spatial_size, self.mode) for c in range(data.shape[0])]
+        result = np.stack(channels) if len(channels) > 1 else channels[0][None]
+        dtype = self.dtype if self.dtype is not None else data.dtype
+        result = np.ascontiguousarray(result, dtype=dtype)
+        meta = dict(img.meta)
+        meta[MetaKeys.AFFINE] = torch.as_tensor(out_affine, dtype=torch.float64)
+        return MetaTensor(torch.from_numpy(result), meta=meta)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """
+        Args:
+            data: a dict holding channel-first 3D MetaTensors under ``keys``.
+
+        Returns:
+            a new dict with the images replaced by their resampled ``(C, *spatial_size)`` versions.
+        """
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self._resample(d[key], key)
+        return d
