@@ -20,6 +20,8 @@ _EXPORTS = {
     "load_datalist": "datalist",
     "split_by_patient": "datalist",
     "write_datalist": "datalist",
+    "ResampleToSized": "ct_resample",
+    "resampled_grid": "ct_resample",
     "MixedModalityDataset": "dataset",
     "build_pretrain_dataset": "dataset",
     "fraction_count": "fractions",
