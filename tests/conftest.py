@@ -24,6 +24,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on a shared, loaded CPU, thread oversubscription makes small
+    convolutions and training steps many times slower (use with ``pytest.mark.usefixtures``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def text_encoder():
     """The offline MiniLM-L6 report encoder (top layer trainable), loaded once per session."""

@@ -29,7 +29,9 @@ def probe_root(pretrained_bundle, tmp_path_factory) -> Path:
     args = _args(pretrained_bundle)
     args[args.index("--demo") + 1] = PROBE_DEMO
     args[args.index("--demo_dir") + 1] = str(root / "probe_demo")
-    run_bundle(BUNDLE, ["train.yaml"], root, args)
+    # mean of the patch tokens: after the fixture's ~50 pre-training steps the [CLS] feature is still
+    # weak (AUC ~0.53 on this split, against ~0.74 for the mean pool and 0.84 for [CLS] after 432 steps)
+    run_bundle(BUNDLE, ["train.yaml"], root, args + ["--pool", "mean"])
     return root
 
 
@@ -40,7 +42,7 @@ def test_linear_probe_beats_chance(probe_root, pretrained_bundle):
     assert metrics["settings"]["mode"] == "linear_probe" and metrics["settings"]["init"] == "pretrained"
     assert metrics["settings"]["checkpoint"] == str((pretrained_bundle / "models" / "model.pt").resolve())
     # chance: AUC 0.5, accuracy 1/5 (5 balanced finding classes; the test split holds about 40 X-rays)
-    assert metrics["auc"] > 0.6 and metrics["accuracy"] > 0.2 + 0.1, metrics
+    assert metrics["auc"] > 0.62 and metrics["accuracy"] > 0.2 + 0.1, metrics
     assert (probe_root / "eval" / "confusion_matrix.png").stat().st_size > 1000
     assert (probe_root / "models" / "model.pt").is_file()
     assert len(list((probe_root / "cache").glob("features_*.pt"))) == 3  # training, validation, test: reused by other data_pct
@@ -50,7 +52,7 @@ def test_linear_probe_beats_chance(probe_root, pretrained_bundle):
 def test_inference_json_and_verify_net_in_out(probe_root, pretrained_bundle):
     images = sorted((pretrained_bundle / "demo_data" / "xray").glob("*.png"))[:3]
     run_bundle(BUNDLE, ["inference.yaml"], probe_root,
-               ["--dataset", "demo", "--backbone", "demo", "--input_files", str([str(p) for p in images])])
+               ["--dataset", "demo", "--backbone", "demo", "--pool", "mean", "--input_files", str([str(p) for p in images])])
     outputs = sorted((probe_root / "predictions").glob("*.json"))
     assert [p.name for p in outputs] == [f"{p.name}.json" for p in images]
     out = json.loads(outputs[0].read_text())

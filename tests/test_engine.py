@@ -23,13 +23,7 @@ from unimedi_monai.engines.checkpoint import list_checkpoints, safe_load
 from unimedi_monai.networks import UniMedI
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, loaded CPU thread oversubscription makes each step many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

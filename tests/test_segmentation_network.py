@@ -10,13 +10,7 @@ from unimedi_monai.networks.unetr_decoder import UniMedIUNETR, decoder_strides, 
 from unimedi_monai.segmentation.network_init import initialize_network, segmentation_param_groups
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared CPU, spinning OpenMP threads slow 3D convolutions ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_skip_layers_and_strides():

@@ -13,13 +13,7 @@ from unimedi_monai.segmentation.best_model import BestModelSaver
 from unimedi_monai.segmentation.metrics import OrganDiceWriter, organ_dice_report
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared CPU, spinning OpenMP threads slow 3D convolutions ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_short_training_lowers_loss(tmp_path):

@@ -306,6 +306,13 @@ class SimpleITKReader(ImageReader):
     def _resample(self, item: SimpleITKImage, affine: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Resample one image to ``spatial_size`` in ``axcodes``; returns the array and the new grid's affine."""
         image = item.image
+        size = tuple(image.GetSize())
+        if image.GetDimension() < 3 or min(size) == 1:
+            kind = f"{image.GetDimension()}D image" if image.GetDimension() < 3 else "volume of a single slice"
+            raise ValueError(
+                f"SimpleITKReader: '{item.filename}' is a {kind} (size {size}) where a 3D volume is expected; "
+                "check the entry's modality and file."
+            )
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
             raise ValueError(
                 f"SimpleITKReader: cannot resample '{item.filename}' to {self.spatial_size}: it is a "

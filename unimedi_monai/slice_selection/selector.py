@@ -149,8 +149,8 @@ def _count(num_slices: int, k: int | None, fraction: float | None) -> int:
 class SliceSelector:
     """Score and select the slices of CT files with a :class:`~unimedi_monai.slice_selection.SliceSelectionNet`.
 
-    The file goes through ``transform`` (the deterministic :func:`unimedi_monai.data.ct_transforms`),
-    which must contain an ``Orientationd``: the image and its affine are captured just before it,
+    The file goes through ``transform`` (the deterministic :func:`unimedi_monai.data.ct_transforms` with
+    ``resampler="monai"``, not the read-time SimpleITK resampling), which must contain an ``Orientationd``: the image and its affine are captured just before it,
     the model scores the resampled grid, and the grid scores are mapped back to every slice of the
     file (:func:`~unimedi_monai.slice_selection.mapping.grid_to_original`).
 
@@ -163,7 +163,7 @@ class SliceSelector:
 
     Example::
 
-        selector = SliceSelector(net, ct_transforms(train=False), top_k=4)
+        selector = SliceSelector(net, ct_transforms(train=False, resampler="monai"), top_k=4)
         result = selector("ct.nii.gz")            # a SliceSelection
         result.save("outputs")                     # outputs/ct_slices.json, outputs/ct_slices.png
     """
@@ -187,7 +187,7 @@ class SliceSelector:
         if split is None:
             raise ValueError(
                 "SliceSelector: the transform has no Orientationd step, so the original slice numbering cannot be "
-                "recovered; use unimedi_monai.data.ct_transforms(train=False)."
+                "recovered; use unimedi_monai.data.ct_transforms(train=False, resampler='monai')."
             )
         self._split = split
         self._orientation = getattr(getattr(transforms[split], "ornt_transform", None), "axcodes", None) or "RAS"
