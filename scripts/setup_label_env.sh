@@ -13,10 +13,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${UNIMEDI_LABEL_VENV:-$ROOT/.venv-label}"
 PY="${PYTHON:-python3}"
-TORCH_VERSION="2.13.0"
 CONSTRAINTS="$ROOT/constraints/label.txt"
 STAMP="$VENV/.unimedi-label-stamp"
-want="$(cat "$ROOT/setup.cfg" "$CONSTRAINTS" "$ROOT/requirements-label.txt" "$ROOT/scripts/setup_label_env.sh" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$ROOT/setup.cfg" "$CONSTRAINTS" "$ROOT/requirements-label.txt" "$ROOT/scripts/setup_label_env.sh" "$ROOT/scripts/install_torch.sh" | sha256sum | cut -d' ' -f1)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/monailabel" ]; then
   exit 0
@@ -26,15 +25,7 @@ echo "[setup-label] preparing $VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip setuptools wheel
 
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
-  if [ -n "${UNIMEDI_TORCH_INDEX:-}" ]; then
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION" --index-url "$UNIMEDI_TORCH_INDEX"
-  elif "${PIP[@]}" download -q --no-deps --no-index -d "$(mktemp -d)" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
-  else
-    "${PIP[@]}" install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
-  fi
-fi
+bash "$ROOT/scripts/install_torch.sh" "$VENV"
 # the installed torch satisfies torch==2.13.0 in the constraints, so pip keeps it
 "${PIP[@]}" install -q -c "$CONSTRAINTS" -r "$ROOT/requirements-label.txt" -e "$ROOT[test]"
 # packages whose declared requirements are wrong for this stack (see constraints/label.txt)

@@ -53,6 +53,31 @@ RESAMPLE_MODES: dict[str, int] = {"linear": sitk.sitkLinear, "nearest": sitk.sit
 _LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
 
 
+def check_resample_arguments(
+    owner: str, spatial_size: Sequence[int], mode: str, axcodes: str, mode_key: str = "mode"
+) -> tuple[int, int, int]:
+    """Validate the resampling arguments shared by the reader and the transform; returns the size.
+
+    Args:
+        owner: the class named in the error messages.
+        spatial_size: the output grid, 3 positive integers.
+        mode: an interpolation mode of :data:`RESAMPLE_MODES`.
+        axcodes: the output orientation, 3 axis codes (e.g. ``"RAS"``).
+        mode_key: the argument name of ``mode`` in the owner, used in the message.
+
+    Raises:
+        ValueError: naming ``owner`` and the bad argument.
+    """
+    size = tuple(int(s) for s in ensure_tuple(spatial_size))
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"{owner}: spatial_size must be 3 positive integers, got {spatial_size}.")
+    if mode not in RESAMPLE_MODES:
+        raise ValueError(f"{owner}: {mode_key} must be one of {sorted(RESAMPLE_MODES)}, got {mode!r}.")
+    if len(axcodes) != 3:
+        raise ValueError(f"{owner}: axcodes must name 3 axes (e.g. 'RAS'), got {axcodes!r}.")
+    return size  # type: ignore[return-value]
+
+
 def resampled_grid(
     affine: np.ndarray, spatial_shape: Sequence[int], spatial_size: Sequence[int], axcodes: str = "RAS", lps: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -211,14 +236,7 @@ class ResampleToSized(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        size = tuple(int(s) for s in ensure_tuple(spatial_size))
-        if len(size) != 3 or min(size) < 1:
-            raise ValueError(f"ResampleToSized: spatial_size must be 3 positive integers, got {spatial_size}.")
-        if mode not in RESAMPLE_MODES:
-            raise ValueError(f"ResampleToSized: mode must be one of {sorted(RESAMPLE_MODES)}, got {mode!r}.")
-        if len(axcodes) != 3:
-            raise ValueError(f"ResampleToSized: axcodes must name 3 axes (e.g. 'RAS'), got {axcodes!r}.")
-        self.spatial_size = size
+        self.spatial_size = check_resample_arguments("ResampleToSized", spatial_size, mode, axcodes)
         self.axcodes = axcodes
         self.mode = mode
         self.dtype = dtype

@@ -39,7 +39,7 @@ from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.data.utils import is_supported_format, orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
-from unimedi_monai.data.ct_resample import RESAMPLE_MODES, resample_array, resample_image, resampled_grid
+from unimedi_monai.data.ct_resample import RESAMPLE_MODES, check_resample_arguments, resample_array, resample_image, resampled_grid
 
 __all__ = [
     "SIMPLEITK_SUFFIXES",
@@ -146,13 +146,9 @@ class SimpleITKReader(ImageReader):
         self.keep_nonfinite = keep_nonfinite
         self.spatial_size: tuple[int, ...] | None = None
         if spatial_size is not None:
-            self.spatial_size = tuple(int(n) for n in ensure_tuple(spatial_size))
-            if len(self.spatial_size) != 3 or min(self.spatial_size) < 1:
-                raise ValueError(f"SimpleITKReader: spatial_size must be 3 positive integers, got {spatial_size}.")
-        if resample_mode not in RESAMPLE_MODES:
-            raise ValueError(f"SimpleITKReader: resample_mode must be one of {sorted(RESAMPLE_MODES)}, got {resample_mode!r}.")
-        if len(axcodes) != 3:
-            raise ValueError(f"SimpleITKReader: axcodes must name 3 axes (e.g. 'RAS'), got {axcodes!r}.")
+            self.spatial_size = check_resample_arguments("SimpleITKReader", spatial_size, resample_mode, axcodes, "resample_mode")
+        elif resample_mode not in RESAMPLE_MODES or len(axcodes) != 3:
+            check_resample_arguments("SimpleITKReader", (1, 1, 1), resample_mode, axcodes, "resample_mode")
         self.axcodes = axcodes
         self.resample_mode = resample_mode
 
