@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # MONAI's own bundle checks on every bundles/*/ (or the bundle folders given), offline, as the model
 # zoo's CI runs them:
-#   1. python -m monai.bundle verify_metadata   against schemas/meta_schema.json (no download)
-#   2. python -m unimedi_monai.packaging check  changelog entry for the version, installed versions
+#   1. python -m monai.bundle verify_metadata   against the schema shipped in the package (no download)
+#   2. python -m unimedi_monai.packaging check  changelog entry for the version, versions of the lock
 #   3. python -m monai.bundle verify_net_in_out network_def of configs/inference.yaml (if present)
 #   4. python -m monai.bundle ckpt_export       to models/model.ts (TorchScript, traced) when
 #                                               models/model.pt exists
@@ -14,13 +14,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUTF8=1 CI=1
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
+SCHEMA="$("$PY" -m unimedi_monai.packaging schema)"
 if [ "$#" -gt 0 ]; then bundles=("$@"); else bundles=(bundles/*/); fi
 for b in "${bundles[@]}"; do
   b="${b%/}"
   [ -f "$b/configs/metadata.json" ] || continue
   echo "== $b"
-  "$PY" -m monai.bundle verify_metadata --meta_file "$b/configs/metadata.json" --filepath schemas/meta_schema.json
-  "$PY" -m unimedi_monai.packaging check "$b"
+  "$PY" -m monai.bundle verify_metadata --meta_file "$b/configs/metadata.json" --filepath "$SCHEMA"
+  "$PY" -m unimedi_monai.packaging check "$b" --lock constraints/lock.txt
   config=""
   for c in "$b/configs/inference.yaml" "$b/configs/inference.json"; do [ -f "$c" ] && config="$c" && break; done
   if [ -z "$config" ]; then

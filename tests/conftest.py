@@ -106,3 +106,23 @@ def pretrained_bundle(tmp_path_factory) -> Path:
 def bundle_runner() -> Callable[..., subprocess.CompletedProcess]:
     """:func:`run_bundle` for tests (``bundle_runner("pretrain", ["train.yaml"], root, args)``)."""
     return run_bundle
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail a run that skipped more tests than ``UNIMEDI_MAX_SKIPPED`` allows.
+
+    ``scripts/run_tests.sh`` sets it, for the whole suite, to the number the README states, so a
+    test that starts skipping (a missing package, a data folder not found) turns CI red instead of
+    passing unnoticed.
+    """
+    limit = os.environ.get("UNIMEDI_MAX_SKIPPED")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not limit or reporter is None or exitstatus not in (0, 1):
+        return
+    skipped = len(reporter.stats.get("skipped", []))
+    if skipped > int(limit):
+        reporter.write_line(
+            f"error: {skipped} tests skipped, more than the {limit} the README states (see the 'SKIPPED' lines above); "
+            "make them run, or update the README with the reason.", red=True,
+        )
+        session.exitstatus = 1

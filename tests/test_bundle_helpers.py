@@ -27,6 +27,24 @@ def test_find_bundle_root_from_sys_path_and_repo(tmp_path, monkeypatch):
         find_bundle_root("no_such_bundle")
 
 
+def test_find_bundle_root_from_the_run_config_file(tmp_path, monkeypatch):
+    """An unpacked zip anywhere, run from another folder: found through --config_file, before MONAI
+    puts the bundle on sys.path (that happens only when the workflow runs, after initialize)."""
+    unpacked = tmp_path / "models" / "unimedi_pretrain"
+    (unpacked / "configs").mkdir(parents=True)
+    (unpacked / "configs" / "metadata.json").write_text(json.dumps({"name": "unimedi_pretrain"}))
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError, match="--bundle_root"):
+        find_bundle_root("unimedi_pretrain")
+    main = str(tmp_path / "site-packages" / "monai" / "bundle" / "__main__.py")  # python -m monai.bundle
+    monkeypatch.setattr(sys, "argv", [main, "run", "--config_file", "../models/unimedi_pretrain/configs/train.yaml", "--max_epochs", "1"])
+    assert find_bundle_root("unimedi_pretrain") == str(unpacked.resolve())
+    monkeypatch.setattr(sys, "argv", [main, "run", "--config_file", "['../models/unimedi_pretrain/configs/train.yaml','x/evaluate.yaml']"])
+    assert find_bundle_root("unimedi_pretrain") == str(unpacked.resolve())
+
+
 def test_resolve_dataset_dir_errors_name_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset_dir '.*missing' does not exist"):
         resolve_dataset_dir(tmp_path / "missing", tmp_path / "demo")

@@ -1,5 +1,5 @@
-"""Every bundle passes MONAI's own checks, offline: verify_metadata (against schemas/meta_schema.json),
-installed versions with a changelog entry, verify_net_in_out and ckpt_export to TorchScript
+"""Every bundle passes MONAI's own checks, offline: verify_metadata (against the schema shipped in the
+package), declared versions equal to the lock (constraints/lock.txt) with a changelog entry, verify_net_in_out and ckpt_export to TorchScript
 (outputs within 1e-4 of the eager network). Parametrized over ``bundles/*/configs/metadata.json``.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from unimedi_monai.packaging import META_SCHEMA, check_metadata, find_bundles, read_metadata, validate_metadata, version_mismatches
+from unimedi_monai.packaging import (
+    META_SCHEMA,
+    check_metadata,
+    find_bundles,
+    read_lock,
+    read_metadata,
+    sync_metadata_versions,
+    validate_metadata,
+    version_mismatches,
+    warn_version_mismatches,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCK = REPO_ROOT / "constraints" / "lock.txt"
 BUNDLES = find_bundles(REPO_ROOT / "bundles")
 INFERENCE_BUNDLES = [b for b in BUNDLES if (b / "configs" / "inference.yaml").is_file() or (b / "configs" / "inference.json").is_file()]
 
@@ -32,10 +44,85 @@ def test_bundles_found():
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda b: b.name)
-def test_metadata_passes_schema_changelog_and_versions(bundle):
-    metadata = check_metadata(bundle)  # schema + changelog entry + installed versions, one-line errors
+def test_metadata_passes_schema_changelog_and_lock_versions(bundle):
+    metadata = check_metadata(bundle, versions=read_lock(LOCK))  # schema + changelog entry + the lock's versions
     assert metadata["version"] in metadata["changelog"]
-    assert version_mismatches(metadata) == []
+    assert version_mismatches(metadata, read_lock(LOCK)) == []
+    assert "einops" not in metadata["required_packages_version"]
+
+
+def test_schema_ships_inside_the_package():
+    import unimedi_monai
+
+    assert META_SCHEMA.is_file() and Path(unimedi_monai.__file__).parent in META_SCHEMA.parents
+    assert json.loads(META_SCHEMA.read_text())["required"]
+
+
+def test_read_lock_parses_and_names_bad_lines(tmp_path):
+    lock = read_lock(LOCK)
+    assert lock["torch"] == "2.13.0" and lock["simpleitk"] and lock["pytorch-ignite"]
+    assert "unimedi-monai" not in lock and "einops" not in lock
+    bad = tmp_path / "lock.txt"
+    bad.write_text("# comment\nnumpy==2.0.0\nscipy>=1.0\n")
+    with pytest.raises(ValueError, match=r"lock.txt, line 3: 'scipy>=1.0' is not 'name==version'"):
+        read_lock(bad)
+
+
+def test_version_mismatches_against_a_lock():
+    metadata = read_metadata(REPO_ROOT / "bundles" / "pretrain")
+    lock = read_lock(LOCK)
+    assert version_mismatches(metadata, lock) == []
+    lock["transformers"] = "0.0.1"
+    del lock["nibabel"]
+    problems = version_mismatches(metadata, lock, source="locked")
+    assert any(p.startswith("required_packages_version#transformers: metadata") and p.endswith("locked 0.0.1") for p in problems)
+    assert any("nibabel is not locked" in p for p in problems)
+
+
+def test_sync_metadata_versions_edits_in_place_and_bumps(tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(REPO_ROOT / "bundles" / "pretrain" / "configs", bundle / "configs")
+    before = read_metadata(bundle)
+    lock = {**read_lock(LOCK), "unimedi-monai": before["required_packages_version"]["unimedi-monai"]}
+    assert sync_metadata_versions(bundle, lock) == []  # already in line: untouched
+    lock["transformers"], lock["numpy"] = "9.9.9", "3.0.0"
+    changes = sync_metadata_versions(bundle, lock)
+    after = read_metadata(bundle)
+    assert sorted(changes) == sorted([f"numpy {before['numpy_version']} -> 3.0.0", f"transformers {before['required_packages_version']['transformers']} -> 9.9.9"])
+    assert after["numpy_version"] == "3.0.0" and after["required_packages_version"]["transformers"] == "9.9.9"
+    major, minor, patch = before["version"].split(".")
+    assert after["version"] == f"{major}.{minor}.{int(patch) + 1}" and after["version"] in after["changelog"]
+    assert "transformers" in after["changelog"][after["version"]]
+    # everything else is unchanged, key order included
+    rest = {k: v for k, v in after.items() if k not in ("version", "changelog", "numpy_version", "required_packages_version")}
+    assert rest == {k: v for k, v in before.items() if k in rest} and list(after) == list(before)
+    check_metadata(bundle, versions=lock)
+    with pytest.raises(ValueError, match="required_packages_version#nibabel names nibabel, which the lock does not hold"):
+        sync_metadata_versions(bundle, {k: v for k, v in lock.items() if k != "nibabel"})
+
+
+def test_other_installed_versions_warn_once(tmp_path, caplog):
+    bundle = tmp_path / "b"
+    shutil.copytree(REPO_ROOT / "bundles" / "pretrain" / "configs", bundle / "configs")
+    assert warn_version_mismatches(bundle) == []  # this environment is the lock's
+    meta = bundle / "configs" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"numpy_version": "', '"numpy_version": "0.0.1-'))
+    with caplog.at_level("WARNING"):
+        first = warn_version_mismatches(bundle)
+        second = warn_version_mismatches(bundle)
+    assert first == second and len(first) == 1 and first[0].startswith("numpy_version: metadata 0.0.1-")
+    warnings = [r.getMessage() for r in caplog.records if "other than the tested ones" in r.getMessage()]
+    assert len(warnings) == 1 and "numpy_version" in warnings[0] and "metadata.json" in warnings[0]
+
+
+def test_installed_environment_is_the_lock():
+    """The suite runs in the locked environment (scripts/setup_env.sh installs exactly constraints/lock.txt)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "unimedi_monai.packaging", "check_env", "--lock", str(LOCK)],
+        capture_output=True, encoding="utf-8", errors="replace", timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"matches {LOCK}" in proc.stdout
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda b: b.name)
@@ -96,6 +183,8 @@ def test_changelog_and_version_checks(tmp_path):
     (bundle / "configs" / "metadata.json").write_text(json.dumps(old_numpy))
     with pytest.raises(ValueError, match=r"numpy_version: metadata 1.0.0, installed \d"):
         check_metadata(bundle)
+    with pytest.raises(ValueError, match=r"differ from the lock: numpy_version: metadata 1.0.0, locked \d.*sync_versions"):
+        check_metadata(bundle, versions=read_lock(LOCK))
     check_metadata(bundle, check_versions=False)
 
 
@@ -162,3 +251,16 @@ def test_pretrain_inference_network_reproduces_unimedi(text_encoder, tmp_path):
             assert torch.allclose(emb.norm(dim=-1), torch.ones(x.shape[0]), atol=1e-5)
     with pytest.raises(Exception, match="backbone preset"):
         load_embedding_weights(ImageEmbeddingNetwork("demo"), ckpt)
+
+
+def test_bundle_run_warns_about_other_versions(tmp_path, caplog):
+    """``check_overrides``, first in every config's ``initialize``, warns (once) and lets the run go on."""
+    from unimedi_monai.bundle import check_overrides
+
+    bundle = tmp_path / "b"
+    shutil.copytree(REPO_ROOT / "bundles" / "pretrain" / "configs", bundle / "configs")
+    meta = bundle / "configs" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"monai_version": "', '"monai_version": "0.0.2-'))
+    with caplog.at_level("WARNING"):
+        check_overrides(["--config_file", str(bundle / "configs" / "train.yaml")])
+    assert any("monai_version: metadata 0.0.2-" in r.getMessage() and str(meta) in r.getMessage() for r in caplog.records)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 from pathlib import Path
@@ -41,14 +40,11 @@ from unimedi_monai.data.transforms import (
     xray_transforms,
 )
 
+from conftest import SHARED_DATA
+
 pytestmark = pytest.mark.filterwarnings("ignore:NvImgCodecPydicomReader:UserWarning")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_DICOM_SERIES = SHARED_DATA / "totalsegmentator" / "example_ct_dicom"
-HAS_REPORTS = importlib.util.find_spec("unimedi_monai.data.reports") is not None
-NEEDS_REPORTS = pytest.mark.skipif(
-    not HAS_REPORTS, reason="unimedi_monai/data/reports.py (clean_report) is not written yet"
-)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -389,7 +385,6 @@ def test_check_finite_names_file(tmp_path, suffix):
     assert torch.equal(ok["image"], torch.ones(1, 2, 2))
 
 
-@NEEDS_REPORTS
 def test_clean_report_transform():
     out = CleanReportd(keys="report")({"report": "  Small   nodule\n in ___ lobe. "})
     assert "___" not in out["report"] and "  " not in out["report"] and "\n" not in out["report"]

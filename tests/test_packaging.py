@@ -26,6 +26,7 @@ from unimedi_monai.packaging import ImageEmbeddingNetwork, bundle_name, file_has
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = REPO_ROOT / "bundles" / "pretrain"
+VERSION = read_metadata(PRETRAIN)["version"]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -86,7 +87,7 @@ def test_pack_layout_and_exclusions(trained_bundle, tmp_path):
 def test_pack_large_file_needs_url(trained_bundle, tmp_path):
     with pytest.raises(ValueError, match=r"models/model.pt is \d+\.\d\d MB, over the 0.25 MB limit; pass --url_template"):
         pack_bundle(trained_bundle, tmp_path / "dist", max_file_size=2**18)
-    assert not (tmp_path / "dist" / "unimedi_pretrain_v0.1.0.zip").exists()
+    assert not (tmp_path / "dist" / f"unimedi_pretrain_v{VERSION}.zip").exists()
 
 
 def test_pack_command_line(trained_bundle, tmp_path):
@@ -96,8 +97,8 @@ def test_pack_command_line(trained_bundle, tmp_path):
         cwd=REPO_ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "in large_files.yml" in proc.stdout and "https://example.org/unimedi_pretrain_v0.1.0/model.pt" in proc.stdout
-    with zipfile.ZipFile(tmp_path / "dist" / "unimedi_pretrain_v0.1.0.zip") as zf:
+    assert "in large_files.yml" in proc.stdout and f"https://example.org/unimedi_pretrain_v{VERSION}/model.pt" in proc.stdout
+    with zipfile.ZipFile(tmp_path / "dist" / f"unimedi_pretrain_v{VERSION}.zip") as zf:
         listed = yaml.safe_load(zf.read("unimedi_pretrain/large_files.yml"))["large_files"]
         assert "unimedi_pretrain/models/model.pt" not in zf.namelist()
     assert [e["path"] for e in listed] == ["models/model.pt"]
@@ -123,13 +124,13 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
 
     srv, base = http_root
     result = pack_bundle(trained_bundle, srv, url_template=base + "/files/{name}_v{version}/{path}", max_file_size=2**18)
-    weights = srv / "files" / "unimedi_pretrain_v0.1.0" / "models" / "model.pt"
+    weights = srv / "files" / f"unimedi_pretrain_v{VERSION}" / "models" / "model.pt"
     weights.parent.mkdir(parents=True)
     shutil.copy(trained_bundle / "models" / "model.pt", weights)
 
     dl = tmp_path / "downloaded"
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "download", "--name", "unimedi_pretrain", "--version", "0.1.0",
+        [sys.executable, "-m", "monai.bundle", "download", "--name", "unimedi_pretrain", "--version", VERSION,
          "--url", f"{base}/{result.zip_path.name}", "--bundle_dir", str(dl)],
         cwd=tmp_path, capture_output=True, encoding="utf-8", errors="replace", timeout=300,
     )

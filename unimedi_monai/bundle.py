@@ -73,18 +73,39 @@ def _bundle_name(folder: Path) -> str | None:
         return None
 
 
+def _monai_run_argv() -> list[str] | None:
+    """The arguments after ``run`` when this process is ``python -m monai.bundle run`` (also under torchrun), else None."""
+    main = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if (main.parent.parent.name, main.parent.name) != ("monai", "bundle") or sys.argv[1:2] != ["run"]:
+        return None
+    return sys.argv[2:]
+
+
+def _run_config_files() -> list[str]:
+    """The ``--config_file`` files of this process's ``python -m monai.bundle run`` command line (else none)."""
+    argv = _monai_run_argv()
+    if argv is None:
+        return []
+    try:
+        return parse_overrides(argv)[0]
+    except (ValueError, OSError):
+        return []
+
+
 def find_bundle_root(name: str) -> str:
     """The folder of the bundle whose ``configs/metadata.json`` has ``"name": name``.
 
-    ``python -m monai.bundle run`` puts the bundle folder of the config file on ``sys.path``; that
-    entry is used when present, so the bundle works from any working directory, inside this
-    repository (``bundles/<name>``) or unpacked from a model-zoo zip. Otherwise the current folder
-    and ``./bundles/*`` are searched. Override with ``--bundle_root DIR``.
+    The folders of the run's own config files come first (``--config_file`` of ``python -m
+    monai.bundle run``: ``<bundle>/configs/train.yaml`` gives ``<bundle>``), so the bundle works from
+    any working directory, inside this repository (``bundles/<name>``) or unpacked from a model-zoo
+    zip anywhere. Then the bundle folder MONAI puts on ``sys.path`` when a workflow runs, the current
+    folder and ``./bundles/*``. Override with ``--bundle_root DIR``.
 
     Raises:
         FileNotFoundError: no such bundle was found, saying where it looked.
     """
-    candidates = [Path(p) for p in sys.path[:4] if p] + [Path.cwd()]
+    candidates = [Path(f).resolve().parent.parent for f in _run_config_files()]
+    candidates += [Path(p) for p in sys.path[:4] if p] + [Path.cwd()]
     bundles = Path.cwd() / "bundles"
     if bundles.is_dir():
         candidates += sorted(p for p in bundles.iterdir() if p.is_dir())
@@ -184,6 +205,15 @@ def _is_component(config: Any, path: str) -> bool:
     return isinstance(node, Mapping) and "_target_" in node
 
 
+def _warn_package_versions(config_files: Sequence[str]) -> None:
+    """Warn once when the installed packages differ from the versions the run's bundle declares (it still runs)."""
+    from unimedi_monai.packaging.metadata import warn_version_mismatches
+
+    for folder in {Path(f).resolve().parent.parent for f in config_files}:
+        if (folder / "configs" / "metadata.json").is_file():
+            warn_version_mismatches(folder)
+
+
 def check_overrides(argv: Sequence[str] | None = None) -> None:
     """Refuse command-line override keys that no config file of the run declares.
 
@@ -198,8 +228,9 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
     ``ConfigParser`` and checks that every other ``--key`` (nested ``a#b#c`` too, and those of an
     ``--args_file``) is a key of the merged files. A new argument of a ``_target_`` component
     (``--train#dataloader#pin_memory true``) is accepted unless it is close to an existing one
-    (then it is taken for a typo). When the process was not started by
-    ``monai.bundle`` (e.g. the Python API ``monai.bundle.run(...)``) it does nothing.
+    (then it is taken for a typo). It also logs one warning when the installed packages differ
+    from the versions in the bundle's ``configs/metadata.json`` (the tested set). When the process
+    was not started by ``monai.bundle`` (e.g. the Python API ``monai.bundle.run(...)``) it does nothing.
 
     Args:
         argv: the command line to check (default: ``sys.argv`` when it is a ``monai.bundle run``).
@@ -208,11 +239,11 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
         ConfigKeyError: one line naming the unknown key, the closest declared keys and what to do.
     """
     if argv is None:
-        main = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
-        if (main.parent.parent.name, main.parent.name) != ("monai", "bundle") or sys.argv[1:2] != ["run"]:
+        argv = _monai_run_argv()
+        if argv is None:
             return
-        argv = sys.argv[2:]
     files, overrides = parse_overrides(list(argv))
+    _warn_package_versions(files)
     if not files or not overrides:
         return
     from monai.bundle import ConfigParser

@@ -19,14 +19,14 @@ from unimedi_monai.label.infer_tasks import SliceSelectionInferTask, UniMedIBund
 __all__ = ["UniMedILabelApp", "resolve_bundles", "is_selector_bundle"]
 
 logger = logging.getLogger(__name__)
-REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 
 
 def resolve_bundles(app_dir: str, conf: Mapping[str, str]) -> dict[str, str]:
     """``{model name: bundle folder}`` for ``--conf models a,b``.
 
     Each name is looked up as ``<app_dir>/model/<name>`` (MONAI Label's monaibundle layout), then
-    ``<bundles_dir>/<name>`` (``--conf bundles_dir DIR``, default: the repository's ``bundles/``).
+    ``<bundles_dir>/<name>`` when ``--conf bundles_dir DIR`` is given. Nothing is looked up relative to
+    where the package is installed: an installed wheel has no ``bundles/`` beside it.
 
     Raises:
         ValueError: no ``models`` given, or a name found nowhere (lists the folders searched).
@@ -34,7 +34,12 @@ def resolve_bundles(app_dir: str, conf: Mapping[str, str]) -> dict[str, str]:
     names = [n.strip() for n in str(conf.get("models") or "").split(",") if n.strip()]
     if not names:
         raise ValueError("pass the bundles to serve with --conf models <name>[,<name>...], e.g. --conf models bcv_segmentation")
-    roots = [Path(app_dir) / "model", Path(conf.get("bundles_dir") or REPO_BUNDLES)]
+    roots = [Path(app_dir) / "model"]
+    if conf.get("bundles_dir"):
+        bundles_dir = Path(str(conf["bundles_dir"])).expanduser()
+        if not bundles_dir.is_dir():
+            raise ValueError(f"--conf bundles_dir: {bundles_dir} is not a folder.")
+        roots.append(bundles_dir)
     found = {}
     for name in names:
         path = next((r / name for r in roots if (r / name / "configs" / "metadata.json").is_file()), None)
@@ -58,7 +63,7 @@ class UniMedILabelApp(MONAILabelApp):
     :class:`UniMedIBundleInferTask`), a bundle with a ``selector`` with
     :class:`SliceSelectionInferTask`. Training from MONAI Label is not offered (the bundles train with
     ``monai.bundle run``). ``--conf`` keys: ``models`` (comma-separated bundle names),
-    ``bundles_dir`` (where bundles are found, default the repository's ``bundles/``) and
+    ``bundles_dir`` (a folder of bundles, searched after ``<app_dir>/model``) and
     ``<name>.<key>`` config overrides of one bundle (e.g. ``--conf slice_selection.top_k 6``,
     ``--conf bcv_segmentation.overlap 0.25``).
 

@@ -1,6 +1,6 @@
 """MONAI ecosystem tooling: metadata checks, the inference network of the pre-training bundle, model-zoo packing.
 
-- :mod:`~unimedi_monai.packaging.metadata`: bundle discovery, schema validation, installed-version checks.
+- :mod:`~unimedi_monai.packaging.metadata`: bundle discovery, schema validation, the lock and version checks.
 - :mod:`~unimedi_monai.packaging.embedding_network`: :class:`ImageEmbeddingNetwork` (image -> embedding).
 - :mod:`~unimedi_monai.packaging.embed`: the pre-training bundle's ``inference.yaml`` workflow.
 - :mod:`~unimedi_monai.packaging.pack`: ``<name>_v<version>.zip`` with ``large_files.yml``.
@@ -14,11 +14,15 @@ from unimedi_monai.packaging.metadata import (
     META_SCHEMA,
     bundle_name,
     check_metadata,
+    declared_versions,
     find_bundles,
     installed_version,
+    read_lock,
     read_metadata,
+    sync_metadata_versions,
     validate_metadata,
     version_mismatches,
+    warn_version_mismatches,
 )
 from unimedi_monai.packaging.pack import MAX_FILE_SIZE, PackResult, file_hash, pack_bundle
 
@@ -29,6 +33,7 @@ __all__ = [
     "PackResult",
     "bundle_name",
     "check_metadata",
+    "declared_versions",
     "embed_images",
     "file_hash",
     "find_bundles",
@@ -37,7 +42,10 @@ __all__ = [
     "list_images",
     "load_embedding_weights",
     "pack_bundle",
+    "read_lock",
     "read_metadata",
+    "sync_metadata_versions",
     "validate_metadata",
     "version_mismatches",
+    "warn_version_mismatches",
 ]
