@@ -684,6 +684,7 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
     with atomic_open(path, "w") as f:
         f.write(text)
+    os.chmod(path, 0o644)  # readable like any other output (the temporary file was private)
     return Path(path)
 
 
@@ -724,7 +725,8 @@ def attach_time_limit(engine: Any, seconds: float) -> Any:
 
     The engine finishes the current iteration, then ``terminate()`` ends the run; ignite still fires
     ``COMPLETED``, so final checkpoints (``CheckpointHandler``'s ``model.pt``) are written as after a full run.
-    Used from a bundle config: ``"$__import__('common').attach_time_limit(@train#trainer, 180)"``.
+    Used from a bundle config with ``benchmarks/`` on ``PYTHONPATH``: ``imports: [..., "$import common"]`` and
+    ``"$common.attach_time_limit(@train#trainer, 180)"`` in ``run`` before the trainer runs.
 
     Args:
         engine: the trainer.

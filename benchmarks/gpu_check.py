@@ -87,7 +87,7 @@ EVAL_YAML = BUNDLE / "configs" / "evaluate.yaml"
 H200_BF16_DENSE_TFLOPS = 989.0
 SECTIONS = {1: "backbone", 2: "pretrain_step", 3: "data_pipeline", 4: "learning"}
 # share of --budget-s each section may use at most (the rest of the run's time is the hard limit)
-SHARES = {1: 0.21, 2: 0.17, 3: 0.15, 4: 0.42}
+SHARES = {1: 0.21, 2: 0.17, 3: 0.17, 4: 0.40}
 SPEEDUP_SAVE_ATTN_TARGET = 1.5
 PLAIN_RATIO_TARGET = 1.0
 CLS_COST_TARGET = 1.05
@@ -95,13 +95,13 @@ MFU_TARGET = 0.35
 
 PLANS: dict[str, dict[str, Any]] = {
     "gpu": {
-        "s1": {"preset": "base", "tokens": [197, 513, 769], "compile_tokens": [197, 513, 769], "batch": 32,
+        "s1": {"preset": "base", "tokens": [197, 513, 769], "compile_tokens": [769, 197, 513], "batch": 32,
                "warmup": 3, "repeats": 10, "compile_backend": "inductor"},
         "s2": {"preset": "base", "batch": 64, "ct_size": [128, 128, 32], "warmup": 3, "repeats": 10,
                "gemm_n": 8192, "bert": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                                         "intermediate_size": 3072}},
         "s3": {"xray_px": [2500, 2048], "ct_shape": [512, 512, 300], "n_png": 4, "n_jpeg": 4, "n_ct_files": 2,
-               "xray_items": 96, "ct_items": 32, "workers": [0, 4, 8, 16], "batch": 16, "window_s": 8.0},
+               "xray_items": 384, "ct_items": 128, "workers": [0, 4, 8, 16], "batch": 8, "window_s": 6.0},
         "s4": {"backbone": "base", "demo": {"n_xray": 240, "n_ct": 120, "seed": 0}, "batch_size": None,
                "num_workers": 4, "overhead_s": 55.0, "default_step_s": 0.25},
     },
@@ -502,15 +502,15 @@ def _generate_worker(root: str, plan: dict[str, Any], queue: Any) -> None:
         queue.put({"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
 
 
-def measure_loader(loader: Any, sampler: Any, window_s: float, startup_batch: bool,
+def measure_loader(loader: Any, sampler: Any, window_s: float, workers: int,
                    max_batches: int | None = None) -> dict[str, Any]:
     """Samples/s a data loader delivers over about ``window_s`` seconds (epochs repeated as needed), or over
     ``max_batches`` batches when that comes first.
 
     Every pass starts a new epoch of the ``MixedBatchSampler`` (``set_epoch``, as the trainer does), so a pass
-    cut short by an earlier measurement does not leave the next one empty. With ``startup_batch`` (worker
-    processes) the first batch, which holds the workers' start-up, is left out of the rate when at least two
-    more batches came; ``includes_startup`` says when it could not be.
+    cut short by an earlier measurement does not leave the next one empty. With ``workers`` processes the first
+    wave of batches (one per worker, holding their start-up) is left out of the rate when more batches came;
+    ``includes_startup`` says when it could not be.
     """
     t_start = time.perf_counter()
     arrivals: list[tuple[float, int]] = []
@@ -526,11 +526,12 @@ def measure_loader(loader: Any, sampler: Any, window_s: float, startup_batch: bo
         if not arrivals:
             raise RuntimeError("the data loader yielded no batch; check the datalist and the sampler's batch size.")
     total = sum(n for _, n in arrivals)
-    if startup_batch and len(arrivals) >= 3:
-        t0, rest = arrivals[0][0], arrivals[1:]
-        rate, includes = sum(n for _, n in rest) / (rest[-1][0] - t0), False
+    skip = workers if len(arrivals) > workers + 1 else 0
+    if skip:  # steady state: after the first wave (one batch per worker, with the workers' start-up)
+        t0, rest = arrivals[skip - 1][0], arrivals[skip:]
+        rate, includes = sum(n for _, n in rest) / max(rest[-1][0] - t0, 1e-9), False
     else:
-        rate, includes = total / (arrivals[-1][0] - t_start), True
+        rate, includes = total / max(arrivals[-1][0] - t_start, 1e-9), workers > 0
     return {"samples": total, "batches": len(arrivals), "seconds": round(arrivals[-1][0] - t_start, 2),
             "first_batch_s": round(arrivals[0][0] - t_start, 2), "samples_per_s": rate, "includes_startup": includes}
 
@@ -581,11 +582,11 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
                             persistent_workers=workers > 0)
         row: dict[str, Any] = {"cache": cache, "num_workers": workers, "dataset_build_s": round(build_s, 2)}
         if cache == "disk":
-            fill = measure_loader(loader, sampler, max(plan["window_s"], 0.5 * (cap.left - plan["window_s"] - 3)), workers > 0,
+            fill = measure_loader(loader, sampler, max(plan["window_s"], 0.5 * (cap.left - plan["window_s"] - 3)), workers,
                                   max_batches=len(sampler))
             row["fill_epoch"] = fill
             notes += [] if fill["batches"] >= len(sampler) else ["disk: the first (cache-filling) epoch was cut short"]
-        row.update(measure_loader(loader, sampler, plan["window_s"], workers > 0))
+        row.update(measure_loader(loader, sampler, plan["window_s"], workers))
         del loader
         row["vs_step"] = row["samples_per_s"] / step_rate if step_rate else None
         rows.append(row)
@@ -629,10 +630,11 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
           format_table(["format", "ms/sample", "samples/s per core", "file MB"],
                        [[d["format"], d["ms_per_sample"], d["samples_per_s_one_core"], d["file_mb"]] for d in decode]), "",
           "Data loader, mixed batches:", "",
-          format_table(["cache", "num_workers", "samples/s", "loader/step", "batches", "first batch s", "dataset build s",
-                        "disk fill samples/s"],
+          format_table(["cache", "num_workers", "samples/s", "loader/step", "batches", "steady state", "first batch s",
+                        "dataset build s", "disk fill samples/s"],
                        [[r["cache"], r["num_workers"], r["samples_per_s"], r["vs_step"] if r["vs_step"] else "-",
-                         r["batches"], r["first_batch_s"], r["dataset_build_s"],
+                         r["batches"], "no (incl. start-up)" if r["includes_startup"] else "yes", r["first_batch_s"],
+                         r["dataset_build_s"],
                          r["fill_epoch"]["samples_per_s"] if "fill_epoch" in r else "-"] for r in rows]), "",
           f"Step rate (section 2, MiniLM): {step_rate:.1f} samples/s." if step_rate else "Step rate: section 2 not run.",
           "", f"**{verdict}**", ""]
@@ -665,10 +667,11 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
     max_epochs = plan.get("max_epochs") or max(2, math.ceil(train_s / step_s / steps_per_epoch))
     extra = workdir / "s4_time_limit.yaml"
     runs = list(ConfigParser.load_config_file(str(TRAIN_YAML))["run"]) + list(ConfigParser.load_config_file(str(EVAL_YAML))["run"])
-    limit = f"$__import__('common').attach_time_limit(@train#trainer, {train_s:.1f})"
+    limit = f"$common.attach_time_limit(@train#trainer, {train_s:.1f})"  # benchmarks/common.py
     # one process trains, then evaluates (the evaluate.yaml run list after train.yaml's), under train.yaml's
     # `initialize`, which checks every output folder; the time limit stops training cleanly (model.pt still written)
-    extra.write_text(json.dumps({"initialize": cfg["initialize"], "run": [limit, *runs]}, indent=2))
+    imports = [*cfg.get("imports", []), "$import common"]
+    extra.write_text(json.dumps({"imports": imports, "initialize": cfg["initialize"], "run": [limit, *runs]}, indent=2))
     overrides = {"backbone": plan["backbone"], "demo": repr(plan["demo"]), "max_epochs": str(max_epochs),
                  "num_workers": str(plan["num_workers"]), "checkpoint_interval": "100000"}
     if plan["batch_size"]:
@@ -689,10 +692,12 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace",
                               timeout=timeout)
-        rc, tail = proc.returncode, (proc.stdout[-3000:] + "\n" + proc.stderr[-4000:])
+        rc, output, tail = proc.returncode, proc.stdout + proc.stderr, proc.stdout[-3000:] + "\n" + proc.stderr[-4000:]
     except subprocess.TimeoutExpired as err:
-        rc, tail = None, f"timed out after {timeout:.0f} s: {(err.stderr or b'')[-3000:]!r}"
+        output = "".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else (x or "") for x in (err.stdout, err.stderr))
+        rc, tail = None, f"timed out after {timeout:.0f} s:\n{output[-4000:]}"
     run_s = time.perf_counter() - t_run
+    stopped = "time limit of" in output
     log = root / "logs" / "train_log.jsonl"
     history = read_jsonl_history(log) if log.is_file() else {}
     curves = {}
@@ -728,7 +733,8 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
     section = {
         "status": status, "note": "" if rc == 0 else f"bundle run exit {rc}", "returncode": rc,
         "command": shlex.join(cmd),
-        "overrides": overrides, "time_limit_s": round(train_s, 1), "max_epochs": max_epochs,
+        "overrides": overrides, "time_limit_s": round(train_s, 1), "stopped_by_time_limit": stopped,
+        "max_epochs": max_epochs,
         "steps_per_epoch": steps_per_epoch, "iterations_done": iterations, "bundle_run_s": round(run_s, 1),
         "demo_generation_s": round(gen_s, 1), "train_items": {"xray": n_xray, "ct": n_ct}, "curves": curves,
         "losses_falling": falling, "retrieval": rows, "slice_hits": slice_row, "learned": learned,
@@ -738,8 +744,8 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
         section["log_tail"] = tail
     md = [f"`python -m monai.bundle run` of train.yaml + evaluate.yaml (one process) with "
           + ", ".join(f"`--{k} {v}`" for k, v in overrides.items())
-          + f"; training stopped after {train_s:.0f} s: {iterations} iterations "
-          f"({steps_per_epoch} per epoch, batch {batch}); the bundle run took {run_s:.0f} s.", "",
+          + f"; training time limit {train_s:.0f} s ({'reached' if stopped else 'not reached: max_epochs ended it'}): "
+          f"{iterations} iterations ({steps_per_epoch} per epoch, batch {batch}); the bundle run took {run_s:.0f} s.", "",
           format_table(["loss", "first 20% mean", "last 20% mean", "points", "falls"],
                        [[k, c["first"], c["last"], c["points"], "yes" if falling[k] else "NO"] for k, c in curves.items()]),
           "", "Held-out retrieval (the bundle's evaluation):", "",
@@ -837,6 +843,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return section_pipeline(cap, plan["s3"], data_dir, gen, step_rate, workdir)
 
         run_section(results, 3, args.sections, deadline, args.budget_s, pipeline)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the bundle run of section 4 is another process on the same GPU
         run_section(results, 4, args.sections, deadline, args.budget_s,
                     lambda cap: section_learning(cap, plan["s4"], device, minilm["step_ms"] if minilm else None,
                                                  workdir, args.out))
