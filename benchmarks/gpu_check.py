@@ -48,6 +48,7 @@ import json
 import math
 import multiprocessing
 import os
+import queue
 import shlex
 import shutil
 import statistics
@@ -185,7 +186,8 @@ def run_section(results: Results, number: int, selected: Sequence[int], deadline
     except Exception as err:  # recorded, and the next sections still run
         section = {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
                    "note": f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"}
-        md = f"failed: `{type(err).__name__}: {str(err)[:500]}`\n"
+        first = str(err).splitlines()[0] if str(err) else ""
+        md = f"failed: `{type(err).__name__}: {first[:300]}`\n\n```\n{section['traceback'][-3000:]}\n```\n"
         print(section["traceback"], file=sys.stderr, flush=True)
     section["wall_s"] = round(time.perf_counter() - t0, 1)
     section["cap_s"] = round(cap.seconds, 1)
@@ -666,7 +668,7 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
     n_xray = sum(i["modality"] == "xray" for i in train_items)
     n_ct = len(train_items) - n_xray
     cfg = ConfigParser.load_config_file(str(TRAIN_YAML))
-    batch = plan["batch_size"] or 16  # train.yaml: 16 on the demo data
+    batch = plan["batch_size"] or int(bundle_parser({"dataset_dir": None}).get_parsed_content("batch_size"))
     steps_per_epoch = len(MixedBatchSampler(n_xray, n_ct, batch_size=batch, ct_fraction=float(cfg["ct_fraction"])))
     train_s = max(10.0, cap.left - plan["overhead_s"])
     step_s = (step_ms_64 / 1000.0) * max(batch / 64, 0.25) * 1.5 if step_ms_64 else plan["default_step_s"]
@@ -847,7 +849,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         step_rate = minilm["samples_per_s"] if minilm else None
 
         def pipeline(cap: Deadline) -> tuple[dict, str]:
-            gen = gen_queue.get(timeout=max(1.0, cap.left - 10))  # type: ignore[union-attr]
+            try:
+                gen = gen_queue.get(timeout=max(1.0, cap.left - 10))  # type: ignore[union-attr]
+            except queue.Empty:
+                raise RuntimeError("the background process writing section 3's files did not finish in time") from None
             return section_pipeline(cap, plan["s3"], data_dir, gen, step_rate, workdir)
 
         run_section(results, 3, args.sections, deadline, args.budget_s, pipeline)
