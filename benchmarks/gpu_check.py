@@ -102,7 +102,8 @@ PLANS: dict[str, dict[str, Any]] = {
                "gemm_n": 8192, "bert": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                                         "intermediate_size": 3072}},
         "s3": {"xray_px": [2500, 2048], "ct_shape": [512, 512, 300], "n_png": 4, "n_jpeg": 4, "n_ct_files": 2,
-               "xray_items": 384, "ct_items": 128, "workers": [0, 4, 8, 16], "batch": 8, "window_s": 6.0},
+               "xray_items": 192, "ct_items": 64, "workers": [0, 4, 8, 16], "batch": 8, "window_s": 6.0,
+               "batch_timeout_s": 25.0},
         "s4": {"backbone": "base", "demo": {"n_xray": 240, "n_ct": 120, "seed": 0}, "batch_size": None,
                "num_workers": 4, "overhead_s": 55.0, "default_step_s": 0.25},
     },
@@ -113,7 +114,8 @@ PLANS: dict[str, dict[str, Any]] = {
                "gemm_n": 256, "bert": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                                        "intermediate_size": 128}},
         "s3": {"xray_px": [320, 256], "ct_shape": [64, 64, 40], "n_png": 1, "n_jpeg": 1, "n_ct_files": 1,
-               "xray_items": 6, "ct_items": 2, "workers": [0, 1], "batch": 4, "window_s": 1.0},
+               "xray_items": 6, "ct_items": 2, "workers": [0, 1], "batch": 4, "window_s": 1.0,
+               "batch_timeout_s": 60.0},
         "s4": {"backbone": "tiny", "demo": {"n_xray": 16, "n_ct": 8, "seed": 0}, "batch_size": 8,
                "num_workers": 0, "overhead_s": 40.0, "default_step_s": 0.5, "max_epochs": 1},
     },
@@ -523,16 +525,25 @@ def measure_loader(loader: Any, sampler: Any, window_s: float, workers: int,
     t_start = time.perf_counter()
     arrivals: list[tuple[float, int]] = []
     done = False
+    timed_out = False
     while not done:
         sampler.set_epoch(sampler.epoch + 1)
-        for batch in loader:
-            n = sum(len(batch[m]["report"]) for m in ("xray", "ct") if batch.get(m) is not None)
-            arrivals.append((time.perf_counter(), n))
-            if time.perf_counter() - t_start > window_s or (max_batches and len(arrivals) >= max_batches):
-                done = True
-                break
-        if not arrivals:
+        try:
+            for batch in loader:
+                n = sum(len(batch[m]["report"]) for m in ("xray", "ct") if batch.get(m) is not None)
+                arrivals.append((time.perf_counter(), n))
+                if time.perf_counter() - t_start > window_s or (max_batches and len(arrivals) >= max_batches):
+                    done = True
+                    break
+        except RuntimeError as err:  # DataLoader(timeout=...): a batch took longer than that
+            if "timed out" not in str(err):
+                raise
+            timed_out = done = True
+        if not arrivals and not timed_out:
             raise RuntimeError("the data loader yielded no batch; check the datalist and the sampler's batch size.")
+    if not arrivals:
+        return {"samples": 0, "batches": 0, "seconds": round(time.perf_counter() - t_start, 2), "first_batch_s": None,
+                "samples_per_s": 0.0, "includes_startup": True, "timed_out": True}
     total = sum(n for _, n in arrivals)
     skip = workers if len(arrivals) > workers + 1 else 0
     if skip:  # steady state: after the first wave (one batch per worker, with the workers' start-up)
@@ -541,7 +552,8 @@ def measure_loader(loader: Any, sampler: Any, window_s: float, workers: int,
     else:
         rate, includes = total / max(arrivals[-1][0] - t_start, 1e-9), workers > 0
     return {"samples": total, "batches": len(arrivals), "seconds": round(arrivals[-1][0] - t_start, 2),
-            "first_batch_s": round(arrivals[0][0] - t_start, 2), "samples_per_s": rate, "includes_startup": includes}
+            "first_batch_s": round(arrivals[0][0] - t_start, 2), "samples_per_s": rate, "includes_startup": includes,
+            "timed_out": timed_out}
 
 
 def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: dict[str, Any], step_rate: float | None,
@@ -571,6 +583,8 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
                        "file_mb": gen["mean_file_mb"][kind]})
     print("  one process: " + ", ".join(f"{d['format']} {d['ms_per_sample']:.0f} ms" for d in decode), flush=True)
     collate = parser.get_parsed_content("train#dataloader#collate_fn")
+    per_sample = {d["format"]: d["ms_per_sample"] / 1000.0 for d in decode}
+    t_xray, t_ct = (per_sample["png"] + per_sample["jpeg"]) / 2, per_sample["ct"]
     max_w = max(plan["workers"])
     settings = [("none", w) for w in plan["workers"]] + [("memory", 0), ("memory", max_w), ("disk", max_w)]
     settings = [(c, w) for c, w in settings if c in CACHE_MODES]
@@ -581,13 +595,19 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
             notes.append(f"time cap reached before cache={cache} num_workers={workers}")
             break
         if cache not in built:
+            # a cache fill cannot be interrupted: start it only when it should end inside the cap
+            est = 1.5 * (plan["xray_items"] * t_xray + plan["ct_items"] * t_ct) / max(1, min(max_w, os.cpu_count() or 1))
+            if cache != "none" and est > cap.left - plan["window_s"] - 3:
+                notes.append(f"cache={cache} left out: filling it would take about {est:.0f} s, more than the time left")
+                continue
             t0 = time.perf_counter()
             p = bundle_parser({**base, "cache": cache, "num_workers": max_w, "cache_dir": str(workdir / f"s3_cache_{cache}")})
             built[cache] = (p.get_parsed_content("train#dataset"), p.get_parsed_content("train#sampler"),
                             time.perf_counter() - t0)
         dataset, sampler, build_s = built[cache]
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                            persistent_workers=workers > 0)
+                            persistent_workers=workers > 0,
+                            timeout=max(2.0, min(plan["batch_timeout_s"], cap.left - 5)) if workers > 0 else 0)
         row: dict[str, Any] = {"cache": cache, "num_workers": workers, "dataset_build_s": round(build_s, 2)}
         if cache == "disk":
             fill = measure_loader(loader, sampler, max(plan["window_s"], 0.5 * (cap.left - plan["window_s"] - 3)), workers,
@@ -789,6 +809,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="profile a step: auto = when MFU < 35%% (default; always with --smoke)")
     parser.add_argument("--compile-scope", choices=["blocks", "model"], default="blocks",
                         help="section 1's torch.compile: each transformer block (default; seconds) or the whole model")
+    parser.add_argument("--plan", choices=sorted(PLANS), default=None,
+                        help="sizes: gpu (default) or smoke (default with --smoke); e.g. --plan gpu --device cpu "
+                             "--sections 3 measures the full-size data pipeline on a machine without a GPU")
     parser.add_argument("--tmp-dir", type=Path, default=None, help="where generated data goes (default: system temp)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the generated data and bundle outputs")
     args = parser.parse_args(argv)
@@ -814,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     deadline = Deadline(args.budget_s)
-    plan = PLANS["smoke" if args.smoke else "gpu"]
+    plan = PLANS[args.plan or ("smoke" if args.smoke else "gpu")]
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if device.type == "cuda":
