@@ -229,6 +229,11 @@ def section_backbone(cap: Deadline, plan: dict[str, Any], device: torch.device, 
         print(f"  eager L={length}: ours {t_row['ours_ms']:.1f} ms, MONAI {t_row['monai_ms']:.1f}, "
               f"save_attn {t_row['monai_save_attn_ms']:.1f}; [CLS] last/none {f_row['ratio_last_none']:.3f}", flush=True)
     compile_info: dict[str, Any] = {"backend": plan["compile_backend"], "scope": compile_scope}
+    # lengths x train/eval x [CLS] modes recompile the shared block code more often than dynamo's default limit
+    # of 8 allows (past it, calls fall back to eager without a word)
+    for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit", "accumulated_recompile_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64 if "accumulated" not in name else 512))
     try:
         for m in [ours, monai_models["plain"], monai_models["save_attn"]]:
             # "blocks": each transformer block compiled (PyTorch's regional compilation: the identical blocks share
