@@ -45,8 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import _cpu_name, _load_average, format_table  # noqa: E402
+from common import cpu_name, format_table, load_average
 
 REPO = Path(__file__).resolve().parents[1]
 TIME_TARGET = 1.5
@@ -225,9 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "device": _cpu_name(),
+        "device": cpu_name(),
         "cpus": os.cpu_count(),
-        "load_average_start": _load_average(),
+        "load_average_start": load_average(),
     }
     print(f"cpu: {meta['device']} ({meta['cpus']} cores)  load {meta['load_average_start']}", flush=True)
     out: dict[str, Any] = {"meta": meta}
@@ -259,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(["cache", "volumes", "first epoch s", "cached epoch s", "first/cached"],
                            [[r["cache"], r["volumes"], f"{r['first_epoch_s']:.2f}", f"{r['cached_epoch_s']:.4f}",
                              f"{r['speedup']:.0f}"] for r in rows]))
-    meta["load_average_end"] = _load_average()
+    meta["load_average_end"] = load_average()
     missed = []
     for r in out.get("preprocessing", []):
         if r["method"] == "ours" and r["ratio_to_sitk"] > TIME_TARGET:

@@ -41,239 +41,34 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backbone import Timer, _cpu_name, _load_average, format_table  # noqa: E402
+from common import (  # noqa: F401  (re-exported: the step pieces used to live here)
+    GEMM_N,
+    REPORTS,
+    Timer,
+    build_step,
+    count_step_flops,
+    cpu_name,
+    format_table,
+    gemm_fn,
+    load_average,
+    make_samples,
+    profile_step,
+)
 
 CPU_TARGET = 0.70
 GPU_TARGET = 0.35
-GEMM_N = 3072
-REPORTS = (
-    "Heart size is normal. The lungs are clear without focal consolidation, effusion or pneumothorax.",
-    "Small nodule in the right upper lobe. No pleural effusion. Mediastinal contours are unremarkable.",
-    "Patchy opacity at the left lung base, which may reflect atelectasis or early pneumonia.",
-    "Mild cardiomegaly with pulmonary vascular congestion. Small bilateral pleural effusions.",
-)
-# aten ops whose time counts as matrix-product work in the profile summary.
-_MATMUL_OPS = (
-    "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
-    "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution", "aten::convolution_backward",
-    "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
-    "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_flash_attention",
-    "aten::_efficient_attention_backward", "aten::_flash_attention_backward",
-    "aten::_scaled_dot_product_efficient_attention_backward", "aten::_scaled_dot_product_flash_attention_backward",
-)
-
-
-def _import_project() -> dict[str, Any]:
-    """Import the pieces of unimedi_monai the step uses, from the checkout if not installed."""
-    try:
-        import unimedi_monai  # noqa: F401
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from unimedi_monai.data.collate import collate_mixed
-    from unimedi_monai.engines.optim import param_groups
-    from unimedi_monai.networks.unimedi import UniMedI
-
-    return {"UniMedI": UniMedI, "collate_mixed": collate_mixed, "param_groups": param_groups}
-
-
-def make_samples(n_xray: int, n_ct: int, ct_size: Sequence[int], seed: int = 0) -> list[dict[str, Any]]:
-    """Transformed samples as a cached pre-training dataset yields them (X-rays first, then CTs).
-
-    Args:
-        n_xray: number of ``(1, 224, 224)`` X-rays.
-        n_ct: number of ``(1, *ct_size)`` CT volumes.
-        ct_size: CT size ``(H, W, D)``.
-        seed: random seed of the synthetic intensities.
-
-    Returns:
-        a list of sample dicts with ``image``, ``report``, ``modality`` and ``index``.
-    """
-    g = torch.Generator().manual_seed(seed)
-    samples = []
-    for i in range(n_xray + n_ct):
-        is_ct = i >= n_xray
-        shape = (1, *ct_size) if is_ct else (1, 224, 224)
-        samples.append(
-            {
-                "image": torch.rand(shape, generator=g),
-                "report": REPORTS[i % len(REPORTS)],
-                "modality": "ct" if is_ct else "xray",
-                "index": i,
-            }
-        )
-    return samples
-
-
-def build_step(
-    preset: str,
-    samples: list[dict[str, Any]],
-    device: torch.device,
-    dtype: torch.dtype,
-    compile_backbone: bool,
-    fused_adamw: bool = False,
-    ct_size: Sequence[int] = (128, 128, 32),
-) -> tuple[Callable[[], float], torch.nn.Module, dict[str, list[float]]]:
-    """Build the model, optimiser and a closure running one training step.
-
-    Args:
-        preset: backbone preset (``"base"``, ``"small"``, ``"demo"``, ``"tiny"``).
-        samples: the cached samples of one batch.
-        device: where the step runs.
-        dtype: autocast dtype (``torch.float32`` disables autocast).
-        compile_backbone: ``torch.compile`` the student's and the teacher's backbones.
-        fused_adamw: ``AdamW(fused=True)`` (one vectorised pass per parameter) instead of torch's default
-            implementation (on CPU a loop of separate element-wise operations per parameter).
-        ct_size: the CT input size ``(H, W, D)`` the model is built for.
-
-    Returns:
-        ``(step, model, phases)``: ``step()`` runs one iteration and returns the loss; ``phases`` collects
-        the milliseconds of each step's parts (``data``, ``forward``, ``backward``, ``optimizer``, ``ema``).
-    """
-    p = _import_project()
-    torch.manual_seed(0)
-    model = p["UniMedI"](preset, ct_size=tuple(ct_size)).to(device).train()
-    if compile_backbone:
-        model.encoder.backbone.compile(dynamic=False)
-        model.teacher["encoder"].backbone.compile(dynamic=False)
-    # as the pre-training bundle builds it (betas 0.9/0.98, torch's default implementation), or fused
-    kind = {"fused": True} if fused_adamw else {}
-    optimizer = torch.optim.AdamW(p["param_groups"](model, weight_decay=0.05), lr=1e-4, betas=(0.9, 0.98), **kind)
-    amp = dtype != torch.float32
-    collate = p["collate_mixed"]
-    phases: dict[str, list[float]] = {k: [] for k in ("data", "forward", "backward", "optimizer", "ema")}
-
-    def mark(t0: float, name: str) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        phases[name].append((now - t0) * 1000.0)
-        return now
-
-    def step() -> float:
-        t = time.perf_counter()
-        batch = collate(samples)
-        xray, ct = batch["xray"], batch["ct"]
-        xray_img = None if xray is None else xray["image"].to(device, non_blocking=True)
-        ct_img = None if ct is None else ct["image"].to(device, non_blocking=True)
-        t = mark(t, "data")
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=amp):
-            out = model(
-                xray=xray_img,
-                xray_reports=None if xray is None else xray["report"],
-                ct=ct_img,
-                ct_reports=None if ct is None else ct["report"],
-            )
-        loss = out["loss"]
-        t = mark(t, "forward")
-        loss.backward()
-        t = mark(t, "backward")
-        params = [q for g in optimizer.param_groups for q in g["params"] if q.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, 3.0)  # as UniMedITrainer (grad_clip 3.0)
-        optimizer.step()
-        t = mark(t, "optimizer")
-        model.update_teacher(0.996)
-        mark(t, "ema")
-        return float(loss.detach())
-
-    return step, model, phases
-
-
-def _cpu_attention_formulas() -> dict[Any, Callable[..., int]]:
-    """FLOP formulas for the CPU flash-attention kernels, which ``FlopCounterMode`` does not know.
-
-    torch's own formulas for the CUDA kernels: ``4 B H Lq Lk D`` forward (``q k^T`` and ``p v``) and
-    ``10 B H Lq Lk D`` backward (the scores recomputed, then the gradients of ``v``, ``p``, ``q`` and ``k``).
-    """
-    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
-
-    aten = torch.ops.aten
-
-    def forward(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
-        return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-    def backward(grad_shape: Any, query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
-        return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
-
-    formulas: dict[Any, Callable[..., int]] = {}
-    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        formulas[aten._scaled_dot_product_flash_attention_for_cpu] = forward
-    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
-        formulas[aten._scaled_dot_product_flash_attention_for_cpu_backward] = backward
-    return formulas
-
-
-def count_step_flops(step: Callable[[], float]) -> tuple[int, dict[str, int]]:
-    """Matmul FLOPs of one step (see the module docstring for the rules) and their split by aten op.
-
-    (``FlopCounterMode``'s per-module attribution is not used: with the backward passes of a model this
-    size it credits work to the wrong modules; the per-op totals are exact.)
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
-        step()
-    total = int(counter.get_total_flops())
-    per_op = {str(op).replace("aten.", ""): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
-    return total, per_op
-
-
-def gemm_fn(device: torch.device, dtype: torch.dtype, n: int = GEMM_N, calls: int = 3) -> tuple[Callable[[], None], int]:
-    """A closure running ``calls`` ``n x n`` matmuls, and its FLOP count (``2 n^3`` per matmul)."""
-    gemm_dtype = torch.float32 if device.type == "cpu" or dtype == torch.float32 else dtype
-    a = torch.randn(n, n, device=device, dtype=gemm_dtype)
-    b = torch.randn(n, n, device=device, dtype=gemm_dtype)
-    out = torch.empty(n, n, device=device, dtype=gemm_dtype)
-
-    def run() -> None:
-        for _ in range(calls):
-            torch.mm(a, b, out=out)
-
-    return run, 2 * n**3 * calls
-
-
-def profile_step(step: Callable[[], float], top: int = 15) -> dict[str, Any]:
-    """Profile one step and split its self time into matrix products and the rest.
-
-    Returns:
-        ``{"total_ms", "matmul_ms", "other_ms", "top": [(op, self ms, calls), ...]}``.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        step()
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    use_cuda = torch.cuda.is_available()
-
-    def self_ms(e: Any) -> float:
-        return (e.self_device_time_total if use_cuda else e.self_cpu_time_total) / 1000.0
-
-    total = sum(self_ms(e) for e in events)
-    matmul = sum(self_ms(e) for e in events if e.key in _MATMUL_OPS)
-    ranked = sorted(events, key=self_ms, reverse=True)[:top]
-    return {
-        "total_ms": total,
-        "matmul_ms": matmul,
-        "other_ms": total - matmul,
-        "top": [(e.key, round(self_ms(e), 1), int(e.count)) for e in ranked],
-    }
-
 
 def bench_preset(preset: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """Time one preset's training step against the GEMM rate, interleaved; returns a result row."""
-    p = _import_project()
     ct_size = tuple(args.ct_size)
     samples = make_samples(args.xray, args.ct, ct_size)
     t0 = time.perf_counter()
     step, model, phases = build_step(preset, samples, device, dtype, args.compile, args.fused_adamw, ct_size)
     build_s = time.perf_counter() - t0
-    del p
     timer = Timer(device)
     gemm, gemm_flops = gemm_fn(device, dtype, n=args.gemm_size)
     losses = [step() for _ in range(args.warmup)]
@@ -361,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     meta: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
@@ -371,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch": {"xray": args.xray, "ct": args.ct},
         "warmup": args.warmup,
         "repeats": args.repeats,
-        "load_average_start": _load_average(),
+        "load_average_start": load_average(),
     }
     print(
         f"device: {args.device} ({meta['device']})  torch {meta['torch']}  threads {meta['threads']}  "
@@ -390,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {preset}: step {row['step_ms']:.0f} ms, {row['fraction_of_gemm']:.3f} of GEMM", flush=True)
     meta["elapsed_s"] = time.perf_counter() - start
     meta["cpu_utilisation"] = (time.process_time() - cpu_start) / (meta["elapsed_s"] * meta["threads"])
-    meta["load_average_end"] = _load_average()
+    meta["load_average_end"] = load_average()
     target = GPU_TARGET if device.type == "cuda" else CPU_TARGET
     gemm_label = "bf16" if device.type == "cuda" and dtype == torch.bfloat16 else "fp32"
     print(f"\n3. Pre-training step ({args.xray} X-rays 224^2 + {args.ct} CTs {'x'.join(map(str, args.ct_size))}, "
