@@ -8,7 +8,8 @@ The published layout::
         stage_2_train_images/<patientId>.dcm
 
 One image per patient; its label is 1 when any row of the patient has ``Target`` 1 (pneumonia
-opacity), else 0. The challenge's test labels are not public, so the training file is split by
+opacity), else 0, and its ``boxes`` are the ``[x, y, width, height]`` (pixels: x the column, y the
+row of the top-left corner) of those rows, which the segmentation bundle fills into masks. The challenge's test labels are not public, so the training file is split by
 patient into training / validation / test (:func:`unimedi_monai.classification.prepare_splits`).
 
 Example::
@@ -20,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -27,6 +29,24 @@ __all__ = ["RSNA_CLASSES", "read_rsna_labels", "load_rsna_pneumonia"]
 
 RSNA_CLASSES = ("normal", "pneumonia")
 """Class names in label-index order."""
+
+
+_BOX_COLUMNS = ("x", "y", "width", "height")
+
+
+def _box(row: dict, csv_file: Path, row_no: int) -> list[float]:
+    """``[x, y, width, height]`` of a ``Target`` 1 row; x, y >= 0 and width, height > 0."""
+    box = []
+    for column in _BOX_COLUMNS:
+        text = (row.get(column) or "").strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{csv_file}, row {row_no}, column '{column}': {text!r} is not a number (a Target 1 row needs its box).") from None
+        if not math.isfinite(value) or value < 0 or (column in ("width", "height") and value == 0):
+            raise ValueError(f"{csv_file}, row {row_no}, column '{column}': {text!r} must be a {'positive' if column in ('width', 'height') else 'non-negative'} number of pixels.")
+        box.append(value)
+    return box
 
 
 def read_rsna_labels(
@@ -40,8 +60,8 @@ def read_rsna_labels(
         check_files: check that every DICOM exists.
 
     Returns:
-        items ``image``, ``label`` (0/1), ``patient_id``, ``num_boxes``, ``modality`` (``"xray"``), in
-        the file's patient order.
+        items ``image``, ``label`` (0/1), ``patient_id``, ``num_boxes``, ``boxes`` (``[[x, y, width,
+        height], ...]`` of the ``Target`` 1 rows), ``modality`` (``"xray"``), in the file's patient order.
 
     Raises:
         FileNotFoundError / ValueError: naming the file and the row (1 = header).
@@ -68,11 +88,13 @@ def read_rsna_labels(
                 if check_files and not image.is_file():
                     raise FileNotFoundError(f"{csv_file}, row {row_no}: image {image} does not exist.")
                 item = patients[pid] = {
-                    "image": str(image.resolve()), "label": 0, "patient_id": pid, "num_boxes": 0, "modality": "xray",
+                    "image": str(image.resolve()), "label": 0, "patient_id": pid, "num_boxes": 0, "boxes": [],
+                    "modality": "xray",
                 }
             if target == "1":
                 item["label"] = 1
                 item["num_boxes"] += 1
+                item["boxes"].append(_box(row, csv_file, row_no))
     if not patients:
         raise ValueError(f"{csv_file} lists no patients.")
     return list(patients.values())
