@@ -240,13 +240,13 @@ def generate_lesion_demo(
                 side = SIDES[(i // len(DEMO_FINDINGS)) % 2]
                 zone = "lower" if finding == "effusion" else ZONES[(i // (2 * len(DEMO_FINDINGS))) % 3]
                 lo, hi = SIZE_RANGES_MM["xray"][finding]
-                size = float(rng.uniform(lo, hi))
+                size = round(float(rng.uniform(lo, hi)), 1)  # as recorded in the datalist: the case re-renders exactly
             image, mask = synth_xray(finding, side, zone, size, np.random.default_rng([seed, i]))
             name = f"xr_{i:04d}.png"
             Image.fromarray(image).save(tmp / "images" / name, format="PNG", compress_level=1)
             Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / "masks" / name, format="PNG", compress_level=1)
             rows.append({"image": f"images/{name}", "label": f"masks/{name}", "finding": finding, "side": side, "zone": zone,
-                         "size_mm": round(size, 1), "patient_id": f"demo-seg-{i:04d}"})
+                         "size_mm": size, "patient_id": f"demo-seg-{i:04d}"})
         datalist: dict[str, Any] = {
             "description": "synthetic chest X-rays with lesion masks from unimedi_monai.data.demo.synth_xray; not patient data",
             "labels": {"0": "background", "1": "lesion"},
