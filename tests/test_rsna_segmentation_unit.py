@@ -280,3 +280,37 @@ def test_inference_writes_one_mask_per_input_at_original_size_and_orientation(tm
         assert out.shape == (rows, cols) and out.dtype == np.uint8 and set(np.unique(out)) == {0, 255}
         assert out[: rows // 2 - 1, : cols // 2 - 1].all() and not out[rows // 2 + 1:].any() and not out[:, cols // 2 + 1:].any()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"x{i}_seg.png" for i in range(2)]
+
+
+def test_inference_config_fits_monai_labels_bundle_task(tmp_path):
+    """What MONAI Label's BundleInferTask reads from the bundle: a 2D task (the metadata's
+    spatial_shape), input ``image`` / output ``pred``, the pre-processing, and the post-processing
+    without its ``SaveImaged`` writer (MONAI Label filters those out); the prediction then has the
+    original image's size, so MONAI Label's ``Restored`` leaves it as it is."""
+    from monai.bundle import ConfigParser
+    from monai.data import decollate_batch, list_data_collate
+    from monai.transforms import SaveImaged
+
+    from conftest import REPO_ROOT
+
+    bundle = REPO_ROOT / "bundles" / "rsna_segmentation"
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    (key_in, image), (key_out, pred) = next(iter(metadata["network_data_format"]["inputs"].items())), next(iter(metadata["network_data_format"]["outputs"].items()))
+    assert (key_in, key_out, len(image["spatial_shape"])) == ("image", "pred", 2)
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    parser["bundle_root"] = str(bundle)
+    parser["output_dir"] = str(tmp_path / "unused")
+    net = parser.get_parsed_content("network_def").eval()
+    assert net.out_channels == pred["num_channels"] == len(pred["channel_def"])
+    pre = parser.get_parsed_content("preprocessing")
+    post = [t for t in parser.get_parsed_content("postprocessing").transforms if not isinstance(t, SaveImaged)]
+    assert len(post) == 3  # softmax, invert, argmax: the writer is dropped
+    path = _png(tmp_path / "study.png", np.full((90, 70), 80, np.uint8))
+    batch = list_data_collate([pre({"image": path, "image_path": path})])
+    with torch.no_grad():
+        batch["pred"] = net(batch["image"])
+    sample = decollate_batch(batch)[0]
+    for t in post:
+        sample = t(sample)
+    assert tuple(sample["pred"].shape) == (1, 90, 70) and not (tmp_path / "unused").exists()
