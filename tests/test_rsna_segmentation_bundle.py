@@ -52,7 +52,7 @@ def test_train_loads_the_encoder_and_keeps_the_best_model(trained, pretrain_chec
     best = json.loads((root / "eval" / "best_validation.json").read_text())
     assert set(best["organ_dice"]) == {"lesion"} and best["epoch"] in (1, 2)
     net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
-    net.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu"))  # a bare, complete state dict
+    net.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True))  # a bare, complete state dict
     assert not list((root / "models").glob(".*tmp"))  # written atomically: no temporary left
 
 
