@@ -95,3 +95,19 @@ def test_configs_check_overrides_and_guard_outputs(config):
     assert checks and all("init_process_group" in s or "import" in s or "set_device" in s for s in steps[: checks[0]])
     if config != "inference.yaml":
         assert any("guard_outputs(" in s and "'dataset_dir': @dataset_dir" in s for s in steps)
+
+
+def test_multi_gpu_train_on_two_cpu_processes(tmp_path, monkeypatch):
+    """multi_gpu_train.yaml with two gloo processes: rank 0 generates the demo while rank 1 waits,
+    the best model is saved once, unwrapped from DistributedDataParallel."""
+    import sys
+
+    from unimedi_monai.networks import UniMedISETRPUP
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541"]
+    args = SMALL + ["--init", "random", "--demo", "{'n_train': 8, 'n_val': 2, 'n_test': 2}", "--max_epochs", "1", "--val_interval", "1", "--batch_size", "4"]
+    run_bundle(BUNDLE, ["train.yaml", "multi_gpu_train.yaml"], tmp_path, args, launcher=launcher)
+    net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
+    net.load_state_dict(torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True))
+    assert json.loads((tmp_path / "eval" / "best_validation.json").read_text())["epoch"] == 1

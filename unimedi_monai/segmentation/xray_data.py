@@ -186,6 +186,14 @@ def load_xray_segmentation_data(
     return data
 
 
+def _demo_parameters(json_path: Path) -> Any:
+    """The ``demo_parameters`` of a demo datalist, None when absent or unreadable."""
+    try:
+        return json.loads(json_path.read_text(encoding="utf-8")).get("demo_parameters")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
 def generate_lesion_demo(
     output_dir: str | os.PathLike, n_train: int = 48, n_val: int = 12, n_test: int = 12, seed: int = 0
 ) -> Path:
@@ -216,14 +224,9 @@ def generate_lesion_demo(
     out = Path(output_dir).absolute()
     params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "seed": int(seed), "generator": "synth_xray"}
     json_path = out / DEMO_DATALIST
-    existing = None
-    if json_path.is_file():
-        try:
-            existing = json.loads(json_path.read_text(encoding="utf-8")).get("demo_parameters")
-        except (json.JSONDecodeError, AttributeError):
-            existing = None
-        if existing == params:
-            return json_path
+    existing = _demo_parameters(json_path)
+    if existing == params:
+        return json_path
     if out.exists() and any(out.iterdir()) and existing is None:
         raise FileExistsError(f"demo folder {out} is not empty and holds no demo {DEMO_DATALIST}; choose another folder (key demo_dir).")
     rng = np.random.default_rng(seed)
@@ -256,6 +259,8 @@ def generate_lesion_demo(
             "demo_parameters": params,
         }
         write_json_atomic(datalist, tmp / DEMO_DATALIST)
+        if _demo_parameters(json_path) == params:
+            return json_path  # another process finished the same demo meanwhile: keep it (it may be in use)
         if out.exists():
             shutil.rmtree(out)  # empty, or a demo of other parameters (checked above)
         os.replace(tmp, out)
@@ -275,7 +280,15 @@ def resolve_xray_segmentation_data(
         FileNotFoundError: ``dataset_dir`` is set and does not exist (naming the key).
     """
     if dataset_dir is None or str(dataset_dir) in ("", "demo"):
-        return str(generate_lesion_demo(demo_dir, **dict(demo or {})).parent)
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed and dist.get_rank() != 0:
+            dist.barrier()  # rank 0 generates first; the others then find it complete
+        path = generate_lesion_demo(demo_dir, **dict(demo or {}))
+        if distributed and dist.get_rank() == 0:
+            dist.barrier()
+        return str(path.parent)
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset_dir '{folder}' does not exist; set dataset_dir to your dataset folder (or leave it null for the demo).")
