@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--label-fraction", type=float, default=1.0, help="share of the training X-rays used (the bundle's label_fraction)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
@@ -150,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
 
     common = ["--dataset", "datalist", "--dataset_dir", str(datalist.parent), "--class_names", "['lung']", "--backbone", args.backbone,
               "--image_size", str(args.image_size), "--decoder_channels", str(args.decoder_channels), "--max_epochs", str(args.epochs),
-              "--val_interval", "1", "--batch_size", str(args.batch_size), "--lr", str(args.lr), "--num_workers", "0", "--seed", str(args.seed)]
+              "--val_interval", "1", "--batch_size", str(args.batch_size), "--lr", str(args.lr), "--num_workers", "0", "--seed", str(args.seed),
+              "--label_fraction", str(args.label_fraction)]
     if args.device:
         common += ["--device", f"$torch.device('{args.device}')"]
     results = {}
     for init in inits:
-        root = work / f"lungs_{init}"
+        root = work / f"lungs_{init}" if args.label_fraction == 1.0 else work / f"lungs_{init}_{args.label_fraction:g}"
         extra = ["--init", init, "--pretrained_path", str(pretrained)]
         t0 = time.perf_counter()
         run_bundle(BUNDLE, ["train.yaml"], root, common + extra)
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     trivial = trivial_foreground_dice(datalist, args.image_size)
 
     print(f"lung segmentation on covid_cxr_notes/masks: {sizes['training']} train / {sizes['validation']} val / {sizes['test']} test X-rays "
-          f"(patient split, seed {args.seed}); backbone {args.backbone}, {args.image_size} px, {args.epochs} epochs")
+          f"(patient split, seed {args.seed}); backbone {args.backbone}, {args.image_size} px, {args.epochs} epochs, "
+          f"label fraction {args.label_fraction:g}")
     print(f"pre-trained encoder: {source}")
     print(f"{'init':<12}{'test Dice':>10}{'test IoU':>10}{'best val Dice':>15}{'epoch':>7}{'time s':>9}")
     for init, r in results.items():
