@@ -160,12 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         root = work / f"lungs_{init}" if args.label_fraction == 1.0 else work / f"lungs_{init}_{args.label_fraction:g}"
         extra = ["--init", init, "--pretrained_path", str(pretrained)]
         t0 = time.perf_counter()
-        run_bundle(BUNDLE, ["train.yaml"], root, common + extra)
+        log = run_bundle(BUNDLE, ["train.yaml"], root, common + extra)
+        loaded = next((line.split(" - ")[-1] for line in log.splitlines() if "pre-trained student encoder from" in line), None)
+        if init == "pretrained" and loaded is None:
+            raise RuntimeError(f"the pretrained run logged no encoder load:\n{log[-2000:]}")
         run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], root, common)
         metrics = json.loads((root / "eval" / "metrics.json").read_text())
         best = json.loads((root / "eval" / "best_validation.json").read_text())
         results[init] = {"test_dice": metrics["dice"], "test_iou": metrics["iou"], "best_val_dice": best["mean_dice"], "best_epoch": best["epoch"],
-                         "seconds": round(time.perf_counter() - t0, 1), "overlays": metrics.get("overlays")}
+                         "seconds": round(time.perf_counter() - t0, 1), "overlays": metrics.get("overlays"), "encoder_load": loaded}
     trivial = trivial_foreground_dice(datalist, args.image_size)
 
     print(f"lung segmentation on covid_cxr_notes/masks: {sizes['training']} train / {sizes['validation']} val / {sizes['test']} test X-rays "
@@ -175,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'init':<12}{'test Dice':>10}{'test IoU':>10}{'best val Dice':>15}{'epoch':>7}{'time s':>9}")
     for init, r in results.items():
         print(f"{init:<12}{r['test_dice']:>10.3f}{r['test_iou']:>10.3f}{r['best_val_dice']:>15.3f}{r['best_epoch']:>7}{r['seconds']:>9.0f}")
+    for init, r in results.items():
+        if r["encoder_load"]:
+            print(f"{init}: {r['encoder_load']}")
     print(f"{'all-lung':<12}{trivial:>10.3f}  (trivial mask)")
     if args.json:
         args.json.write_text(json.dumps({"sizes": sizes, "settings": vars(args) | {"json": str(args.json), "shared_data": str(args.shared_data),
