@@ -162,6 +162,11 @@ def test_rsna_boxes_become_masks_at_the_image_resolution(rsna_dir):
     assert out["image"].shape == (1, 48, 48) and out["label"].shape == (1, 48, 48)
     assert set(out["label"].unique().tolist()) == {0.0, 1.0}
     assert float(tf(dict(negative))["label"].sum()) == 0.0
+    # a batch mixing patients with 0 and 2 boxes collates (the boxes are dropped once filled)
+    from monai.data import DataLoader, Dataset
+
+    batch = next(iter(DataLoader(Dataset([item, negative, item, negative], tf), batch_size=4)))
+    assert batch["label"].shape == (4, 1, 48, 48) and "boxes" not in batch and batch["target"].tolist() == [1, 0, 1, 0]
 
 
 @pytest.mark.parametrize("row, message", [

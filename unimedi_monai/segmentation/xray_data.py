@@ -86,7 +86,7 @@ def load_rsna_segmentation(
 
     items = [
         {"image": i["image"], "boxes": i["boxes"], "target": i["label"], "patient_id": i["patient_id"]}
-        for i in load_rsna_pneumonia(dataset_dir, check_files)["training"]
+        for i in load_rsna_pneumonia(dataset_dir, check_files, with_boxes=True)["training"]
     ]
     return _split(items, val_fraction, test_fraction, seed)
 

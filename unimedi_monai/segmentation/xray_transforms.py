@@ -78,7 +78,8 @@ class LoadXrayMaskd(MapTransform):
     """Put the reference mask ``(1, H, W)`` (float class ids) of a channel-first image under ``keys``.
 
     With ``boxes_key`` in the item (RSNA), the boxes are filled at the image's own resolution
-    (:func:`boxes_to_mask`; no boxes: an empty mask). Otherwise ``keys`` holds a mask file (PNG, or
+    (:func:`boxes_to_mask`; no boxes: an empty mask) and ``boxes_key`` is removed (box lists of
+    different lengths would not collate into a batch). Otherwise ``keys`` holds a mask file (PNG, or
     any file the X-ray readers take), read rows first like the image; a mask of 0 and 255 only is a
     one-class mask (255 becomes 1), other masks hold class ids.
 
@@ -110,6 +111,7 @@ class LoadXrayMaskd(MapTransform):
                     raise ValueError(f"image '{_filename(image)}': {err}") from None
                 meta = dict(getattr(image, "meta", {}) or {})
                 d[key] = MetaTensor(mask, meta=meta)
+                d.pop(self.boxes_key)  # boxes differ in number per image: they would not collate into a batch
                 continue
             if key not in d:
                 if self._strict:
