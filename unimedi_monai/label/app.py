@@ -60,7 +60,9 @@ class UniMedILabelApp(MONAILabelApp):
     """MONAI Label app for the unimedi-monai bundles, modelled on MONAI Label's ``monaibundle`` sample app.
 
     Segmentation bundles are served with MONAI Label's ``BundleInferTask`` (through
-    :class:`UniMedIBundleInferTask`), a bundle with a ``selector`` with
+    :class:`UniMedIBundleInferTask`): 3D CT bundles (``bcv_segmentation``) and the 2D X-ray bundle
+    (``rsna_segmentation``, a 2D task: ``BundleInferTask`` takes the dimension from the length of
+    its metadata's input ``spatial_shape``); a bundle with a ``selector`` with
     :class:`SliceSelectionInferTask`. Training from MONAI Label is not offered (the bundles train with
     ``monai.bundle run``). ``--conf`` keys: ``models`` (comma-separated bundle names),
     ``bundles_dir`` (a folder of bundles, searched after ``<app_dir>/model``) and
@@ -80,7 +82,7 @@ class UniMedILabelApp(MONAILabelApp):
             studies=studies,
             conf=conf,
             name=f"unimedi-monai bundles ({unimedi_monai.__version__})",
-            description="UniMedI bundles (segmentation, slice selection) served with MONAI Label",
+            description="UniMedI bundles (3D and 2D segmentation, slice selection) served with MONAI Label",
             version=unimedi_monai.__version__,
         )
 

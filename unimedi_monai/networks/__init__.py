@@ -10,6 +10,7 @@ from unimedi_monai.networks.unimedi import UniMedI
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 from unimedi_monai.networks.classifier import UniMedIClassifier  # noqa: E402  (builds on the encoder above)
 from unimedi_monai.networks.unetr_decoder import UniMedIUNETR  # noqa: E402
+from unimedi_monai.networks.setr_pup import UniMedISETRPUP  # noqa: E402
 
 __all__ = [
     "BACKBONE_PRESETS",
@@ -23,6 +24,7 @@ __all__ = [
     "TextModelNotFoundError",
     "UniMedI",
     "UniMedIClassifier",
+    "UniMedISETRPUP",
     "UniMedIUNETR",
     "UnifiedVisionEncoder",
     "default_text_model_path",

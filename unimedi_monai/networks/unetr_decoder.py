@@ -29,13 +29,11 @@ from torch import nn
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.networks.pretrained import PRETRAINED_PREFIXES, load_pretrained_encoder  # noqa: F401  (re-exported)
 
 __all__ = ["UniMedIUNETR", "VolumeEncoder", "decoder_strides", "skip_layers_for"]
 
 logger = logging.getLogger(__name__)
-
-#: checkpoint key prefixes of the pre-training bundle's vision encoder: the student and the EMA teacher.
-PRETRAINED_PREFIXES = {"student": "encoder.", "teacher": "teacher.encoder."}
 
 
 def skip_layers_for(num_layers: int) -> tuple[int, int, int, int]:
@@ -251,19 +249,4 @@ class UniMedIUNETR(nn.Module):
             CheckpointMismatchError: the checkpoint has no encoder keys, misses some of this encoder's,
                 or has other shapes (e.g. another backbone preset), in one line naming the file.
         """
-        from unimedi_monai.engines.checkpoint import CheckpointMismatchError, load_network_weights
-
-        if source not in PRETRAINED_PREFIXES:
-            raise ValueError(f"source must be one of {sorted(PRETRAINED_PREFIXES)}, got {source!r}.")
-        report = load_network_weights(self.encoder, path, prefix=PRETRAINED_PREFIXES[source], strict=False)
-        if report["missing"]:
-            raise CheckpointMismatchError(
-                f"checkpoint '{path}' lacks {len(report['missing'])} encoder keys {report['missing'][:5]}; "
-                f"it is not a pre-training checkpoint of this backbone preset."
-            )
-        logger.info(
-            "pre-trained %s encoder from %s: %d keys loaded, %d missing, %d unexpected (unused: %s)",
-            source, path, len(report["loaded"]), len(report["missing"]), len(report["unexpected"]),
-            sorted({k.split(".")[0] for k in report["unexpected"]}),
-        )
-        return report
+        return load_pretrained_encoder(self.encoder, path, source)

@@ -1,4 +1,5 @@
-"""3D organ segmentation: datalist adapters (BCV, AMOS), transforms, organ phantoms, metrics and helpers.
+"""Segmentation: 3D organ segmentation (BCV, AMOS datalists, transforms, organ phantoms) and 2D X-ray
+segmentation (RSNA pneumonia boxes, generic 2D datalists, the lesion demo, PNG masks), metrics and helpers.
 
 Names load on first use, like :mod:`unimedi_monai.data`, so bundle configs can reference
 ``$unimedi_monai.segmentation.xxx`` after ``$import unimedi_monai``.
@@ -30,6 +31,19 @@ _EXPORTS = {
     "inference_items": "io",
     "initialize_network": "network_init",
     "segmentation_param_groups": "network_init",
+    "XRAY_DATASETS": "xray_data",
+    "generate_lesion_demo": "xray_data",
+    "load_2d_datalist": "xray_data",
+    "load_rsna_segmentation": "xray_data",
+    "load_xray_segmentation_data": "xray_data",
+    "resolve_xray_segmentation_data": "xray_data",
+    "LoadXrayMaskd": "xray_transforms",
+    "SavePNGMaskd": "xray_transforms",
+    "boxes_to_mask": "xray_transforms",
+    "xray_segmentation_transforms": "xray_transforms",
+    "xray_inference_postprocessing": "xray_transforms",
+    "SegmentationReportWriter": "xray_report",
+    "save_overlays": "xray_report",
 }
 
 __all__ = sorted(_EXPORTS)

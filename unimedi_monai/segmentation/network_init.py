@@ -6,22 +6,26 @@ import logging
 import os
 from pathlib import Path
 
-from torch import nn
+from typing import TypeVar
 
-from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
+from torch import nn
 
 __all__ = ["INIT_MODES", "initialize_network", "segmentation_param_groups"]
 
 logger = logging.getLogger(__name__)
 
+#: a segmentation network with ``load_pretrained_encoder`` (``UniMedIUNETR``, ``UniMedISETRPUP``).
+Net = TypeVar("Net", bound=nn.Module)
+
 INIT_MODES = ("pretrained", "random")
 
 
-def initialize_network(network: UniMedIUNETR, init: str = "pretrained", pretrained_path: str | os.PathLike | None = None, source: str = "student") -> UniMedIUNETR:
+def initialize_network(network: Net, init: str = "pretrained", pretrained_path: str | os.PathLike | None = None, source: str = "student") -> Net:
     """Load the pre-trained encoder into ``network`` (``init="pretrained"``) or keep its random weights.
 
     Args:
-        network: the segmentation network.
+        network: the segmentation network (3D ``UniMedIUNETR`` or 2D ``UniMedISETRPUP``: any network
+            with ``load_pretrained_encoder(path, source)``).
         init: ``"pretrained"`` (encoder from the pre-training bundle's checkpoint) or ``"random"``
             (from-scratch baseline).
         pretrained_path: the pre-training checkpoint (e.g. ``bundles/pretrain/models/model.pt``).
@@ -54,11 +58,14 @@ def segmentation_param_groups(network: nn.Module, lr: float, encoder_lr_scale: f
     """Two parameter groups: the encoder at ``lr * encoder_lr_scale`` and the decoder at ``lr``.
 
     A scale below 1 keeps the pre-trained encoder closer to its initialisation (0 freezes it in effect).
+    Networks without ``encoder_parameters`` / ``decoder_parameters`` get one group. Parameters that do
+    not require gradients (a frozen encoder) are left out.
     """
     module = getattr(network, "module", network)
-    if not isinstance(module, UniMedIUNETR):
+    if not (hasattr(module, "encoder_parameters") and hasattr(module, "decoder_parameters")):
         return [{"params": list(network.parameters()), "lr": lr}]
-    return [
-        {"params": module.encoder_parameters(), "lr": lr * float(encoder_lr_scale)},
-        {"params": module.decoder_parameters(), "lr": lr},
+    groups = [
+        {"params": [p for p in module.encoder_parameters() if p.requires_grad], "lr": lr * float(encoder_lr_scale)},
+        {"params": [p for p in module.decoder_parameters() if p.requires_grad], "lr": lr},
     ]
+    return [g for g in groups if g["params"]]

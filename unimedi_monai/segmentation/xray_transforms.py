@@ -1,0 +1,271 @@
+"""MONAI transform pipelines of the 2D (X-ray) segmentation bundle, and its PNG mask writer.
+
+Deterministic part: :class:`~unimedi_monai.data.transforms.ReadImaged` (PNG / JPEG / BMP / DICOM,
+rows first as in the picture), ``EnsureChannelFirstd``, ``CheckFinited``, ``ToGreyscaled``,
+``ScaleToUnitd`` (as the X-ray pre-training pipeline), then for training and evaluation
+:class:`LoadXrayMaskd` (a mask file, or RSNA boxes filled at the image's own resolution) and
+``CheckLabelRanged``; ``Resized`` to ``image_size x image_size`` (``area`` for the image, ``nearest``
+for the mask: the whole picture, no crop, so an inference prediction maps back onto all of it) and
+``(x - mean) / std``. Random part (training): ``RandAffined`` on image and mask (rotation up to 5
+degrees, scale +-10 %, translation up to 5 %), no flips (left and right differ in a chest X-ray).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    Invertd,
+    MapTransform,
+    RandAffined,
+    Resized,
+    SaveImaged,
+    ScaleIntensityRanged,
+)
+
+from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
+from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled
+from unimedi_monai.segmentation.transforms import CheckLabelRanged
+
+__all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms", "xray_inference_postprocessing"]
+
+MODES = ("train", "validate", "infer")
+
+
+def _filename(img: Any) -> str:
+    meta = getattr(img, "meta", {}) or {}
+    return str(meta.get("filename_or_obj", "<in memory>"))
+
+
+def boxes_to_mask(boxes: Sequence[Sequence[float]], shape: Sequence[int]) -> np.ndarray:
+    """A ``(rows, columns)`` uint8 mask with 1 inside the union of ``[x, y, width, height]`` boxes.
+
+    ``x`` is the column and ``y`` the row of the top-left corner, in pixels (RSNA's convention); a
+    box covers the pixels ``floor(y) .. ceil(y + height) - 1`` and likewise along x, clipped to the image.
+
+    Raises:
+        ValueError: a box without 4 numbers or entirely outside the image.
+    """
+    rows, cols = (int(s) for s in shape)
+    mask = np.zeros((rows, cols), dtype=np.uint8)
+    for i, box in enumerate(boxes):
+        if len(box) != 4:
+            raise ValueError(f"box {i} {box!r} must be [x, y, width, height].")
+        x, y, w, h = (float(v) for v in box)
+        r0, r1 = max(0, math.floor(y)), min(rows, math.ceil(y + h))
+        c0, c1 = max(0, math.floor(x)), min(cols, math.ceil(x + w))
+        if r0 >= r1 or c0 >= c1:
+            raise ValueError(f"box {i} [x={x:g}, y={y:g}, width={w:g}, height={h:g}] lies outside the {rows} x {cols} image.")
+        mask[r0:r1, c0:c1] = 1
+    return mask
+
+
+class LoadXrayMaskd(MapTransform):
+    """Put the reference mask ``(1, H, W)`` (float class ids) of a channel-first image under ``keys``.
+
+    With ``boxes_key`` in the item (RSNA), the boxes are filled at the image's own resolution
+    (:func:`boxes_to_mask`; no boxes: an empty mask) and ``boxes_key`` is removed (box lists of
+    different lengths would not collate into a batch). Otherwise ``keys`` holds a mask file (PNG, or
+    any file the X-ray readers take), read rows first like the image; a mask of 0 and 255 only is a
+    one-class mask (255 becomes 1), other masks hold class ids.
+
+    Args:
+        keys: the label key (``"label"``).
+        image_key: the already-read image, whose spatial shape the mask must have.
+        boxes_key: the item key of RSNA-style boxes.
+
+    Raises:
+        ValueError: a mask whose size differs from the image's (naming both files), or a box outside the image.
+    """
+
+    def __init__(self, keys: KeysCollection = "label", image_key: str = "image", boxes_key: str = "boxes", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.image_key = image_key
+        self.boxes_key = boxes_key
+        self._reader = ReadImaged(keys=keys, readers=[XRayPILReader(), XRayDicomReader()], dtype=None)
+        self._strict = not allow_missing_keys
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        image = d[self.image_key]
+        shape = tuple(int(s) for s in image.shape[1:])
+        for key in self.keys:
+            if self.boxes_key in d:
+                try:
+                    mask = torch.from_numpy(boxes_to_mask(d[self.boxes_key], shape)).to(torch.float32)[None]
+                except ValueError as err:
+                    raise ValueError(f"image '{_filename(image)}': {err}") from None
+                meta = dict(getattr(image, "meta", {}) or {})
+                d[key] = MetaTensor(mask, meta=meta)
+                d.pop(self.boxes_key)  # boxes differ in number per image: they would not collate into a batch
+                continue
+            if key not in d:
+                if self._strict:
+                    raise KeyError(f"item of image '{_filename(image)}' has neither a '{key}' mask file nor '{self.boxes_key}'.")
+                continue
+            path = d[key]
+            label = self._reader({key: path})[key]
+            array = torch.as_tensor(label)
+            if array.ndim == 3:  # (H, W, C) colour mask: its first channel
+                array = array[..., 0]
+            values = torch.unique(array)
+            if values.numel() <= 2 and set(values.tolist()) <= {0, 255} and int(values.max()) == 255:
+                array = array // 255
+            if tuple(array.shape) != shape:
+                raise ValueError(
+                    f"mask '{path}' is {tuple(array.shape)} but its image '{_filename(image)}' is {shape}; a mask must have its image's size."
+                )
+            d[key] = MetaTensor(array.to(torch.float32)[None], meta=dict(getattr(label, "meta", {}) or {}))
+        return d
+
+
+def xray_segmentation_transforms(
+    mode: str = "train",
+    image_size: int = 224,
+    num_classes: int | None = 2,
+    mean: float = 0.5,
+    std: float = 0.5,
+    affine_prob: float = 0.5,
+) -> Compose:
+    """The pre-processing (and for training, augmentation) of ``{"image", "label" | "boxes"}`` items.
+
+    Args:
+        mode: ``"train"`` (image + mask, augmented), ``"validate"`` (image + mask) or ``"infer"``
+            (image only, metadata kept so that ``Invertd`` resizes the prediction back).
+        image_size: side of the square network input (224 in the paper; divisible by the patch size).
+        num_classes: with a mask, check its ids are in ``0..num_classes-1`` (None: no check).
+        mean: subtracted after scaling to ``[0, 1]`` (as the X-ray pre-training pipeline).
+        std: divisor after subtracting ``mean``.
+        affine_prob: probability of the random affine (training).
+
+    Returns:
+        a ``Compose`` raising the failing transform's own one-line error (naming the file).
+
+    Example::
+
+        tf = xray_segmentation_transforms("validate", image_size=224)
+        out = tf({"image": "cxr.png", "label": "cxr_mask.png"})
+        out["image"].shape, out["label"].shape  # (1, 224, 224) (1, 224, 224)
+    """
+    if mode not in MODES:
+        raise ValueError(f"xray_segmentation_transforms: mode must be one of {MODES}, got {mode!r}.")
+    size = int(image_size)
+    if size < 1:
+        raise ValueError(f"xray_segmentation_transforms: image_size must be a positive integer, got {image_size}.")
+    if not std > 0:
+        raise ValueError(f"xray_segmentation_transforms: std must be positive, got {std}.")
+    keys = ["image"] if mode == "infer" else ["image", "label"]
+    transforms: list = [
+        ReadImaged(keys="image", readers=[XRayPILReader(), XRayDicomReader()], dtype=None),
+        EnsureChannelFirstd(keys="image"),
+        CheckFinited(keys="image"),
+        ToGreyscaled(keys="image"),
+        ScaleToUnitd(keys="image"),
+    ]
+    if mode != "infer":
+        transforms.append(LoadXrayMaskd(keys="label", image_key="image"))
+        if num_classes is not None:
+            transforms.append(CheckLabelRanged(keys="label", num_classes=num_classes))
+    transforms += [
+        Resized(keys=keys, spatial_size=(size, size), mode=["area", "nearest"][: len(keys)]),
+        ScaleIntensityRanged(keys="image", a_min=float(mean), a_max=float(mean) + float(std), b_min=0.0, b_max=1.0),
+        EnsureTyped(keys=keys, dtype=torch.float32, track_meta=mode == "infer"),
+    ]
+    if mode == "train":
+        transforms += [
+            RandAffined(
+                keys=keys, prob=affine_prob, rotate_range=(math.radians(5.0),), scale_range=(0.1, 0.1),
+                translate_range=(0.05 * size, 0.05 * size), spatial_size=(size, size), mode=["bilinear", "nearest"],
+                padding_mode=["border", "zeros"],
+            ),
+            EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False),
+        ]
+    return PipelineCompose(transforms)
+
+
+class SavePNGMaskd(SaveImaged):
+    """Write a ``(1, H, W)`` class-id prediction as a PNG named after its input, atomically.
+
+    ``<output_dir>/<input name>_<postfix>.png``, rows first as in the input picture; a one-class
+    prediction is written 0 / 255 (as the usual lung-mask files), more classes as their ids. A
+    ``SaveImaged``, so that MONAI Label (which writes its own result) drops it from the bundle's
+    post-processing.
+
+    Args:
+        keys: the prediction key.
+        output_dir: folder of the masks.
+        output_postfix: appended to the input's name.
+        num_classes: classes of the network (2: written 0 / 255).
+    """
+
+    def __init__(self, keys: KeysCollection, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2) -> None:
+        super().__init__(keys=keys, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".png", resample=False,
+                         separate_folder=False, print_log=False)
+        self.output_dir_path = Path(output_dir)
+        self.postfix = output_postfix
+        self.num_classes = int(num_classes)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from PIL import Image
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            source = _filename(pred)
+            if source == "<in memory>" and "image" in d:
+                source = _filename(d["image"])
+            array = np.asarray(torch.as_tensor(pred).detach().cpu()).astype(np.int64)
+            array = array[0] if array.ndim == 3 else array
+            array = (array * 255 if self.num_classes == 2 else array).astype(np.uint8)
+            stem = Path(source).name
+            for suffix in (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom"):
+                if stem.lower().endswith(suffix):
+                    stem = stem[: -len(suffix)]
+                    break
+            target = self.output_dir_path / f"{stem}_{self.postfix}.png"
+            buffer = io.BytesIO()
+            Image.fromarray(array).save(buffer, format="PNG")
+            with atomic_open(target, "wb") as f:
+                f.write(buffer.getvalue())
+        return d
+
+
+def xray_inference_postprocessing(
+    preprocessing: Compose, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2,
+    pred_key: str = "pred", image_key: str = "image",
+) -> Compose:
+    """Network logits -> a mask at the input's original size and orientation, written as PNG.
+
+    Softmax, ``Invertd`` (undoes the resize of ``preprocessing``, probabilities resampled linearly),
+    argmax, then :class:`SavePNGMaskd`.
+
+    Args:
+        preprocessing: the ``xray_segmentation_transforms("infer", ...)`` pipeline of the input.
+        output_dir: folder of the masks.
+        output_postfix: appended to the input's name.
+        num_classes: classes of the network.
+        pred_key: key of the network output.
+        image_key: key of the pre-processed image whose transforms are inverted.
+    """
+    return Compose(
+        [
+            Activationsd(keys=pred_key, softmax=True),
+            Invertd(keys=pred_key, transform=preprocessing, orig_keys=image_key, nearest_interp=False, to_tensor=True),
+            AsDiscreted(keys=pred_key, argmax=True),
+            SavePNGMaskd(keys=pred_key, output_dir=output_dir, output_postfix=output_postfix, num_classes=num_classes),
+        ]
+    )
