@@ -20,6 +20,7 @@ _EXPORTS = {
     "inference_postprocessing": "transforms",
     "RemapLabelsd": "transforms",
     "CheckLabelRanged": "transforms",
+    "CheckSameGridd": "transforms",
     "per_organ_dice": "metrics",
     "generate_organ_phantoms": "phantoms",
     "resolve_segmentation_data": "phantoms",
