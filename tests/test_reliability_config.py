@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,34 +110,75 @@ def test_outputs_inside_the_data_folder_are_refused(tmp_path):
     assert not list(data.iterdir())
 
 
-def test_a_second_run_on_the_same_outputs_is_refused(tmp_path):
+def _hold(folder: Path) -> subprocess.Popen:
+    """A process that holds the run lock of ``folder`` (through guard_outputs) until killed."""
+    code = (
+        "import sys, time; from unimedi_monai.bundle import guard_outputs; "
+        f"guard_outputs({{'ckpt_dir': {str(folder)!r}}}); print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_run_on_the_same_outputs_is_refused(tmp_path, caplog):
     out = tmp_path / "models"
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = _hold(out)
     try:
-        out.mkdir()
-        (out / LOCK_FILENAME).write_text(json.dumps({"pid": other.pid, "host": os.uname().nodename}))
-        with pytest.raises(OutputFolderError, match=rf"in use by another run \(PID {other.pid} "):
-            guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+        with pytest.raises(OutputFolderError, match=rf"in use by another run \(PID {holder.pid} "):
+            guard_outputs({"log_dir": tmp_path / "logs", "ckpt_dir": out})
         assert not (tmp_path / "logs" / LOCK_FILENAME).exists()  # all or nothing
     finally:
-        other.kill()
-        other.wait()
+        holder.kill()  # SIGKILL: its lock file stays, the kernel lock dies with it
+        holder.wait()
+    assert (out / LOCK_FILENAME).exists()
     # the holder is gone: its lock is stale and taken over
-    guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+    with caplog.at_level("WARNING", logger="unimedi_monai.bundle"):
+        guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+    assert any("stale lock" in r.getMessage() and str(holder.pid) in r.getMessage() for r in caplog.records)
     assert json.loads((out / LOCK_FILENAME).read_text())["pid"] == os.getpid()
     assert acquire_lock(out) == out / LOCK_FILENAME  # the same process may ask again
     release_locks()
     assert not (out / LOCK_FILENAME).exists() and not (tmp_path / "logs" / LOCK_FILENAME).exists()
 
 
-def test_two_live_processes_cannot_hold_one_folder(tmp_path):
-    code = (
-        "import sys, time; from unimedi_monai.bundle import guard_outputs; "
-        f"guard_outputs({{'ckpt_dir': {str(tmp_path)!r}}}); print('locked', flush=True); time.sleep(60)"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+def _contend(folder: str, start: float, results) -> None:
+    """One contender of the race below: wait for the common start time, try the lock, hold it a moment."""
+    while time.time() < start:
+        pass
     try:
-        assert holder.stdout.readline().strip() == "locked"
+        acquire_lock(folder)
+        results.put("got")
+        time.sleep(0.3)  # hold it while the others try
+    except OutputFolderError:
+        results.put("refused")
+
+
+def test_taking_over_a_stale_lock_is_atomic(tmp_path):
+    """Many processes find the same stale lock at the same moment: exactly one of them gets it (a
+    read-check-unlink-create takeover let two or more through in most trials)."""
+    ctx = multiprocessing.get_context("fork")
+    doubles = []
+    for trial in range(12):
+        folder = tmp_path / f"t{trial}"
+        folder.mkdir()
+        (folder / LOCK_FILENAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))  # a dead PID
+        results = ctx.Queue()
+        start = time.time() + 0.3
+        procs = [ctx.Process(target=_contend, args=(str(folder), start, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcome = [results.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        if outcome.count("got") != 1:
+            doubles.append((trial, outcome.count("got")))
+    assert not doubles, f"trials where not exactly one process got the lock (trial, winners): {doubles}"
+
+
+def test_two_live_processes_cannot_hold_one_folder(tmp_path):
+    holder = _hold(tmp_path)
+    try:
         with pytest.raises(OutputFolderError, match=f"PID {holder.pid}"):
             acquire_lock(tmp_path)
     finally:

@@ -15,7 +15,7 @@ from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
 
-__all__ = ["IMAGE_SUFFIXES", "list_input_images", "predict_to_json"]
+__all__ = ["IMAGE_SUFFIXES", "list_input_images", "prediction_names", "predict_to_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,13 @@ def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, inp
     if not files:
         raise ValueError(f"config key 'input_dir': no {'/'.join(IMAGE_SUFFIXES)} files in {input_dir}.")
     return files
+
+
+def prediction_names(files: Sequence[str]) -> list[str]:
+    """The output name (without ``.json``) of each input: its file name, or its whole path with ``__`` for
+    the folder separators when two inputs share a file name."""
+    names = prediction_names(files)
+    return names
 
 
 @torch.no_grad()

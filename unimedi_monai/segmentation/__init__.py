@@ -29,6 +29,8 @@ _EXPORTS = {
     "BestModelSaver": "best_model",
     "AtomicNibabelWriter": "io",
     "inference_items": "io",
+    "inference_outputs": "io",
+    "MappedLayout": "io",
     "initialize_network": "network_init",
     "segmentation_param_groups": "network_init",
 }

@@ -245,6 +245,7 @@ def inference_postprocessing(
     output_postfix: str = "seg",
     pred_key: str = "pred",
     image_key: str = "image",
+    output_files: Mapping[str, str] | None = None,
 ) -> Compose:
     """Network logits -> a label map in the original image's space, written as NIfTI (atomically).
 
@@ -258,8 +259,13 @@ def inference_postprocessing(
         output_postfix: appended to the input's name.
         pred_key: key of the network output.
         image_key: key of the pre-processed image whose transforms are inverted.
+        output_files: ``{input: output file}`` from :func:`unimedi_monai.bundle.per_input_outputs` (unique
+            names, checked against the inputs by :func:`unimedi_monai.bundle.guard_outputs`); None: MONAI's
+            ``<output_dir>/<input name>_<postfix>.nii.gz``.
     """
-    from unimedi_monai.segmentation.io import AtomicNibabelWriter
+    from unimedi_monai.segmentation.io import AtomicNibabelWriter, MappedLayout
+
+    layout = {} if output_files is None else {"folder_layout": MappedLayout(output_files)}
 
     return Compose(
         [
@@ -269,6 +275,7 @@ def inference_postprocessing(
             SaveImaged(
                 keys=pred_key, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".nii.gz",
                 output_dtype=np.uint8, resample=False, separate_folder=False, print_log=False, writer=AtomicNibabelWriter,
+                **layout,
             ),
         ]
     )
