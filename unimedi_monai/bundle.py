@@ -651,8 +651,8 @@ def unique_output_stems(images: Sequence[str | os.PathLike]) -> list[str]:
             "_".join([*[q.name for q in reversed(p.parents[:depth]) if q.name], output_stem(p)]) if counts[s] > 1 else s
             for p, s in zip(paths, stems)
         ]
-    if len(set(stems)) < len(stems):
-        stems = [f"{s}_{i}" for i, s in enumerate(stems)]
+    if len(set(stems)) < len(stems):  # the same folder: number them
+        stems = [f"{output_stem(p)}_{i}" for i, p in enumerate(paths)]
     renamed = sum(a != b for a, b in zip(stems, (output_stem(p) for p in paths)))
     if renamed:
         logger.warning("%d inputs share a file name; their outputs are named after their folders too (e.g. %s)", renamed, stems[0])
