@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from unimedi_monai.data import ct_transforms
-from unimedi_monai.data.integrity import check_nifti_file, grid_mismatch
 from unimedi_monai.segmentation import segmentation_transforms
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -71,6 +70,8 @@ def test_truncated_nifti_is_refused_by_every_reader(tmp_path, path_name):
 
 
 def test_header_declaring_a_huge_volume_is_refused_before_reading(tmp_path, monkeypatch):
+    from unimedi_monai.data.integrity import check_nifti_file
+
     path = _huge_header(tmp_path / "huge.nii.gz")
     assert path.stat().st_size < 600
     for name, read in _readers().items():
@@ -82,6 +83,8 @@ def test_header_declaring_a_huge_volume_is_refused_before_reading(tmp_path, monk
 
 
 def test_gzip_trailer_is_not_trusted_when_it_disagrees(tmp_path):
+    from unimedi_monai.data.integrity import check_nifti_file
+
     good = _ct(tmp_path / "good.nii.gz")
     info = check_nifti_file(good)
     assert info["shape"] == (40, 40, 24) and info["dtype"] == "int16"
@@ -95,6 +98,8 @@ def test_gzip_trailer_is_not_trusted_when_it_disagrees(tmp_path):
 
 
 def test_zero_voxel_size_is_warned_about_with_the_file_name(tmp_path, caplog):
+    from unimedi_monai.data.integrity import check_nifti_file
+
     path = _ct(tmp_path / "flat.nii.gz")
     raw = bytearray(gzip.decompress(path.read_bytes()))
     raw[76 + 4 * 3 : 76 + 4 * 4] = struct.pack("<f", 0.0)  # pixdim[3] (nibabel would repair it when saving)
@@ -138,6 +143,8 @@ def test_segmentation_training_refuses_a_label_on_another_grid(tmp_path, label_a
 
 
 def test_grid_mismatch_tolerates_rounding():
+    from unimedi_monai.data.integrity import grid_mismatch
+
     a = np.diag([1.5, 1.5, 2.0, 1.0])
     b = a.copy()
     b[0, 3] = 0.01  # well under a tenth of a voxel

@@ -39,7 +39,7 @@ MAX_VOXELS_ENV = "UNIMEDI_MAX_VOXELS"
 #: default largest voxel count: 2**30 (a 1024 x 1024 x 1024 volume, 4 GiB as float32).
 DEFAULT_MAX_VOXELS = 1 << 30
 
-_HASH_BYTES = 1 << 20  # bytes hashed at each end of a file
+_HASH_BYTES = 1 << 16  # bytes hashed at each end of a file (a gzip file ends with the CRC of its content)
 
 
 def _max_voxels() -> int:
@@ -205,8 +205,9 @@ def _hash_file(h: Any, path: Path, size: int) -> None:
 def file_fingerprint(path: str | os.PathLike) -> str:
     """A key that changes when the file (or any file of a folder, e.g. a DICOM series) changes.
 
-    Hashes the size, the modification time (ns) and the first and last MiB of each file (the whole file
-    when it is at most 2 MiB); a missing path gives ``"missing"``.
+    Hashes the size, the modification time (ns) and the first and last 64 KiB of each file (the whole
+    file when it is at most 128 KiB; a ``.gz`` file ends with the CRC-32 of its whole content); a missing
+    path gives ``"missing"``.
 
     Args:
         path: a file or a folder.

@@ -116,13 +116,27 @@ class CheckpointHandler:
         self.final_path = final if final.is_absolute() else self.save_dir / final
         self.resume = resume
         self.resumed_from: Path | None = None
+        self._save_attached: set[int] = set()
 
     def attach(self, engine: Engine) -> None:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
         if self.interval > 0:
-            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
+            engine.add_event_handler(Events.STARTED, self._attach_save)
         engine.add_event_handler(Events.COMPLETED, self.save_final)
+
+    def _attach_save(self, engine: Engine) -> None:
+        """Register the interval save when the run starts, after every handler attached before then.
+
+        Ignite calls an event's handlers in the order they were added, so the iteration's checkpoint
+        is written after its log line (:class:`JsonlStatsWriter`, TensorBoard...), wherever this handler
+        sits in ``train_handlers``: a kill right after the checkpoint's rename loses no log line, and a
+        kill before it only repeats the iteration, whose line the resumed run's log writer replaces.
+        """
+        if id(engine) in self._save_attached:
+            return
+        self._save_attached.add(id(engine))
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
 
     def _state(self, engine: Engine) -> dict[str, Any]:
         state = {k: v.state_dict() for k, v in self.save_dict.items()}
