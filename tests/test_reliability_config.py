@@ -241,3 +241,83 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     with pytest.raises(FloatingPointError, match="iteration 4"):
         handler.save_final(_engine(4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_00000002.pt"]
+
+
+# ---------------------------------------------------------------------------------------------- values and messages
+
+
+def test_numeric_keys_are_checked_by_name():
+    from unimedi_monai.bundle import check_values
+
+    for values, pattern in [
+        ({"batch_size": "abc"}, r"config key 'batch_size' must be an integer >= 1, got 'abc' \(command line --batch_size\)"),
+        ({"max_epochs": -1}, r"'max_epochs' must be an integer >= 1, got -1"),
+        ({"checkpoint_interval": -5}, r"'checkpoint_interval' must be an integer >= 0, got -5"),
+        ({"lr": 0.0}, r"'lr' must be a number > 0"),
+        ({"overlap": 1.0}, r"'overlap' must be a number >= 0 and < 1"),
+        ({"label_fraction": float("nan")}, r"'label_fraction' must be a number > 0 and <= 1"),
+        ({"linear_probe#epochs": 2.5}, r"'linear_probe#epochs' must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            check_values(values)
+    check_values({"batch_size": 2, "lr": 1e-4, "top_k": None, "checkpoint_interval": 0, "label_fraction": 1.0, "grad_clip": None})
+
+
+def test_root_error_unwraps_monai_wrappers():
+    from unimedi_monai.bundle import root_error
+
+    inner = ValueError("config key 'max_epochs' must be an integer >= 1, got -1")
+    try:
+        try:
+            try:
+                raise inner
+            except ValueError as e:
+                raise RuntimeError("applying transform <x>") from e
+        except RuntimeError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: ...") from e
+    except RuntimeError as outer:
+        assert root_error(outer) is inner
+    plain = RuntimeError("something else")
+    assert root_error(plain) is plain
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "last"),
+    [
+        (["--batch_size", "abc"], "ValueError: config key 'batch_size' must be an integer >= 1, got 'abc'"),
+        (["--max_epochs", "-1"], "ValueError: config key 'max_epochs' must be an integer >= 1, got -1"),
+        (["--checkpoint_interval", "-5"], "ValueError: config key 'checkpoint_interval' must be an integer >= 0, got -5"),
+    ],
+    ids=["batch_size abc", "max_epochs -1", "checkpoint_interval -5"],
+)
+def test_a_refused_bundle_run_ends_with_one_clear_line(tmp_path, args, last):
+    proc = run_bundle("pretrain", ["train.yaml"], tmp_path, args, check=False, timeout=300)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith(last), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Failed to evaluate" not in proc.stderr
+    assert not (tmp_path / "models").exists()  # refused before any work
+
+
+def test_excepthook_prints_one_line_or_the_full_traceback(capsys, monkeypatch):
+    from unimedi_monai.bundle import FULL_TRACEBACK_ENV, _excepthook
+
+    try:
+        try:
+            raise FileNotFoundError("datalist file not found: looked for /x/datalist.json")
+        except FileNotFoundError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: \"$unimedi_monai.data.load_datalist(...)\"") from e
+    except RuntimeError as err:
+        error = err
+    monkeypatch.delenv(FULL_TRACEBACK_ENV, raising=False)
+    _excepthook(type(error), error, error.__traceback__)
+    assert capsys.readouterr().err == "FileNotFoundError: datalist file not found: looked for /x/datalist.json\n"
+    monkeypatch.setenv(FULL_TRACEBACK_ENV, "1")
+    _excepthook(type(error), error, error.__traceback__)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "Failed to evaluate" in err and "datalist file not found" in err
+    monkeypatch.delenv(FULL_TRACEBACK_ENV)
+    bug = AttributeError("'NoneType' object has no attribute 'x'")  # not a refusal: keeps its traceback
+    _excepthook(AttributeError, bug, None)
+    assert "AttributeError" in capsys.readouterr().err

@@ -166,3 +166,36 @@ def test_one_slice_ct_is_refused_by_slice_selection(tmp_path):
     path = _ct(tmp_path / "one.nii.gz", values=np.zeros((40, 40, 1), np.int16))
     with pytest.raises(ValueError, match=r"one\.nii\.gz'.* volume of a single slice"):
         ct_transforms(spatial_size=(16, 16, 8), train=False, resampler="monai")({"image": str(path)})
+
+
+def test_dicom_series_with_a_missing_slice_is_warned_about(tmp_path):
+    import SimpleITK as sitk
+
+    from test_data_transforms import _write_dicom_series
+    from unimedi_monai.data import SimpleITKReader
+
+    vol = np.random.default_rng(1).integers(-500, 500, size=(8, 16, 12)).astype(np.int16)
+    _write_dicom_series(tmp_path / "full", vol, "1.2.826.0.1.3680043.2.1125.301")
+    reader = SimpleITKReader()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete series reads without a word
+        reader.get_data(reader.read(str(tmp_path / "full")))
+    gap = tmp_path / "gap"
+    _write_dicom_series(gap, vol, "1.2.826.0.1.3680043.2.1125.302")
+    sorted(gap.iterdir())[4].unlink()
+    with pytest.warns(UserWarning, match=r"DICOM series '.*gap' is not evenly spaced: 1 gap\(s\) \(about 1 missing slice"):
+        reader.get_data(reader.read(str(gap)))
+    assert sitk is not None
+
+
+def test_empty_datalist_section_is_named(tmp_path):
+    import json
+
+    from unimedi_monai.data import load_datalist
+
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": [], "validation": []}))
+    with pytest.raises(ValueError, match=r"datalist .*datalist\.json: section 'training' has no entries"):
+        load_datalist(tmp_path, sections=["training"])
+    assert load_datalist(tmp_path, sections=["validation"]) == {"validation": []}

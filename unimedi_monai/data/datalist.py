@@ -208,8 +208,9 @@ def load_datalist(
     Raises:
         FileNotFoundError: when the datalist file, an image (with ``check_files``) or a report
             ``.txt`` file is missing.
-        ValueError: on invalid JSON, a missing section, a missing or invalid item key, or an
-            empty report. Messages name the datalist file, the section, the entry index and the key.
+        ValueError: on invalid JSON, a missing or empty section (``validation`` may be empty), a missing or
+            invalid item key, or an empty report. Messages name the datalist file, the section, the entry
+            index and the key.
     """
     if isinstance(sections, str):
         sections = (sections,)
@@ -239,6 +240,8 @@ def load_datalist(
             raise ValueError(
                 f"datalist {path}: section '{section}' must be a list of entries, got {type(entries).__name__}."
             )
+        if not entries and section not in _OPTIONAL_SECTIONS:
+            raise ValueError(f"datalist {path}: section '{section}' has no entries; add {section} entries to it (or point --datalist at another file).")
         result[section] = [
             _validate_item(item, index, section, path, dataset_dir, check_files) for index, item in enumerate(entries)
         ]

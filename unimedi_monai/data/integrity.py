@@ -102,7 +102,7 @@ def check_nifti_file(path: str | os.PathLike) -> dict[str, Any]:
         image = nib.load(name)
         header = image.header
     except Exception as err:  # not a NIfTI header, a gzip stream cut inside the header, ...
-        raise ValueError(f"'{name}' is not a readable NIfTI file ({type(err).__name__}: {err}); repair or replace it.") from err
+        raise ValueError(f"cannot read '{name}' as NIfTI ({type(err).__name__}: {err}); repair or replace it.") from err
     shape = tuple(int(s) for s in header.get_data_shape())
     if not shape or min(shape) < 1:
         raise ValueError(f"NIfTI file '{name}' declares the shape {shape}: every dimension must be at least 1; repair or replace it.")

@@ -258,6 +258,7 @@ class SimpleITKReader(ImageReader):
                     f"({len(files[uid])} files), the one with the most files. Pass series_uid to choose another.",
                     stacklevel=3,
                 )
+        _check_slice_gaps(folder, files[uid])
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(files[uid])
         if self.series_meta:
@@ -380,6 +381,39 @@ class SimpleITKReader(ImageReader):
             return np.ascontiguousarray(sitk.GetArrayViewFromImage(image).T)
         arr = sitk.GetArrayFromImage(image)  # a copy, (z, y, x, c)
         return np.moveaxis(arr.T, 0, -1)
+
+
+def _check_slice_gaps(folder: str, names: Sequence[str]) -> None:
+    """Warn, naming the folder, when the slice positions of a DICOM series are not evenly spaced (missing or
+    repeated slices): SimpleITK stacks the files at the first spacing, so every slice beyond a gap lies at a
+    wrong position."""
+    if len(names) < 3:
+        return
+    positions = []
+    for name in names:
+        r = sitk.ImageFileReader()
+        r.SetFileName(name)
+        try:
+            r.ReadImageInformation()
+            pos = np.asarray([float(v) for v in r.GetMetaData("0020|0032").split("\\")], dtype=np.float64)
+            cosines = np.asarray([float(v) for v in r.GetMetaData("0020|0037").split("\\")], dtype=np.float64)
+        except (RuntimeError, ValueError):  # no position tags: nothing to check
+            return
+        positions.append(float(pos @ np.cross(cosines[:3], cosines[3:6])))
+    steps = np.abs(np.diff(np.asarray(positions)))
+    step = float(np.median(steps))
+    if step <= 0:
+        return
+    gaps = int(np.sum(steps > 1.5 * step))
+    repeats = int(np.sum(steps < 0.5 * step))
+    if gaps or repeats:
+        missing = int(round(float(np.sum(steps[steps > 1.5 * step])) / step)) - gaps
+        warnings.warn(
+            f"SimpleITKReader: DICOM series '{folder}' is not evenly spaced: {gaps} gap(s) (about {missing} missing "
+            f"slice(s)) and {repeats} repeated position(s) in {len(names)} slices {step:g} mm apart; the volume is "
+            "stacked as if evenly spaced, so positions beyond a gap are wrong. Re-export the complete series.",
+            stacklevel=4,
+        )
 
 
 def convert_pil_to_grey_or_rgb(image: Any) -> Any:
