@@ -118,3 +118,71 @@ def test_a_kill_right_after_a_checkpoint_loses_no_log_line(tmp_path, monkeypatch
     engine = _run(tmp_path)  # the same command again: resumes at iteration 2
     assert engine.state.iteration == 8
     assert [json.loads(line)["iteration"] for line in log.read_text().splitlines()] == list(range(1, 9))
+
+
+# ---------------------------------------------------------------------------------------------- leftovers
+
+
+def test_temporaries_of_a_killed_write_are_removed_on_the_next_start(tmp_path, caplog):
+    from unimedi_monai.bundle import guard_outputs, release_locks
+
+    models = tmp_path / "models"
+    models.mkdir()
+    left = [models / ".checkpoint_00000004.pt.k2j4_x9a.tmp", models / ".model.pt.abcd1234.tmp"]
+    for p in left:
+        p.write_bytes(b"\0" * 1000)
+    keep = [models / ".hidden_user_file.tmp", models / "notes.tmp", models / "checkpoint_00000002.pt"]
+    for p in keep:
+        p.write_bytes(b"x")
+    with caplog.at_level(logging.WARNING):
+        guard_outputs({"ckpt_dir": models})
+    release_locks()
+    assert not any(p.exists() for p in left) and all(p.exists() for p in keep)
+    assert sum("left by an interrupted write" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_unreadable_newest_checkpoint_is_named_and_never_kept(tmp_path, caplog):
+    engine = Engine(lambda e, b: {"loss": 0.0})
+    net = _Net()
+    handler = CheckpointHandler(tmp_path, {"network": net}, interval=2, keep=2)
+    for it in (2, 4, 6):
+        engine.state.iteration, engine.state.epoch_length, engine.state.max_epochs = it, 4, 2
+        handler.save(engine)
+    newest = tmp_path / "checkpoint_00000006.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # cut short
+    fresh = Engine(lambda e, b: {"loss": 0.0})
+    fresh.state.epoch_length, fresh.state.max_epochs = 4, 2
+    with caplog.at_level(logging.WARNING):
+        CheckpointHandler(tmp_path, {"network": _Net()}, interval=2, keep=2).load(fresh)
+    assert fresh.state.iteration == 4
+    assert any("checkpoint_00000006.pt" in r.getMessage() and "set aside" in r.getMessage() for r in caplog.records)
+    assert [i for i, _ in list_checkpoints(tmp_path)] == [4]  # the cut one no longer counts...
+    fresh.state.iteration = 6
+    handler.save(fresh)
+    assert [i for i, _ in list_checkpoints(tmp_path)] == [4, 6]  # ...so two good ones are kept
+    assert (tmp_path / "checkpoint_00000006.pt.unreadable").exists()
+
+
+def test_tensorboard_steps_appear_once_after_a_resume(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from unimedi_monai.engines import ResumableTensorBoardStatsHandler
+    import unimedi_monai.engines.handlers as handlers
+
+    def run(kill_at=None):
+        engine = Engine(lambda e, b: float(e.state.iteration))
+        CheckpointHandler(tmp_path / "models", {"network": _Net()}, interval=2).attach(engine)
+        ResumableTensorBoardStatsHandler(log_dir=str(tmp_path / "logs"), tag_name="loss", output_transform=lambda x: x).attach(engine)
+        if kill_at is not None:
+            @engine.on(Events.ITERATION_COMPLETED(once=kill_at))
+            def _die(e):
+                raise _Killed()
+        engine.run(range(4), max_epochs=2)
+
+    with pytest.raises(_Killed):
+        run(kill_at=3)  # a checkpoint at 2, TensorBoard already has 1..3
+    run()
+    acc = EventAccumulator(str(tmp_path / "logs"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("loss")]
+    assert steps == list(range(1, 9)), steps

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
@@ -21,6 +23,9 @@ __all__ = ["TMP_SUFFIX", "atomic_open", "write_json_atomic", "register_output_fo
 #: suffix of the temporary files :func:`atomic_open` writes (``.<name>.<random>.tmp``).
 TMP_SUFFIX = ".tmp"
 
+logger = logging.getLogger(__name__)
+#: the names mkstemp gives the temporaries of atomic_open and of the segmentation writer.
+_TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.nii(\.gz)?)?$")
 _output_folders: dict[Path, str] = {}
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 
@@ -57,9 +62,11 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         return removed
     for p in folder.iterdir():
-        if p.name.startswith(".") and TMP_SUFFIX in p.name[1:] and p.is_file():
+        if _TMP_NAME.match(p.name) and p.is_file() and not p.is_symlink():
+            size = p.stat().st_size
             p.unlink(missing_ok=True)
             removed.append(p)
+            logger.warning("removed %s (%d bytes), left by an interrupted write", p, size)
     return removed
 
 

@@ -453,6 +453,8 @@ def acquire_lock(folder: str | os.PathLike) -> Path:
     and it dies with its process, so a killed run leaves no live lock behind; the next run takes the
     file over (logged as a stale lock). The file holds the holder's host and PID, for the message a
     second run gets. The file is removed when this process exits normally (or by :func:`release_locks`).
+    Once the lock is taken, the temporaries of writes a killed run left in the folder
+    (``.checkpoint_*.pt.*.tmp``, ``.model.pt.*.tmp``) are removed, each one logged.
 
     Args:
         folder: the output folder (created if needed).
@@ -495,6 +497,9 @@ def acquire_lock(folder: str | os.PathLike) -> Path:
         if not _held_locks:
             atexit.register(release_locks)
         _held_locks[lock] = fd
+        from unimedi_monai.atomic_io import remove_stale_temporaries
+
+        remove_stale_temporaries(folder)  # no live run writes here now: a killed write's temporaries go
         return lock
     raise OutputFolderError(f"cannot take the lock {lock}; another run keeps creating and removing it.")
 
