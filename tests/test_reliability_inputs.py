@@ -199,3 +199,108 @@ def test_empty_datalist_section_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"datalist .*datalist\.json: section 'training' has no entries"):
         load_datalist(tmp_path, sections=["training"])
     assert load_datalist(tmp_path, sections=["validation"]) == {"validation": []}
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def _png(path: Path, value: int = 100, size: int = 32) -> Path:
+    from PIL import Image
+
+    img = np.full((size, size), value, np.uint8)
+    img[: size // 2] = 255 - value
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_report_that_names_a_non_txt_file_is_refused(tmp_path):
+    import json
+
+    from unimedi_monai.data import load_datalist
+    from unimedi_monai.slice_selection import read_query
+
+    _png(tmp_path / "a.png")
+    (tmp_path / "a.md").write_text("No acute findings.")
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": [{"image": "a.png", "report": "reports/a.md", "modality": "xray"}]}))
+    with pytest.raises(ValueError, match=r"section 'training', entry 0: key 'report' is 'reports/a\.md', which looks like a file path but is not a \.txt file"):
+        load_datalist(tmp_path, sections=["training"])
+    with pytest.raises(ValueError, match=r"'/data/report\.rtf', which looks like a file path"):
+        read_query("/data/report.rtf")
+    assert read_query("Nodule in the right upper lobe.") == "Nodule in the right upper lobe."
+
+
+def test_datalist_paths_leaving_dataset_dir_are_logged_or_refused(tmp_path, caplog):
+    import json
+
+    from unimedi_monai.data import load_datalist
+
+    data = tmp_path / "data"
+    data.mkdir()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    _png(outside / "o1.png")
+    _png(outside / "o2.png")
+    (data / "link.png").symlink_to(outside / "o2.png")
+    _png(data / "in.png")
+    rows = [
+        {"image": "in.png", "report": "inside", "modality": "xray"},
+        {"image": "../elsewhere/o1.png", "report": "dot-dot", "modality": "xray"},
+        {"image": str(outside / "o1.png"), "report": "absolute", "modality": "xray"},
+        {"image": "link.png", "report": "symlink", "modality": "xray"},
+    ]
+    (data / "datalist.json").write_text(json.dumps({"training": rows}))
+    with caplog.at_level(logging.INFO, logger="unimedi_monai.data.datalist"):
+        items = load_datalist(data, sections=["training"])["training"]
+    assert len(items) == 4
+    infos = [r.getMessage() for r in caplog.records if "outside dataset_dir" in r.getMessage()]
+    assert sum("entry" in m for m in infos) == 3  # each one logged...
+    assert any("3 paths lead outside dataset_dir" in m for m in infos)  # ...and counted
+    with pytest.raises(ValueError, match=r"section 'training', entry 1, key 'image': .* outside dataset_dir .*allow_outside_dataset_dir is false"):
+        load_datalist(data, sections=["training"], allow_outside_dataset_dir=False)
+
+
+# ---------------------------------------------------------------------------------------------- labels and classes
+
+
+def test_fractional_label_values_are_named_as_such(tmp_path):
+    image = _ct(tmp_path / "img.nii.gz")
+    values = np.zeros((40, 40, 24), np.float32)
+    values[10:20, 10:20, 5:10] = 1.5
+    label = _ct(tmp_path / "lab.nii.gz", values=values)
+    with pytest.raises(ValueError, match=r"lab\.nii\.gz' \(key 'label'\) holds \d+ non-integer values \(e\.g\. 1\.5\): a label map holds integer class ids"):
+        segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=3)({"image": str(image), "label": str(label)})
+
+
+def test_duplicates_empty_classes_and_constant_images_are_warned_about(tmp_path, caplog):
+    import json
+
+    from unimedi_monai.classification.tasks import get_task, warn_empty_classes
+    from unimedi_monai.data import load_datalist, xray_transforms
+
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png")
+    rows = [{"image": "a.png", "report": "r", "modality": "xray"}] * 2 + [{"image": "b.png", "report": "r", "modality": "xray"}]
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": rows, "validation": [{"image": "b.png", "report": "r", "modality": "xray"}]}))
+    with caplog.at_level(logging.WARNING):
+        load_datalist(tmp_path)
+    assert any("1 images are listed twice within a section and 1 in two sections" in r.getMessage() for r in caplog.records)
+
+    task = get_task("covidx", "3class")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        counts = warn_empty_classes(task, [{"label": 0}, {"label": 0}, {"label": 1}], "covidx data")
+    assert counts == dict(zip(task.class_names, [2, 1, 0]))
+    assert any("1 of 3 classes have no training image" in r.getMessage() for r in caplog.records)
+
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64), 7, np.uint8)).save(tmp_path / "flat.png")
+    Image.fromarray(np.array([[9]], np.uint8)).save(tmp_path / "dot.png")
+    caplog.clear()
+    tf = xray_transforms(image_size=32, train=False)
+    with caplog.at_level(logging.WARNING, logger="unimedi_monai.data.transforms"):
+        tf({"image": str(tmp_path / "flat.png")})
+        tf({"image": str(tmp_path / "dot.png")})
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("flat.png' is constant (every pixel 7" in m for m in messages)
+    assert any("dot.png' is only 1x1 pixels" in m for m in messages)

@@ -19,6 +19,7 @@ also available separately through ``part="deterministic" | "random"``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Hashable, Mapping, Sequence
@@ -71,6 +72,22 @@ _LUMA_601 = (0.299, 0.587, 0.114)
 
 #: percentile estimates use at most this many (evenly strided) pixels.
 _MAX_PERCENTILE_SAMPLES = 1 << 22
+
+#: images with a shorter side (pixels) are warned about: they carry next to no information once resized.
+_MIN_SIDE = 16
+_degenerate_count = 0
+logger = logging.getLogger(__name__)
+
+
+def _warn_degenerate(name: str, spatial: tuple[int, ...], constant: float | None) -> None:
+    """Log a warning naming an image that is tiny or constant, with the running count of such images."""
+    global _degenerate_count
+    _degenerate_count += 1
+    if min(spatial) < _MIN_SIDE:
+        what = f"only {'x'.join(map(str, spatial))} pixels"
+    else:
+        what = f"constant (every pixel {constant:g})"
+    logger.warning("image '%s' is %s; %d such image(s) so far: check the file or remove it from the datalist.", name, what, _degenerate_count)
 
 
 def _filename_of(img: Any) -> str:
@@ -343,6 +360,10 @@ class ScaleToUnitd(MapTransform):
             if t.numel() == 0:
                 raise ValueError(f"ScaleToUnitd: image '{_filename_of(img)}' (key '{key}') is empty.")
             lo, hi = self._window(t)
+            spatial = tuple(int(s) for s in t.shape[1:]) if t.ndim > 2 else tuple(int(s) for s in t.shape)
+            constant = bool(t.min() == t.max())
+            if min(spatial) < _MIN_SIDE or constant:
+                _warn_degenerate(_filename_of(img), spatial, float(t.reshape(-1)[0]) if constant else None)
             out = t.to(torch.float32)
             out = ((out - lo) / (hi - lo)).clamp_(0.0, 1.0) if hi > lo else torch.zeros_like(out)
             if self._is_monochrome1(img):

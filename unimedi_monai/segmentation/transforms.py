@@ -72,10 +72,17 @@ class CheckLabelRanged(MapTransform):
         for key in self.key_iterator(d):
             label = torch.as_tensor(d[key])
             lo, hi = float(label.min()), float(label.max())
-            if lo < 0 or hi > self.num_classes - 1 or not torch.equal(label, label.round()):
+            fractional = label[label != label.round()]
+            if fractional.numel():
                 raise ValueError(
-                    f"label map '{_filename(d[key])}' (key '{key}') holds values {lo:g}..{hi:g}, but the network predicts "
-                    f"integer classes 0..{self.num_classes - 1}; check the label file or the bundle's organ list."
+                    f"label map '{_filename(d[key])}' (key '{key}') holds {fractional.numel()} non-integer values "
+                    f"(e.g. {float(fractional[0]):g}): a label map holds integer class ids; was it resampled with linear "
+                    "interpolation or saved as float? Re-export it with nearest-neighbour resampling and an integer type."
+                )
+            if lo < 0 or hi > self.num_classes - 1:
+                raise ValueError(
+                    f"label map '{_filename(d[key])}' (key '{key}') holds class ids {lo:g}..{hi:g}, but the network predicts "
+                    f"classes 0..{self.num_classes - 1}; check the label file or the bundle's organ list."
                 )
         return d
 

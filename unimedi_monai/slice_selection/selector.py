@@ -36,9 +36,16 @@ def read_query(text: str | os.PathLike | None) -> str | None:
     """A query or report given as text, or as the path of a ``.txt`` file (read as UTF-8); None stays None."""
     if text is None:
         return None
+    from unimedi_monai.data.datalist import is_path_like
+
     value = os.fspath(text)
-    if value.lower().endswith(".txt"):
-        path = Path(value)
+    if is_path_like(value) and not value.strip().lower().endswith(".txt"):
+        raise ValueError(
+            f"`report` / `query` is {value.strip()!r}, which looks like a file path but is not a .txt file; "
+            "pass the text itself or a UTF-8 .txt file."
+        )
+    if value.strip().lower().endswith(".txt"):
+        path = Path(value.strip())
         if not path.is_file():
             raise FileNotFoundError(f"report file not found: '{path}'; set `report` to a .txt file or to the text itself.")
         value = path.read_text(encoding="utf-8")
