@@ -379,6 +379,7 @@ def check_values(values: Mapping[str, Any]) -> None:
         ValueError: one line naming the key, the value and the accepted range.
     """
     for key, value in values.items():
+        key = key.replace("::", "#")  # MONAI may hand nested ids over with either separator
         name = key.rpartition("#")[2]
         if name not in NUMERIC_KEYS:
             raise KeyError(f"check_values: no range is declared for config key '{key}' (add it to NUMERIC_KEYS).")
