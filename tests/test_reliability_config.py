@@ -159,13 +159,13 @@ def test_taking_over_a_stale_lock_is_atomic(tmp_path):
     read-check-unlink-create takeover let two or more through in most trials)."""
     ctx = multiprocessing.get_context("fork")
     doubles = []
-    for trial in range(12):
+    for trial in range(16):
         folder = tmp_path / f"t{trial}"
         folder.mkdir()
         (folder / LOCK_FILENAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))  # a dead PID
         results = ctx.Queue()
         start = time.time() + 0.3
-        procs = [ctx.Process(target=_contend, args=(str(folder), start, results)) for _ in range(6)]
+        procs = [ctx.Process(target=_contend, args=(str(folder), start, results)) for _ in range(8)]
         for p in procs:
             p.start()
         outcome = [results.get(timeout=30) for _ in procs]
