@@ -129,14 +129,14 @@ def test_sampler_argument_errors():
         MixedBatchSampler(10, 10, batch_size=4, ct_fraction=1.5)
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         MixedBatchSampler(10, 10, batch_size=1)
-    with pytest.raises(ValueError, match="both pools are empty"):
+    with pytest.raises(ValueError, match="no samples"):
         MixedBatchSampler(0, 0, batch_size=4)
     with pytest.raises(ValueError, match="rank"):
         MixedBatchSampler(10, 10, batch_size=4, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="num_xray"):
         MixedBatchSampler(-1, 10, batch_size=4)
-    with pytest.raises(ValueError, match="0 batches per rank"):
-        MixedBatchSampler(3, 1, batch_size=8, drop_last=True)
+    with pytest.raises(ValueError, match=r"the 3 X-rays and 1 CTs from datalist d.json fill no full batch .*--train#sampler#drop_last false"):
+        MixedBatchSampler(3, 1, batch_size=8, drop_last=True, source="datalist d.json")
     assert len(MixedBatchSampler(3, 1, batch_size=8, drop_last=False)) == 1
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,34 +110,75 @@ def test_outputs_inside_the_data_folder_are_refused(tmp_path):
     assert not list(data.iterdir())
 
 
-def test_a_second_run_on_the_same_outputs_is_refused(tmp_path):
+def _hold(folder: Path) -> subprocess.Popen:
+    """A process that holds the run lock of ``folder`` (through guard_outputs) until killed."""
+    code = (
+        "import sys, time; from unimedi_monai.bundle import guard_outputs; "
+        f"guard_outputs({{'ckpt_dir': {str(folder)!r}}}); print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_run_on_the_same_outputs_is_refused(tmp_path, caplog):
     out = tmp_path / "models"
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = _hold(out)
     try:
-        out.mkdir()
-        (out / LOCK_FILENAME).write_text(json.dumps({"pid": other.pid, "host": os.uname().nodename}))
-        with pytest.raises(OutputFolderError, match=rf"in use by another run \(PID {other.pid} "):
-            guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+        with pytest.raises(OutputFolderError, match=rf"in use by another run \(PID {holder.pid} "):
+            guard_outputs({"log_dir": tmp_path / "logs", "ckpt_dir": out})
         assert not (tmp_path / "logs" / LOCK_FILENAME).exists()  # all or nothing
     finally:
-        other.kill()
-        other.wait()
+        holder.kill()  # SIGKILL: its lock file stays, the kernel lock dies with it
+        holder.wait()
+    assert (out / LOCK_FILENAME).exists()
     # the holder is gone: its lock is stale and taken over
-    guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+    with caplog.at_level("WARNING", logger="unimedi_monai.bundle"):
+        guard_outputs({"ckpt_dir": out, "log_dir": tmp_path / "logs"})
+    assert any("stale lock" in r.getMessage() and str(holder.pid) in r.getMessage() for r in caplog.records)
     assert json.loads((out / LOCK_FILENAME).read_text())["pid"] == os.getpid()
     assert acquire_lock(out) == out / LOCK_FILENAME  # the same process may ask again
     release_locks()
     assert not (out / LOCK_FILENAME).exists() and not (tmp_path / "logs" / LOCK_FILENAME).exists()
 
 
-def test_two_live_processes_cannot_hold_one_folder(tmp_path):
-    code = (
-        "import sys, time; from unimedi_monai.bundle import guard_outputs; "
-        f"guard_outputs({{'ckpt_dir': {str(tmp_path)!r}}}); print('locked', flush=True); time.sleep(60)"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+def _contend(folder: str, start: float, results) -> None:
+    """One contender of the race below: wait for the common start time, try the lock, hold it a moment."""
+    while time.time() < start:
+        pass
     try:
-        assert holder.stdout.readline().strip() == "locked"
+        acquire_lock(folder)
+        results.put("got")
+        time.sleep(0.3)  # hold it while the others try
+    except OutputFolderError:
+        results.put("refused")
+
+
+def test_taking_over_a_stale_lock_is_atomic(tmp_path):
+    """Many processes find the same stale lock at the same moment: exactly one of them gets it (a
+    read-check-unlink-create takeover let two or more through in most trials)."""
+    ctx = multiprocessing.get_context("fork")
+    doubles = []
+    for trial in range(16):
+        folder = tmp_path / f"t{trial}"
+        folder.mkdir()
+        (folder / LOCK_FILENAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))  # a dead PID
+        results = ctx.Queue()
+        start = time.time() + 0.3
+        procs = [ctx.Process(target=_contend, args=(str(folder), start, results)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        outcome = [results.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        if outcome.count("got") != 1:
+            doubles.append((trial, outcome.count("got")))
+    assert not doubles, f"trials where not exactly one process got the lock (trial, winners): {doubles}"
+
+
+def test_two_live_processes_cannot_hold_one_folder(tmp_path):
+    holder = _hold(tmp_path)
+    try:
         with pytest.raises(OutputFolderError, match=f"PID {holder.pid}"):
             acquire_lock(tmp_path)
     finally:
@@ -197,3 +241,83 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     with pytest.raises(FloatingPointError, match="iteration 4"):
         handler.save_final(_engine(4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_00000002.pt"]
+
+
+# ---------------------------------------------------------------------------------------------- values and messages
+
+
+def test_numeric_keys_are_checked_by_name():
+    from unimedi_monai.bundle import check_values
+
+    for values, pattern in [
+        ({"batch_size": "abc"}, r"config key 'batch_size' must be an integer >= 1, got 'abc' \(command line --batch_size\)"),
+        ({"max_epochs": -1}, r"'max_epochs' must be an integer >= 1, got -1"),
+        ({"checkpoint_interval": -5}, r"'checkpoint_interval' must be an integer >= 0, got -5"),
+        ({"lr": 0.0}, r"'lr' must be a number > 0"),
+        ({"overlap": 1.0}, r"'overlap' must be a number >= 0 and < 1"),
+        ({"label_fraction": float("nan")}, r"'label_fraction' must be a number > 0 and <= 1"),
+        ({"linear_probe#epochs": 2.5}, r"'linear_probe#epochs' must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            check_values(values)
+    check_values({"batch_size": 2, "lr": 1e-4, "top_k": None, "checkpoint_interval": 0, "label_fraction": 1.0, "grad_clip": None})
+
+
+def test_root_error_unwraps_monai_wrappers():
+    from unimedi_monai.bundle import root_error
+
+    inner = ValueError("config key 'max_epochs' must be an integer >= 1, got -1")
+    try:
+        try:
+            try:
+                raise inner
+            except ValueError as e:
+                raise RuntimeError("applying transform <x>") from e
+        except RuntimeError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: ...") from e
+    except RuntimeError as outer:
+        assert root_error(outer) is inner
+    plain = RuntimeError("something else")
+    assert root_error(plain) is plain
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "last"),
+    [
+        (["--batch_size", "abc"], "ValueError: config key 'batch_size' must be an integer >= 1, got 'abc'"),
+        (["--max_epochs", "-1"], "ValueError: config key 'max_epochs' must be an integer >= 1, got -1"),
+        (["--checkpoint_interval", "-5"], "ValueError: config key 'checkpoint_interval' must be an integer >= 0, got -5"),
+    ],
+    ids=["batch_size abc", "max_epochs -1", "checkpoint_interval -5"],
+)
+def test_a_refused_bundle_run_ends_with_one_clear_line(tmp_path, args, last):
+    proc = run_bundle("pretrain", ["train.yaml"], tmp_path, args, check=False, timeout=300)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith(last), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Failed to evaluate" not in proc.stderr
+    assert not (tmp_path / "models").exists()  # refused before any work
+
+
+def test_excepthook_prints_one_line_or_the_full_traceback(capsys, monkeypatch):
+    from unimedi_monai.bundle import FULL_TRACEBACK_ENV, _excepthook
+
+    try:
+        try:
+            raise FileNotFoundError("datalist file not found: looked for /x/datalist.json")
+        except FileNotFoundError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: \"$unimedi_monai.data.load_datalist(...)\"") from e
+    except RuntimeError as err:
+        error = err
+    monkeypatch.delenv(FULL_TRACEBACK_ENV, raising=False)
+    _excepthook(type(error), error, error.__traceback__)
+    assert capsys.readouterr().err == "FileNotFoundError: datalist file not found: looked for /x/datalist.json\n"
+    monkeypatch.setenv(FULL_TRACEBACK_ENV, "1")
+    _excepthook(type(error), error, error.__traceback__)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "Failed to evaluate" in err and "datalist file not found" in err
+    monkeypatch.delenv(FULL_TRACEBACK_ENV)
+    bug = AttributeError("'NoneType' object has no attribute 'x'")  # not a refusal: keeps its traceback
+    _excepthook(AttributeError, bug, None)
+    assert "AttributeError" in capsys.readouterr().err

@@ -112,7 +112,7 @@ def test_train_transforms_crop_roi_and_check_labels(bcv_dir, tmp_path):
         assert -0.1 <= float(crop["image"].min()) and float(crop["image"].max()) <= 1.1  # window 0..1 plus the random shift
     val = segmentation_transforms("validate", roi_size=(64, 64, 8), num_classes=14)(item)
     assert val["image"].shape[1:3] == (64, 64)  # padded up to the ROI
-    with pytest.raises(ValueError, match=r"label0001.nii.gz' \(key 'label'\) holds values 0..13, but the network predicts integer classes 0..9"):
+    with pytest.raises(ValueError, match=r"label0001.nii.gz' \(key 'label'\) holds class ids 0..13, but the network predicts classes 0..9"):
         segmentation_transforms("validate", num_classes=10)(item)
 
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import ast
 import atexit
 import difflib
+import fcntl
 import json
 import logging
+import math
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -35,9 +38,17 @@ __all__ = [
     "parse_overrides",
     "check_overrides",
     "check_dataset_dir",
+    "check_values",
+    "NUMERIC_KEYS",
+    "FULL_TRACEBACK_ENV",
+    "root_error",
+    "install_excepthook",
     "guard_outputs",
     "acquire_lock",
     "release_locks",
+    "output_stem",
+    "unique_output_stems",
+    "per_input_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +63,7 @@ _TRACKING_ARGUMENTS = frozenset({"output_dir", "tracking_uri", "experiment_name"
 #: name of the lock file written in each guarded output folder.
 LOCK_FILENAME = ".unimedi_run.lock"
 
-_held_locks: list[Path] = []
+_held_locks: dict[Path, int] = {}  # lock file -> the open descriptor holding its flock
 
 
 class ConfigKeyError(ValueError):
@@ -223,6 +234,8 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
         initialize:
           - "$unimedi_monai.bundle.check_overrides()"
 
+    It also installs :func:`install_excepthook`, so a refused run ends with one line saying why.
+
     It reads the command line of ``python -m monai.bundle run`` (``sys.argv``; also under
     ``torchrun -m monai.bundle run``), loads the files of ``--config_file`` with MONAI's
     ``ConfigParser`` and checks that every other ``--key`` (nested ``a#b#c`` too, and those of an
@@ -242,6 +255,7 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
         argv = _monai_run_argv()
         if argv is None:
             return
+        install_excepthook()
     files, overrides = parse_overrides(list(argv))
     _warn_package_versions(files)
     if not files or not overrides:
@@ -265,6 +279,159 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
             f"unknown config key '{key}' (command line --{key}); {hint}"
             f"the keys are those of {', '.join(Path(f).name for f in files)} (nested keys with '#', e.g. train#dataloader#num_workers)."
         )
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+#: environment variable: set to 1 to see the full traceback of a refused run instead of its one-line reason.
+FULL_TRACEBACK_ENV = "UNIMEDI_FULL_TRACEBACK"
+
+#: messages of the exceptions MONAI and ignite wrap the real one in.
+_WRAPPERS = ("Failed to evaluate", "Failed to instantiate", "applying transform")
+#: exception types whose message is the whole story (a refusal); other types keep their traceback.
+_REFUSALS = (ValueError, TypeError, LookupError, OSError, RuntimeError, FloatingPointError)
+
+
+def root_error(error: BaseException) -> BaseException:
+    """The exception a bundle run really failed with, following MONAI's ``Failed to evaluate ...`` /
+    ``Failed to instantiate ...`` and the transforms' ``applying transform ...`` wrappers.
+
+    Args:
+        error: the exception that ended the run.
+
+    Returns:
+        the innermost wrapped exception, or ``error`` itself.
+    """
+    seen = {id(error)}
+    while (
+        type(error) is RuntimeError
+        and str(error).lstrip().startswith(_WRAPPERS)
+        and error.__cause__ is not None
+        and id(error.__cause__) not in seen
+    ):
+        error = error.__cause__
+        seen.add(id(error))
+    return error
+
+
+def _message(error: BaseException) -> str:
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(f"{text}".split()) or type(error).__name__
+
+
+def _excepthook(kind: type, error: BaseException, tb: Any) -> None:
+    """Print a refused run's reason as one line (the last one); the full traceback with UNIMEDI_FULL_TRACEBACK=1."""
+    root = root_error(error)
+    if os.environ.get(FULL_TRACEBACK_ENV, "") not in ("", "0") or not isinstance(root, _REFUSALS):
+        sys.__excepthook__(kind, error, tb)
+        return
+    sys.stderr.flush()
+    print(f"{type(root).__name__}: {_message(root)}", file=sys.stderr, flush=True)
+
+
+def install_excepthook() -> None:
+    """Make a refused ``monai.bundle run`` end with our one-line reason (see :data:`FULL_TRACEBACK_ENV`).
+
+    Called by :func:`check_overrides`, the first ``initialize`` step of every bundle, when the process was
+    started by ``python -m monai.bundle run``.
+    """
+    sys.excepthook = _excepthook
+
+
+# ---------------------------------------------------------------------------------------------- values
+
+#: range of every numeric key the bundles declare: (kind, low, high, None allowed); bounds inclusive,
+#: ``"float>"`` / ``"<float"`` mark exclusive ones.
+NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
+    "batch_size": ("int", 1, None, False),
+    "max_epochs": ("int", 1, None, False),
+    "checkpoint_interval": ("int", 0, None, False),
+    "num_workers": ("int", 0, None, False),
+    "val_interval": ("int", 1, None, False),
+    "seed": ("int", 0, None, False),
+    "fraction_seed": ("int", 0, None, False),
+    "num_samples": ("int", 1, None, False),
+    "sw_batch_size": ("int", 1, None, False),
+    "slice_top_k": ("int", 1, None, False),
+    "text_max_length": ("int", 1, None, False),
+    "text_trainable_layers": ("int", -1, None, False),
+    "feature_size": ("int", 1, None, False),
+    "num_classes": ("int", 2, None, False),
+    "warmup_epochs": ("int", 0, None, False),
+    "mask_warmup_epochs": ("int", 0, None, False),
+    "eval_slice_k": ("int", 1, None, False),
+    "eval_tolerance": ("int", 0, None, False),
+    "tolerance": ("int", 0, None, False),
+    "top_k": ("int", 1, None, True),
+    "max_cases": ("int", 1, None, True),
+    "window_slices": ("int", 1, None, True),
+    "num_plots": ("int", 0, None, False),
+    "image_size": ("int", 1, None, False),
+    "epochs": ("int", 1, None, False),
+    "feature_batch_size": ("int", 1, None, False),
+    "data_pct": ("float>", 0, 1, False),
+    "lr": ("float>", 0, None, False),
+    "min_lr": ("float", 0, None, False),
+    "weight_decay": ("float", 0, None, False),
+    "weight_decay_end": ("float", 0, None, False),
+    "text_lr_scale": ("float", 0, None, False),
+    "encoder_lr_scale": ("float", 0, None, False),
+    "grad_clip": ("float>", 0, None, True),
+    "teacher_momentum": ("float", 0, 1, False),
+    "ct_fraction": ("float", 0, 1, False),
+    "mask_ratio": ("float<", 0, 1, False),
+    "label_fraction": ("float>", 0, 1, False),
+    "cache_rate": ("float", 0, 1, False),
+    "overlap": ("float<", 0, 1, False),
+    "top_fraction": ("float>", 0, 1, True),
+    "val_fraction": ("float<", 0, 1, False),
+    "test_fraction": ("float<", 0, 1, False),
+    "pos": ("float", 0, None, False),
+    "neg": ("float", 0, None, False),
+    "min_diameter_mm": ("float", 0, None, False),
+}
+
+
+def check_values(values: Mapping[str, Any]) -> None:
+    """Refuse a numeric config key with a value of the wrong type or out of range, naming the key.
+
+    ``--batch_size abc``, ``--max_epochs -1`` or ``--checkpoint_interval -5`` would otherwise fail deep
+    inside the run, or not at all. Call it in ``initialize``, after :func:`check_overrides`::
+
+        - "$unimedi_monai.bundle.check_values({'batch_size': @batch_size, 'max_epochs': @max_epochs})"
+
+    The ranges are those of :data:`NUMERIC_KEYS` (``checkpoint_interval: 0`` means a checkpoint at the
+    end only).
+
+    Args:
+        values: config key -> its value in this run.
+
+    Raises:
+        ValueError: one line naming the key, the value and the accepted range.
+    """
+    for key, value in values.items():
+        key = key.replace("::", "#")  # MONAI may hand nested ids over with either separator
+        name = key.rpartition("#")[2]
+        if name not in NUMERIC_KEYS:
+            raise KeyError(f"check_values: no range is declared for config key '{key}' (add it to NUMERIC_KEYS).")
+        kind, low, high, nullable = NUMERIC_KEYS[name]
+        if value is None and nullable:
+            continue
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        number = is_int or (isinstance(value, float) and kind != "int")
+        if kind != "int" and number and not math.isfinite(float(value)):
+            number = False
+        lo_ok = low is None or (value > low if kind == "float>" else value >= low) if number else False
+        hi_ok = high is None or (value < high if kind == "float<" else value <= high) if number else False
+        if not (number and lo_ok and hi_ok):
+            what = "an integer" if kind == "int" else "a number"
+            bounds = []
+            if low is not None:
+                bounds.append(f"{'>' if kind == 'float>' else '>='} {low:g}")
+            if high is not None:
+                bounds.append(f"{'<' if kind == 'float<' else '<='} {high:g}")
+            null = " (or null)" if nullable else ""
+            raise ValueError(f"config key '{key}' must be {what} {' and '.join(bounds)}{null}, got {value!r} (command line --{key}).")
 
 
 # ---------------------------------------------------------------------------------------------- data and outputs
@@ -302,22 +469,24 @@ def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _pid_alive(pid: int) -> bool:
+def _read_owner(fd: int) -> tuple[int, str]:
+    """``(pid, host)`` written in an open lock file; ``(-1, "?")`` when empty or unreadable."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
+        owner = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
+        return int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return -1, "?"
 
 
 def acquire_lock(folder: str | os.PathLike) -> Path:
-    """Take the run lock of an output folder (``folder/.unimedi_run.lock`` holding host and PID).
+    """Take the run lock of an output folder: ``fcntl.flock`` on ``folder/.unimedi_run.lock``, held until exit.
 
-    The lock is created atomically (``O_CREAT | O_EXCL``). A lock left by a process that no longer
-    runs on this host (a killed run) is taken over with a warning. The lock is removed when this
-    process exits (or by :func:`release_locks`).
+    The lock is the kernel's, on the open file: it is atomic (two processes can never both hold it)
+    and it dies with its process, so a killed run leaves no live lock behind; the next run takes the
+    file over (logged as a stale lock). The file holds the holder's host and PID, for the message a
+    second run gets. The file is removed when this process exits normally (or by :func:`release_locks`).
+    Once the lock is taken, the temporaries of writes a killed run left in the folder
+    (``.checkpoint_*.pt.*.tmp``, ``.model.pt.*.tmp``) are removed, each one logged.
 
     Args:
         folder: the output folder (created if needed).
@@ -331,73 +500,110 @@ def acquire_lock(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILENAME
+    if lock in _held_locks:
+        return lock
     me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(3):
+    for _ in range(20):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = json.loads(lock.read_text(encoding="utf-8"))
-                pid, host = int(owner["pid"]), str(owner["host"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pid, host = -1, me["host"]  # unreadable (a crash while writing it): stale
-            if pid == me["pid"] and host == me["host"]:
-                break
-            if host != me["host"] or _pid_alive(pid):
-                raise OutputFolderError(
-                    f"output folder '{folder}' is in use by another run (PID {pid} on {host}, lock {lock}); "
-                    "wait for it to finish or pass another --bundle_root (delete the lock only if that run is gone)."
-                ) from None
-            logger.warning("taking over the stale lock %s of process %d, which no longer runs", lock, pid)
-            lock.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by a live process
+            pid, host = _read_owner(fd)
+            os.close(fd)
+            raise OutputFolderError(
+                f"output folder '{folder}' is in use by another run (PID {pid} on {host}, lock {lock}); "
+                "wait for it to finish or pass another --bundle_root."
+            ) from None
+        try:  # the file locked must still be the one under the name (a finishing holder removes it)
+            current = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            current = False
+        if not current:
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(me, f)
-        break
-    else:
-        raise OutputFolderError(f"cannot take the lock {lock}; another run keeps creating it.")
-    if lock not in _held_locks:
+        pid, host = _read_owner(fd)
+        if pid not in (-1, me["pid"]) or host not in ("?", me["host"]):
+            logger.warning("taking over the stale lock %s of process %d on %s, which no longer holds it", lock, pid, host)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode("utf-8"), 0)
         if not _held_locks:
             atexit.register(release_locks)
-        _held_locks.append(lock)
-    return lock
+        _held_locks[lock] = fd
+        from unimedi_monai.atomic_io import remove_stale_temporaries
+
+        remove_stale_temporaries(folder)  # no live run writes here now: a killed write's temporaries go
+        return lock
+    raise OutputFolderError(f"cannot take the lock {lock}; another run keeps creating and removing it.")
 
 
 def release_locks() -> None:
-    """Remove the locks this process holds (registered with ``atexit``; safe to call twice)."""
+    """Remove and release the locks this process holds (registered with ``atexit``; safe to call twice)."""
     while _held_locks:
-        lock = _held_locks.pop()
+        lock, fd = _held_locks.popitem()
         try:
-            if int(json.loads(lock.read_text(encoding="utf-8"))["pid"]) == os.getpid():
-                lock.unlink()
-        except (OSError, ValueError, KeyError, TypeError):
+            lock.unlink(missing_ok=True)  # while still locked: a waiting run then sees a new file
+        except OSError:
             pass
+        os.close(fd)
+
+
+def _paths(value: Any) -> list[Path]:
+    """Resolved paths of a path, a list of paths, a mapping's keys or None."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    return [Path(os.fspath(v)).expanduser().resolve() for v in value if v is not None and f"{v}" != ""]
+
+
+def _check_writable(key: str, folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it; OutputFolderError naming ``key`` when that fails."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OutputFolderError(
+            f"output folder {key} '{folder}' is not writable ({err.strerror or err}); "
+            f"pass --{key} (or --bundle_root) with a folder you can write to."
+        ) from None
 
 
 def guard_outputs(
     outputs: Mapping[str, str | os.PathLike | None],
     data_dirs: Mapping[str, str | os.PathLike | None] | None = None,
     lock: bool = True,
+    inputs: Mapping[str, Any] | None = None,
+    files: Any = None,
 ) -> None:
-    """Refuse output folders inside the data folders and lock every output folder for this run.
+    """The one check of what a run will write, before it does any work.
 
     Call it in ``initialize`` of a bundle, after :func:`check_overrides`::
 
         - "$unimedi_monai.bundle.guard_outputs({'ckpt_dir': @ckpt_dir, 'log_dir': @log_dir, 'eval_dir': @eval_dir},
                                                {'dataset_dir': @dataset_dir})"
 
-    Only rank 0 of a distributed run takes the locks (the other ranks do not write).
+    It refuses: an output folder inside a data folder; an output file that is one of the inputs (or
+    lies inside an input folder, e.g. a DICOM series); two outputs with one path; an output folder that
+    cannot be created or written to. Then it locks every output folder (:func:`acquire_lock`; only
+    rank 0 of a distributed run) so that two runs never write into the same one. An output folder may
+    hold inputs (``--output_dir`` the input's folder) as long as the output names differ from them.
 
     Args:
         outputs: config key -> output folder (None entries are ignored).
         data_dirs: config key -> data folder the run reads (None entries are ignored); a data folder
             that is set must exist.
         lock: take the run lock of each output folder (:func:`acquire_lock`).
+        inputs: config key -> an input path or a list of them (files or DICOM series folders).
+        files: the output files the run will write (a list, or a mapping input -> output file, e.g. from
+            :func:`per_input_outputs`).
 
     Raises:
         FileNotFoundError: a data folder does not exist (names its key).
-        OutputFolderError: an output folder is (inside) a data folder, or is locked by a live run.
+        OutputFolderError: one line naming the config key and the path that is refused.
     """
+    from unimedi_monai.atomic_io import register_output_folder
+
     data = {k: check_dataset_dir(v, key=k) for k, v in (data_dirs or {}).items()}
     for out_key, out in outputs.items():
         if out is None:
@@ -409,15 +615,97 @@ def guard_outputs(
                     f"output folder {out_key} '{out_path}' is inside {data_key} '{folder}'; a run never writes into "
                     f"the data folder: pass --bundle_root (or --{out_key}) outside it."
                 )
+    written = _paths(files.values() if isinstance(files, Mapping) else files)
+    sources = {p: key for key, value in (inputs or {}).items() for p in _paths(value)}
+    seen: dict[Path, int] = {}
+    for i, path in enumerate(written):
+        if path in seen:
+            raise OutputFolderError(f"two outputs of this run would be written to '{path}' (outputs {seen[path]} and {i}); give the inputs distinct names.")
+        seen[path] = i
+        for source, key in sources.items():
+            if path == source or (source.is_dir() and path.is_relative_to(source)):
+                what = "is the input" if path == source else "is inside the input folder"
+                raise OutputFolderError(
+                    f"output '{path}' {what} '{source}' (config key '{key}'); a run never overwrites its input: "
+                    "pass another --output_dir or a non-empty --output_postfix."
+                )
+    for out_key, out in outputs.items():
+        if out is not None and _is_rank0():
+            folder = Path(out).expanduser().resolve()
+            _check_writable(out_key, folder)
+            register_output_folder(folder, out_key)
     if lock and _is_rank0():
         taken: list[Path] = []
         try:
             for out in outputs.values():
                 if out is not None:
-                    taken.append(acquire_lock(out))
+                    lock_path = Path(out) / LOCK_FILENAME
+                    fresh = lock_path not in _held_locks
+                    acquire_lock(out)
+                    if fresh:
+                        taken.append(lock_path)
         except OutputFolderError:
             for path in taken:  # all or nothing
-                if path in _held_locks:
-                    _held_locks.remove(path)
+                fd = _held_locks.pop(path, None)
+                if fd is not None:
                     path.unlink(missing_ok=True)
+                    os.close(fd)
             raise
+
+
+# ---------------------------------------------------------------------------------------------- output names
+
+#: file suffixes :func:`output_stem` strips (longest first).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+def output_stem(image: str | os.PathLike) -> str:
+    """File-name stem for the outputs of ``image`` (``ct.nii.gz`` -> ``ct``; a DICOM folder -> its name)."""
+    name = Path(os.fspath(image).rstrip("/\\")).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "image"
+    return name or "image"
+
+
+def unique_output_stems(images: Sequence[str | os.PathLike]) -> list[str]:
+    """:func:`output_stem` of each input, made unique: inputs sharing a name get their parent folders'
+    names in front (``a/ct.nii.gz``, ``b/ct.nii.gz`` -> ``a_ct``, ``b_ct``), a numbered suffix as a last resort.
+
+    Args:
+        images: the input files or folders, in order.
+
+    Returns:
+        one stem per input, in order, all different.
+    """
+    paths = [Path(os.fspath(p)).expanduser().resolve() for p in images]
+    stems = [output_stem(p) for p in paths]
+    depth = 0
+    while len(set(stems)) < len(stems) and depth < 8:
+        depth += 1
+        counts = {s: stems.count(s) for s in stems}
+        stems = [
+            "_".join([*[q.name for q in reversed(p.parents[:depth]) if q.name], output_stem(p)]) if counts[s] > 1 else s
+            for p, s in zip(paths, stems)
+        ]
+    if len(set(stems)) < len(stems):  # the same folder: number them
+        stems = [f"{output_stem(p)}_{i}" for i, p in enumerate(paths)]
+    renamed = sum(a != b for a, b in zip(stems, (output_stem(p) for p in paths)))
+    if renamed:
+        logger.warning("%d inputs share a file name; their outputs are named after their folders too (e.g. %s)", renamed, stems[0])
+    return stems
+
+
+def per_input_outputs(images: Sequence[str | os.PathLike], output_dir: str | os.PathLike, suffix: str) -> dict[str, str]:
+    """``{input: output_dir/<unique stem><suffix>}`` for a run writing one file per input.
+
+    Pass the result to :func:`guard_outputs` (``files=``) to refuse an output that would overwrite an input.
+
+    Args:
+        images: the inputs (files or DICOM series folders).
+        output_dir: the output folder.
+        suffix: appended to the stem, e.g. ``"_seg.nii.gz"``.
+    """
+    folder = Path(output_dir).expanduser().resolve()
+    resolved = [str(Path(os.fspath(p)).expanduser().resolve()) for p in images]
+    return {src: str(folder / f"{stem}{suffix}") for src, stem in zip(resolved, unique_output_stems(resolved))}

@@ -4,7 +4,7 @@ metrics, inference and zero-shot classification with the pre-trained report enco
 from unimedi_monai.classification.evaluate import evaluate_classifier, load_classifier_weights, predict_logits
 from unimedi_monai.classification.features import extract_features, feature_cache_key, state_dict_hash
 from unimedi_monai.classification.handlers import BestModelSaver
-from unimedi_monai.classification.inference import list_input_images, predict_to_json
+from unimedi_monai.classification.inference import list_input_images, predict_to_json, prediction_names
 from unimedi_monai.classification.linear_probe import LinearProbeResult, labels_tensor, run_linear_probe, train_linear_probe
 from unimedi_monai.classification.losses import MaskedBCEWithLogitsLoss
 from unimedi_monai.classification.metrics import (
@@ -28,6 +28,7 @@ from unimedi_monai.classification.transforms import classification_transforms
 from unimedi_monai.classification.zero_shot import class_text_embeddings, zero_shot_evaluate, zero_shot_probabilities
 
 __all__ = [
+    "prediction_names",
     "BestModelSaver",
     "ClassificationMetric",
     "ClassificationTask",

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unimedi_monai.data.integrity import file_fingerprint
 from unimedi_monai.engines.checkpoint import atomic_save, safe_load
 
 __all__ = ["state_dict_hash", "feature_cache_key", "extract_features"]
@@ -31,9 +32,11 @@ def state_dict_hash(module: nn.Module) -> str:
 
 
 def feature_cache_key(weights_hash: str, items: Sequence[Mapping], settings: Mapping[str, Any] | None = None) -> str:
-    """Key of a feature file: the encoder weights, the images (in order) and the transform settings."""
+    """Key of a feature file: the encoder weights, the images (in order, each by its path and its content:
+    :func:`~unimedi_monai.data.integrity.file_fingerprint`) and the transform settings. A replaced,
+    truncated or emptied image gives another key, so stale features are never reused."""
     h = hashlib.sha256(weights_hash.encode())
-    h.update(json.dumps([str(i["image"]) for i in items]).encode())
+    h.update(json.dumps([[str(i["image"]), file_fingerprint(i["image"])] for i in items]).encode())
     h.update(json.dumps(dict(settings or {}), sort_keys=True, default=str).encode())
     return h.hexdigest()[:24]
 
@@ -53,7 +56,7 @@ def extract_features(
     """Features ``(N, F)`` of ``items`` through ``network.features`` in eval mode without gradients.
 
     With ``cache_dir`` the result is stored as ``features_<key>.pt`` (written atomically) where the
-    key hashes the network's encoder weights, the image paths and ``settings`` (the transform's
+    key hashes the network's encoder weights, the image paths and contents and ``settings`` (the transform's
     settings: image size, normalisation...), and reused by later calls with the same key, so 1% /
     10% / 100% linear probes compute the features once.
 

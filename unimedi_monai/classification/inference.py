@@ -15,7 +15,7 @@ from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
 
-__all__ = ["IMAGE_SUFFIXES", "list_input_images", "predict_to_json"]
+__all__ = ["IMAGE_SUFFIXES", "list_input_images", "prediction_names", "predict_to_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, inp
     return files
 
 
+def prediction_names(files: Sequence[str]) -> list[str]:
+    """The output name (without ``.json``) of each input: its file name, or its whole path with ``__`` for
+    the folder separators when two inputs share a file name."""
+    names = [Path(f).name for f in files]
+    if len(set(names)) != len(names):
+        names = [str(Path(f).resolve()).strip(os.sep).replace(os.sep, "__") for f in files]
+    return names
+
+
 @torch.no_grad()
 def predict_to_json(
     network: nn.Module,
@@ -74,9 +83,7 @@ def predict_to_json(
 
     network.eval()
     items = [{"image": f} for f in files]
-    names = [Path(f).name for f in files]
-    if len(set(names)) != len(names):
-        names = [str(Path(f).resolve()).strip(os.sep).replace(os.sep, "__") for f in files]
+    names = prediction_names(files)
     loader = DataLoader(Dataset(items, transform), batch_size=batch_size, num_workers=num_workers, shuffle=False)
     written: list[Path] = []
     for batch in tqdm(loader, desc="inference", disable=not progress):

@@ -9,6 +9,7 @@ patient-disjoint training / validation / test sections; :func:`training_fraction
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,13 @@ from typing import Any
 
 from unimedi_monai.data.chexpert import CHEXPERT_COMPETITION
 from unimedi_monai.data.covidx import COVIDX_CLASSES
+from unimedi_monai.data.datalist import warn_duplicate_images
 from unimedi_monai.data.fractions import select_fraction
 from unimedi_monai.data.rsna_pneumonia import RSNA_CLASSES
 
-__all__ = ["ClassificationTask", "DATASETS", "get_task", "prepare_splits", "fraction_indices", "training_fraction"]
+__all__ = ["ClassificationTask", "DATASETS", "get_task", "prepare_splits", "fraction_indices", "training_fraction", "class_counts", "warn_empty_classes"]
+
+logger = logging.getLogger(__name__)
 
 DATASETS = ("covidx", "chexpert", "rsna", "demo")
 """Values of the bundles' ``dataset`` key."""
@@ -189,7 +193,33 @@ def prepare_splits(
     leaked = {i["patient_id"] for i in train + val} & {i["patient_id"] for i in raw["test"]}
     if leaked:
         raise ValueError(f"{dataset_dir}: patients {sorted(leaked)[:3]} are in both the training and the test data; fix the split files.")
-    return {"training": train, "validation": val, "test": raw["test"]}
+    splits = {"training": train, "validation": val, "test": raw["test"]}
+    warn_duplicate_images(splits, f"{task.name} data in {dataset_dir}")
+    warn_empty_classes(task, train, f"{task.name} data in {dataset_dir}")
+    return splits
+
+
+def class_counts(task: ClassificationTask, items: Sequence[Mapping]) -> dict[str, int]:
+    """Images per class: for single-label tasks the items of each class, for multi-label ones the positives."""
+    counts = dict.fromkeys(task.class_names, 0)
+    for item in items:
+        label = item["label"]
+        if task.multi_label:
+            for name, value in zip(task.class_names, label):
+                counts[name] += float(value) == 1.0
+        elif 0 <= int(label) < len(task.class_names):
+            counts[task.class_names[int(label)]] += 1
+    return counts
+
+
+def warn_empty_classes(task: ClassificationTask, items: Sequence[Mapping], source: str) -> dict[str, int]:
+    """Log a warning with the counts when a class has no training image (no positive, for multi-label tasks)."""
+    counts = class_counts(task, items)
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        logger.warning("%s: %d of %d classes have no training image (%s); class counts %s: their AUC is undefined and their logits untrained.",
+                       source, len(empty), len(counts), ", ".join(empty), counts)
+    return counts
 
 
 def fraction_indices(task: ClassificationTask, items: Sequence[Mapping], data_pct: float, seed: int = 0) -> list[int]:

@@ -32,7 +32,8 @@ Item keys:
   Relative paths are relative to the dataset folder (``dataset_dir``); absolute paths are allowed.
 - ``report`` (required): the report text, or the path of a UTF-8 ``.txt`` file that holds it
   (relative to ``dataset_dir`` or absolute). A value that ends with ``.txt`` and has no line break
-  is read as a path and must exist. The report must not be empty.
+  is read as a path and must exist; any other value that looks like a file path (one token ending with a
+  file suffix, e.g. ``reports/a.md``) is refused. The report must not be empty.
 - ``modality`` (required): ``"xray"`` or ``"ct"`` (case-insensitive; normalised to lower case).
 - any other key is kept unchanged, for example ``patient_id``, ``study_id``, ``finding``,
   ``num_slices`` or ``lesion_slices``.
@@ -50,8 +51,10 @@ split in which no patient is on both sides.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,9 @@ __all__ = [
     "REQUIRED_KEYS",
     "MODALITIES",
     "is_report_path",
+    "is_path_like",
+    "OutsideDatasetLog",
+    "warn_duplicate_images",
     "read_datalist_json",
     "load_datalist",
     "write_datalist",
@@ -80,6 +86,9 @@ MODALITIES = ("xray", "ct")
 
 _OPTIONAL_SECTIONS = ("validation",)
 
+logger = logging.getLogger(__name__)
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}$")
+
 
 def is_report_path(value: str) -> bool:
     """Whether a ``report`` value names a ``.txt`` file rather than holding the text itself.
@@ -92,6 +101,87 @@ def is_report_path(value: str) -> bool:
     """
     stripped = value.strip()
     return stripped.lower().endswith(".txt") and "\n" not in stripped and "\r" not in stripped
+
+
+def is_path_like(value: str) -> bool:
+    """Whether a text value looks like a file path rather than free text: one token (no whitespace)
+    ending with a file suffix (``reports/a.md``, ``/data/x.rtf``, ``r.txt``)."""
+    stripped = value.strip()
+    return bool(stripped) and not any(c.isspace() for c in stripped) and bool(_FILE_SUFFIX.search(stripped))
+
+
+class OutsideDatasetLog:
+    """Checks that the paths of a datalist stay inside ``dataset_dir`` (after ``..``, absolute paths and
+    symlinks are resolved), logging each one that does not, or refusing it.
+
+    Args:
+        dataset_dir: the dataset folder.
+        source: the datalist (or list file) the paths come from, for the messages.
+        allow: follow paths outside ``dataset_dir`` (each logged) instead of refusing them.
+    """
+
+    def __init__(self, dataset_dir: str | os.PathLike, source: str | os.PathLike, allow: bool = True) -> None:
+        self.root = Path(os.path.realpath(dataset_dir))
+        self.source = str(source)
+        self.allow = bool(allow)
+        self.outside: list[str] = []
+
+    def check(self, path: str | os.PathLike, where: str) -> None:
+        """Log (or, when not ``allow``, refuse) ``path`` when it resolves outside ``dataset_dir``.
+
+        Raises:
+            ValueError: the path leaves ``dataset_dir`` and ``allow`` is False (names the entry).
+        """
+        real = Path(os.path.realpath(path))
+        if real.is_relative_to(self.root):
+            return
+        if not self.allow:
+            raise ValueError(
+                f"{where}: '{path}' resolves to {real}, outside dataset_dir ({self.root}); "
+                "allow_outside_dataset_dir is false: move the file into dataset_dir or set --allow_outside_dataset_dir true."
+            )
+        logger.info("%s: '%s' resolves to %s, outside dataset_dir %s", where, path, real, self.root)
+        self.outside.append(str(path))
+
+    def summary(self) -> None:
+        """One warning with the number of paths followed outside ``dataset_dir`` (if any)."""
+        if self.outside:
+            logger.warning(
+                "%s: %d paths lead outside dataset_dir %s (via '..', an absolute path or a symlink; e.g. %s); "
+                "they are followed (each one logged); set allow_outside_dataset_dir to false to refuse them.",
+                self.source, len(self.outside), self.root, self.outside[0],
+            )
+
+
+def warn_duplicate_images(sections: Mapping[str, Sequence[Mapping[str, Any]]], source: str | os.PathLike) -> tuple[int, int]:
+    """Log a warning with counts when an image is listed twice in one section, or in two sections.
+
+    Args:
+        sections: section name -> items with an ``image`` key.
+        source: the datalist, for the message.
+
+    Returns:
+        ``(repeated within a section, shared between sections)``.
+    """
+    seen: dict[str, str] = {}
+    repeats = shared = 0
+    example = ""
+    for section, items in sections.items():
+        for item in items:
+            image = str(item.get("image"))
+            if image in seen:
+                repeats += seen[image] == section
+                shared += seen[image] != section
+                example = example or image
+            else:
+                seen[image] = section
+    if repeats or shared:
+        logger.warning(
+            "%s: %d images are listed twice within a section and %d in two sections (e.g. %s); a repeated image "
+            "weighs twice, an image in both training and validation inflates the validation scores.",
+            source, repeats, shared, example,
+        )
+    return repeats, shared
 
 
 def _resolve(path: str | os.PathLike, base: Path) -> Path:
@@ -137,7 +227,7 @@ def read_datalist_json(path: str | Path) -> dict[str, Any]:
 
 
 def _validate_item(
-    item: Any, index: int, section: str, source: Path, dataset_dir: Path, check_files: bool
+    item: Any, index: int, section: str, source: Path, dataset_dir: Path, check_files: bool, outside: OutsideDatasetLog | None = None
 ) -> dict[str, Any]:
     """Validate one datalist item and return a copy with absolute ``image`` and report text."""
     where = f"datalist {source}, section '{section}', entry {index}"
@@ -163,6 +253,8 @@ def _validate_item(
             f"paths are relative to dataset_dir ({dataset_dir}) unless absolute."
         )
     out["image"] = str(image_path)
+    if outside is not None:
+        outside.check(image_path, f"{where}, key 'image'")
 
     report = item["report"]
     if not isinstance(report, str):
@@ -174,10 +266,17 @@ def _validate_item(
                 f"{where}: key 'report' names the file {report_path}, which does not exist; "
                 f"paths are relative to dataset_dir ({dataset_dir}) unless absolute."
             )
+        if outside is not None:
+            outside.check(report_path, f"{where}, key 'report'")
         try:
             report = report_path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ValueError(f"{where}: report file {report_path} is not valid UTF-8; save it as UTF-8.") from e
+    elif is_path_like(report):
+        raise ValueError(
+            f"{where}: key 'report' is {report.strip()!r}, which looks like a file path but is not a .txt file; "
+            "reports are read from UTF-8 .txt files only: convert it, or put the report text itself."
+        )
     if not report.strip():
         raise ValueError(f"{where}: key 'report' is empty; remove the entry or give it a report.")
     out["report"] = report
@@ -189,6 +288,7 @@ def load_datalist(
     datalist: str | Path | None = None,
     sections: Sequence[str] = ("training", "validation"),
     check_files: bool = True,
+    allow_outside_dataset_dir: bool = True,
 ) -> dict[str, list[dict]]:
     """Read and validate a datalist.
 
@@ -199,6 +299,8 @@ def load_datalist(
         sections: the sections to return. Each must be present, except ``"validation"``,
             which is returned empty when absent.
         check_files: check that every ``image`` exists (a file, or a folder for a CT DICOM series).
+        allow_outside_dataset_dir: follow ``image`` / ``report`` paths that lead outside ``dataset_dir``
+            (``..``, absolute paths, symlinks), each one logged with a warning counting them; False refuses them.
 
     Returns:
         A dict mapping each requested section to its items. Each item is a copy of the stored one
@@ -208,8 +310,9 @@ def load_datalist(
     Raises:
         FileNotFoundError: when the datalist file, an image (with ``check_files``) or a report
             ``.txt`` file is missing.
-        ValueError: on invalid JSON, a missing section, a missing or invalid item key, or an
-            empty report. Messages name the datalist file, the section, the entry index and the key.
+        ValueError: on invalid JSON, a missing or empty section (``validation`` may be empty), a missing or
+            invalid item key, or an empty report. Messages name the datalist file, the section, the entry
+            index and the key.
     """
     if isinstance(sections, str):
         sections = (sections,)
@@ -222,6 +325,7 @@ def load_datalist(
             "(relative to dataset_dir or absolute)."
         )
     data = read_datalist_json(path)
+    outside = OutsideDatasetLog(dataset_dir, path, allow_outside_dataset_dir)
 
     result: dict[str, list[dict]] = {}
     for section in sections:
@@ -239,9 +343,13 @@ def load_datalist(
             raise ValueError(
                 f"datalist {path}: section '{section}' must be a list of entries, got {type(entries).__name__}."
             )
+        if not entries and section not in _OPTIONAL_SECTIONS:
+            raise ValueError(f"datalist {path}: section '{section}' has no entries; add {section} entries to it (or point --datalist at another file).")
         result[section] = [
-            _validate_item(item, index, section, path, dataset_dir, check_files) for index, item in enumerate(entries)
+            _validate_item(item, index, section, path, dataset_dir, check_files, outside) for index, item in enumerate(entries)
         ]
+    outside.summary()
+    warn_duplicate_images(result, path)
     return result
 
 

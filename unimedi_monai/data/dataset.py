@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
+from unimedi_monai.data.integrity import file_fingerprint
 from unimedi_monai.data.transforms import ReadImaged, unwrap_transform_error
 
 __all__ = ["MODALITIES", "CACHE_MODES", "BAD_SAMPLE_MODES", "BAD_SAMPLE_KEY", "MixedModalityDataset", "build_pretrain_dataset"]
@@ -287,8 +288,19 @@ def _wrap(
         return _TolerantCacheDataset(items, transform, num_workers=max(1, num_workers), progress=progress)
     if cache == "disk":
         folder = os.path.join(os.fspath(cache_dir), subfolder)  # type: ignore[arg-type]
-        return PersistentDataset(items, transform, cache_dir=folder)
+        return PersistentDataset(items, transform, cache_dir=folder, hash_func=content_hash)
     return Dataset(items, transform)
+
+
+def content_hash(item: Mapping[str, Any]) -> bytes:
+    """Disk-cache key of a datalist item: the item itself and the content of its image
+    (:func:`~unimedi_monai.data.integrity.file_fingerprint`: size, modification time, first and last bytes),
+    so a replaced image is decoded again instead of served stale from the cache."""
+    from monai.data.utils import pickle_hashing
+
+    image = item.get("image") if isinstance(item, Mapping) else None
+    extra = {"__content__": file_fingerprint(image)} if isinstance(image, (str, os.PathLike)) else {}
+    return pickle_hashing({**dict(item), **extra})
 
 
 def _require_volumes(ct_transform: Callable | None) -> None:
@@ -315,8 +327,8 @@ def build_pretrain_dataset(
     Caching (each modality separately): ``"memory"`` uses :py:class:`monai.data.CacheDataset` (the deterministic
     prefix of the transform, up to the first random transform, is computed once at construction);
     ``"disk"`` uses :py:class:`monai.data.PersistentDataset` under ``cache_dir/xray`` and ``cache_dir/ct``
-    (computed on first access; delete the folder when the transforms change, since the cache key is the
-    data item only); ``"none"`` uses a plain :py:class:`monai.data.Dataset`.
+    (computed on first access; keyed by the data item and the content of its image, :func:`content_hash`, so
+    a replaced image is decoded again; delete the folder when the transforms change); ``"none"`` uses a plain :py:class:`monai.data.Dataset`.
 
     Args:
         items: data items ``{"image": path, "report": str, "modality": "xray" | "ct", ...}``; the other keys

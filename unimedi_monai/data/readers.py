@@ -40,10 +40,12 @@ from monai.data.utils import is_supported_format, orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from unimedi_monai.data.ct_resample import RESAMPLE_MODES, check_resample_arguments, resample_array, resample_image, resampled_grid
+from unimedi_monai.data.integrity import check_nifti_file, count_nonfinite
 
 __all__ = [
     "SIMPLEITK_SUFFIXES",
     "ORIGINAL_SPATIAL_SHAPE_KEY",
+    "IMAGE_DIMENSION_KEY",
     "SimpleITKImage",
     "PHOTOMETRIC_KEY",
     "SimpleITKReader",
@@ -57,6 +59,10 @@ SIMPLEITK_SUFFIXES: tuple[str, ...] = ("nii", "nii.gz", "nrrd", "nhdr", "mha", "
 
 #: metadata key holding the file's spatial shape when :py:class:`SimpleITKReader` resamples at read time.
 ORIGINAL_SPATIAL_SHAPE_KEY = "original_spatial_shape"
+
+#: metadata key holding the number of image dimensions of the file (a 4D series stays 4 even though its
+#: affine and ``spatial_shape`` describe the first three), so that :py:class:`ReadImaged` can refuse it.
+IMAGE_DIMENSION_KEY = "image_dimension"
 
 #: metadata key under which the X-ray readers store the DICOM photometric interpretation.
 PHOTOMETRIC_KEY = "PhotometricInterpretation"
@@ -178,7 +184,8 @@ class SimpleITKReader(ImageReader):
 
         Raises:
             FileNotFoundError: when a path does not exist or a folder holds no DICOM series.
-            ValueError: when SimpleITK cannot read a file (unknown format, corrupt or truncated data).
+            ValueError: when SimpleITK cannot read a file (unknown format, corrupt or truncated data), or a
+                NIfTI file is shorter than its header declares or its header is implausible.
         """
         names = tuple(f"{n}" for n in ensure_tuple(data))
         images = []
@@ -200,7 +207,14 @@ class SimpleITKReader(ImageReader):
         return images if len(names) > 1 else images[0]
 
     def _read_file(self, name: str) -> SimpleITKImage:
-        """Read a single image file, keeping its header entries when ``read_file_meta``."""
+        """Read a single image file, keeping its header entries when ``read_file_meta``.
+
+        A NIfTI file is checked first (:func:`~unimedi_monai.data.integrity.check_nifti_file`): a truncated
+        file or an implausible header is refused, naming the file, before SimpleITK (which zero-fills missing
+        voxels) reads it.
+        """
+        if is_supported_format(name, ("nii", "nii.gz")):
+            check_nifti_file(name)
         reader = sitk.ImageFileReader()
         reader.SetFileName(name)
         image = reader.Execute()
@@ -244,6 +258,7 @@ class SimpleITKReader(ImageReader):
                     f"({len(files[uid])} files), the one with the most files. Pass series_uid to choose another.",
                     stacklevel=3,
                 )
+        _check_slice_gaps(folder, files[uid])
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(files[uid])
         if self.series_meta:
@@ -280,6 +295,7 @@ class SimpleITKReader(ImageReader):
             header[MetaKeys.ORIGINAL_AFFINE] = self._get_affine(image)
             header[MetaKeys.SPACE] = SpaceKeys.RAS if self.affine_lps_to_ras else SpaceKeys.LPS
             header[MetaKeys.SPATIAL_SHAPE] = self._get_spatial_shape(image)
+            header[IMAGE_DIMENSION_KEY] = int(image.GetDimension())
             if self.spatial_size is None:
                 data = self._get_array_data(image) if item.array is None else item.array
                 header["spacing"] = np.asarray(image.GetSpacing(), dtype=np.float64)
@@ -318,7 +334,7 @@ class SimpleITKReader(ImageReader):
         values = item.array if item.array is not None else sitk.GetArrayViewFromImage(image)
         if values.dtype.kind in "fc":
             # check before resampling: interpolation would spread a NaN/inf voxel over its neighbours
-            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            bad = count_nonfinite(values)
             if bad:
                 raise ValueError(
                     f"SimpleITKReader: image '{item.filename}' holds {bad} NaN/inf values; "
@@ -365,6 +381,39 @@ class SimpleITKReader(ImageReader):
             return np.ascontiguousarray(sitk.GetArrayViewFromImage(image).T)
         arr = sitk.GetArrayFromImage(image)  # a copy, (z, y, x, c)
         return np.moveaxis(arr.T, 0, -1)
+
+
+def _check_slice_gaps(folder: str, names: Sequence[str]) -> None:
+    """Warn, naming the folder, when the slice positions of a DICOM series are not evenly spaced (missing or
+    repeated slices): SimpleITK stacks the files at the first spacing, so every slice beyond a gap lies at a
+    wrong position."""
+    if len(names) < 3:
+        return
+    positions = []
+    for name in names:
+        r = sitk.ImageFileReader()
+        r.SetFileName(name)
+        try:
+            r.ReadImageInformation()
+            pos = np.asarray([float(v) for v in r.GetMetaData("0020|0032").split("\\")], dtype=np.float64)
+            cosines = np.asarray([float(v) for v in r.GetMetaData("0020|0037").split("\\")], dtype=np.float64)
+        except (RuntimeError, ValueError):  # no position tags: nothing to check
+            return
+        positions.append(float(pos @ np.cross(cosines[:3], cosines[3:6])))
+    steps = np.abs(np.diff(np.asarray(positions)))
+    step = float(np.median(steps))
+    if step <= 0:
+        return
+    gaps = int(np.sum(steps > 1.5 * step))
+    repeats = int(np.sum(steps < 0.5 * step))
+    if gaps or repeats:
+        missing = int(round(float(np.sum(steps[steps > 1.5 * step])) / step)) - gaps
+        warnings.warn(
+            f"SimpleITKReader: DICOM series '{folder}' is not evenly spaced: {gaps} gap(s) (about {missing} missing "
+            f"slice(s)) and {repeats} repeated position(s) in {len(names)} slices {step:g} mm apart; the volume is "
+            "stacked as if evenly spaced, so positions beyond a gap are wrong. Re-export the complete series.",
+            stacklevel=4,
+        )
 
 
 def convert_pil_to_grey_or_rgb(image: Any) -> Any:

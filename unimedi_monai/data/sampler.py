@@ -101,6 +101,8 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         rank: this process's rank, in ``[0, num_replicas)``.
         drop_last: ``floor`` (True) or ``ceil`` (False) for the number of batches per epoch, see above.
         sample_seeds: yield ``(index, seed)`` pairs instead of indices, see above.
+        source: where the samples come from (e.g. ``"datalist /data/datalist.json, section 'training'"``),
+            named in the error when they fill no batch.
 
     Example::
 
@@ -124,13 +126,15 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         rank: int = 0,
         drop_last: bool = True,
         sample_seeds: bool = False,
+        source: str | None = None,
     ) -> None:
         for name, value in (("num_xray", num_xray), ("num_ct", num_ct)):
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"MixedBatchSampler: {name} must be a non-negative integer, got {value!r}.")
         num_xray, num_ct = int(num_xray), int(num_ct)
+        where = f" from {source}" if source else ""
         if num_xray + num_ct == 0:
-            raise ValueError("MixedBatchSampler: both pools are empty (num_xray=0, num_ct=0); nothing to sample.")
+            raise ValueError(f"MixedBatchSampler: no samples{where} (num_xray=0, num_ct=0); add entries to the datalist.")
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"MixedBatchSampler: batch_size must be a positive integer, got {batch_size!r}.")
         batch_size = int(batch_size)
@@ -170,9 +174,10 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         self._len = math.floor(per_rank + 1e-9) if self.drop_last else math.ceil(per_rank - 1e-9)
         if self._len < 1:
             raise ValueError(
-                f"MixedBatchSampler: with drop_last=True an epoch has 0 batches per rank ({num_xray} X-rays at "
-                f"{self.n_xray}/batch, {num_ct} CTs at {self.n_ct}/batch, {self.num_replicas} replicas); "
-                "lower batch_size or num_replicas, or set drop_last=False."
+                f"MixedBatchSampler: the {num_xray} X-rays and {num_ct} CTs{where} fill no full batch "
+                f"({self.n_xray} X-rays + {self.n_ct} CTs per batch, {self.num_replicas} replicas, drop_last=True); "
+                "add entries to the datalist, lower batch_size (--batch_size) or set drop_last=False "
+                "(--train#sampler#drop_last false: the smaller pool is cycled to fill the batch)."
             )
         self.epoch = 0
         self.position = 0

@@ -19,6 +19,7 @@ also available separately through ``part="deterministic" | "random"``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Hashable, Mapping, Sequence
@@ -46,7 +47,8 @@ from monai.utils import ImageMetaKey, ensure_tuple
 from monai.utils.type_conversion import convert_to_dst_type
 
 from unimedi_monai.data.ct_resample import CT_RESAMPLERS
-from unimedi_monai.data.readers import PHOTOMETRIC_KEY, SimpleITKReader, XRayDicomReader, XRayPILReader
+from unimedi_monai.data.integrity import count_nonfinite
+from unimedi_monai.data.readers import IMAGE_DIMENSION_KEY, PHOTOMETRIC_KEY, SimpleITKReader, XRayDicomReader, XRayPILReader
 
 __all__ = [
     "PIPELINE_PARTS",
@@ -70,6 +72,22 @@ _LUMA_601 = (0.299, 0.587, 0.114)
 
 #: percentile estimates use at most this many (evenly strided) pixels.
 _MAX_PERCENTILE_SAMPLES = 1 << 22
+
+#: images with a shorter side (pixels) are warned about: they carry next to no information once resized.
+_MIN_SIDE = 16
+_degenerate_count = 0
+logger = logging.getLogger(__name__)
+
+
+def _warn_degenerate(name: str, spatial: tuple[int, ...], constant: float | None) -> None:
+    """Log a warning naming an image that is tiny or constant, with the running count of such images."""
+    global _degenerate_count
+    _degenerate_count += 1
+    if min(spatial) < _MIN_SIDE:
+        what = f"only {'x'.join(map(str, spatial))} pixels"
+    else:
+        what = f"constant (every pixel {constant:g})"
+    logger.warning("image '%s' is %s; %d such image(s) so far: check the file or remove it from the datalist.", name, what, _degenerate_count)
 
 
 def _filename_of(img: Any) -> str:
@@ -96,8 +114,8 @@ class ReadImaged(MapTransform):
         dtype: convert the loaded array to this dtype; ``None`` keeps the file's dtype (unsigned 16/32-bit
             integers are widened to signed 32/64-bit since torch supports few operations on them).
         spatial_ndim: when set, the number of spatial dimensions the file must have (3: a CT volume); a
-            file with fewer (e.g. a 2D image where a volume is expected) or, for 3, a volume of a single slice
-            raises :py:class:`ValueError` naming the file. A trailing channel dimension is allowed.
+            file with fewer or more (a 2D image or a 4D series where a volume is expected) or, for 3, a volume
+            of a single slice raises :py:class:`ValueError` naming the file. A trailing channel dimension is allowed.
         allow_missing_keys: don't raise if a key is missing.
 
     Example::
@@ -170,13 +188,16 @@ class ReadImaged(MapTransform):
         return MetaTensor.ensure_torch_and_prune_meta(array, meta)
 
     def _check_ndim(self, array: np.ndarray, meta: Mapping, path: str, key: Hashable) -> None:
-        """Refuse an image with fewer spatial dimensions than ``spatial_ndim`` (or a one-slice volume)."""
+        """Refuse an image with another number of spatial dimensions than ``spatial_ndim`` (or a one-slice volume)."""
         channel_dim = meta.get("original_channel_dim", "no_channel")
         has_channel = isinstance(channel_dim, (int, np.integer)) and not isinstance(channel_dim, bool)
         spatial = array.shape[:-1] if has_channel and int(channel_dim) == -1 else array.shape
+        dimension = meta.get(IMAGE_DIMENSION_KEY)
+        if dimension is not None and int(dimension) > len(spatial):  # a 4D series read with its 4th axis last
+            spatial = array.shape[: int(dimension)]
         want = self.spatial_ndim
-        if len(spatial) < want or (want == 3 and min(spatial[:3]) == 1):
-            kind = f"{len(spatial)}D image" if len(spatial) < want else "volume of a single slice"
+        if len(spatial) != want or (want == 3 and min(spatial[:3]) == 1):
+            kind = f"{len(spatial)}D image" if len(spatial) != want else "volume of a single slice"
             raise ValueError(
                 f"ReadImaged: '{path}' (key '{key}') is a {kind} (shape {tuple(array.shape)}) where a {want}D "
                 f"{'volume' if want == 3 else 'image'} is expected; check the entry's modality and file."
@@ -216,14 +237,12 @@ class CheckFinited(MapTransform):
         """
         d = dict(data)
         for key in self.key_iterator(d):
-            img = torch.as_tensor(d[key])
-            if img.is_floating_point() or img.is_complex():
-                bad = int((~torch.isfinite(img)).sum())
-                if bad:
-                    raise ValueError(
-                        f"CheckFinited: image '{_filename_of(d[key])}' (key '{key}') holds {bad} NaN/inf values; "
-                        "repair the file or remove it from the datalist."
-                    )
+            bad = count_nonfinite(torch.as_tensor(d[key]))
+            if bad:
+                raise ValueError(
+                    f"CheckFinited: image '{_filename_of(d[key])}' (key '{key}') holds {bad} NaN/inf values; "
+                    "repair the file or remove it from the datalist."
+                )
         return d
 
 
@@ -341,6 +360,10 @@ class ScaleToUnitd(MapTransform):
             if t.numel() == 0:
                 raise ValueError(f"ScaleToUnitd: image '{_filename_of(img)}' (key '{key}') is empty.")
             lo, hi = self._window(t)
+            spatial = tuple(int(s) for s in t.shape[1:]) if t.ndim > 2 else tuple(int(s) for s in t.shape)
+            constant = bool(t.min() == t.max())
+            if min(spatial) < _MIN_SIDE or constant:
+                _warn_degenerate(_filename_of(img), spatial, float(t.reshape(-1)[0]) if constant else None)
             out = t.to(torch.float32)
             out = ((out - lo) / (hi - lo)).clamp_(0.0, 1.0) if hi > lo else torch.zeros_like(out)
             if self._is_monochrome1(img):
@@ -541,7 +564,7 @@ def xray_transforms(
         raise ValueError(f"xray_transforms: std must be positive, got {std}.")
     size = int(image_size)
     deterministic = [
-        ReadImaged(keys="image", readers=[XRayPILReader(), XRayDicomReader()], dtype=None),
+        ReadImaged(keys="image", readers=[XRayPILReader(), XRayDicomReader()], dtype=None, spatial_ndim=2),
         EnsureChannelFirstd(keys="image"),
         CheckFinited(keys="image"),
         ToGreyscaled(keys="image"),
@@ -626,14 +649,14 @@ def ct_transforms(
     window = ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
     if resampler == "simpleitk":
         spatial = [
-            ReadImaged(keys="image", readers=[SimpleITKReader(spatial_size=size, axcodes="RAS")], dtype=np.float32),
+            ReadImaged(keys="image", readers=[SimpleITKReader(spatial_size=size, axcodes="RAS")], dtype=np.float32, spatial_ndim=3),
             EnsureChannelFirstd(keys="image"),
             CheckFinited(keys="image"),
             window,
         ]
     else:
         spatial = [
-            ReadImaged(keys="image", readers=[SimpleITKReader()], dtype=np.float32),
+            ReadImaged(keys="image", readers=[SimpleITKReader()], dtype=np.float32, spatial_ndim=3),
             EnsureChannelFirstd(keys="image"),
             CheckFinited(keys="image"),
             Orientationd(keys="image", axcodes="RAS", labels=None),

@@ -8,7 +8,7 @@ from unimedi_monai.engines.checkpoint import (
     load_network_weights,
     safe_load,
 )
-from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler
+from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler, ResumableTensorBoardStatsHandler
 from unimedi_monai.engines.optim import param_groups
 from unimedi_monai.engines.schedules import cosine_schedule
 from unimedi_monai.engines.trainer import UniMedITrainer, training_scalars, unwrap_model
@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointMismatchError",
     "JsonlStatsWriter",
     "ProgressBarHandler",
+    "ResumableTensorBoardStatsHandler",
     "UniMedITrainer",
     "atomic_save",
     "cosine_schedule",

@@ -68,13 +68,27 @@ def list_checkpoints(save_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+#: suffix given to a checkpoint that cannot be read, so that it is kept for inspection but never counts.
+UNREADABLE_SUFFIX = ".unreadable"
+
+
 def load_latest_checkpoint(save_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, Path] | None:
-    """The newest readable training checkpoint in ``save_dir``; unreadable ones are skipped with a warning."""
-    for _, path in reversed(list_checkpoints(save_dir)):
+    """The newest readable training checkpoint in ``save_dir``.
+
+    An unreadable one (truncated, corrupt) is renamed to ``<name>.unreadable`` with a warning naming it:
+    kept for inspection, it is no longer a checkpoint (never resumed from, never one of the kept ones).
+    When checkpoints exist but none can be read, a warning says the run starts from iteration 0.
+    """
+    found = list_checkpoints(save_dir)
+    for _, path in reversed(found):
         try:
             return safe_load(path, map_location), path
         except RuntimeError as err:
-            logger.warning("%s; trying the previous checkpoint.", err)
+            aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+            os.replace(path, aside)
+            logger.warning("%s; set aside as %s, trying the previous checkpoint.", err, aside.name)
+    if found:
+        logger.warning("none of the %d checkpoints in %s can be read: training starts again from iteration 0.", len(found), save_dir)
     return None
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
+from monai.handlers import TensorBoardStatsHandler
 
 from unimedi_monai.engines.checkpoint import (
     CheckpointMismatchError,
@@ -22,7 +23,15 @@ from unimedi_monai.engines.checkpoint import (
     load_latest_checkpoint,
 )
 
-__all__ = ["CheckpointHandler", "JsonlStatsWriter", "ProgressBarHandler", "rng_states", "set_rng_states", "non_finite_entries"]
+__all__ = [
+    "CheckpointHandler",
+    "JsonlStatsWriter",
+    "ProgressBarHandler",
+    "ResumableTensorBoardStatsHandler",
+    "rng_states",
+    "set_rng_states",
+    "non_finite_entries",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -116,13 +125,27 @@ class CheckpointHandler:
         self.final_path = final if final.is_absolute() else self.save_dir / final
         self.resume = resume
         self.resumed_from: Path | None = None
+        self._save_attached: set[int] = set()
 
     def attach(self, engine: Engine) -> None:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
         if self.interval > 0:
-            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
+            engine.add_event_handler(Events.STARTED, self._attach_save)
         engine.add_event_handler(Events.COMPLETED, self.save_final)
+
+    def _attach_save(self, engine: Engine) -> None:
+        """Register the interval save when the run starts, after every handler attached before then.
+
+        Ignite calls an event's handlers in the order they were added, so the iteration's checkpoint
+        is written after its log line (:class:`JsonlStatsWriter`, TensorBoard...), wherever this handler
+        sits in ``train_handlers``: a kill right after the checkpoint's rename loses no log line, and a
+        kill before it only repeats the iteration, whose line the resumed run's log writer replaces.
+        """
+        if id(engine) in self._save_attached:
+            return
+        self._save_attached.add(id(engine))
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
 
     def _state(self, engine: Engine) -> dict[str, Any]:
         state = {k: v.state_dict() for k, v in self.save_dict.items()}
@@ -245,6 +268,35 @@ class JsonlStatsWriter:
         row.update({k: float(v) for k, v in self.output_transform(engine.state.output).items()})
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class ResumableTensorBoardStatsHandler(TensorBoardStatsHandler):
+    """MONAI's ``TensorBoardStatsHandler`` that, on a resumed run, purges the events a killed run wrote after
+    its last checkpoint, so TensorBoard shows every step once.
+
+    At start (after :class:`CheckpointHandler` restored the iteration: attach this handler after it), when
+    the run resumes at iteration ``i > 0``, its event writer is replaced by one with ``purge_step=i + 1``:
+    TensorBoard then drops the earlier events of steps ``>= i + 1`` from the log folder.
+
+    Args:
+        log_dir: the TensorBoard folder.
+        kwargs: the other ``monai.handlers.TensorBoardStatsHandler`` arguments (``tag_name``, ``output_transform``...).
+    """
+
+    def __init__(self, log_dir: str = "./runs", **kwargs: Any) -> None:
+        super().__init__(log_dir=log_dir, **kwargs)
+        self.log_dir = log_dir
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._purge_after_resume)
+        super().attach(engine)
+
+    def _purge_after_resume(self, engine: Engine) -> None:
+        if engine.state.iteration > 0 and self.internal_writer and _is_rank0():
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer.close()
+            self._writer = SummaryWriter(log_dir=self.log_dir, purge_step=engine.state.iteration + 1)
 
 
 class ProgressBarHandler:

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from unimedi_monai.data.datalist import OutsideDatasetLog, warn_duplicate_images
 from unimedi_monai.data.fractions import select_fraction
 
 __all__ = ["DEFAULT_DATALISTS", "load_segmentation_datalist", "amos_case_id"]
@@ -38,7 +39,7 @@ def amos_case_id(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _rows(data: dict, section: str, json_path: Path, base: Path, label_required: bool) -> list[dict[str, Any]]:
+def _rows(data: dict, section: str, json_path: Path, base: Path, label_required: bool, outside: OutsideDatasetLog | None = None) -> list[dict[str, Any]]:
     if section not in data:
         raise ValueError(f"{json_path}: no '{section}' list; found sections {sorted(data)} (add a '{section}' list of image/label entries).")
     rows = data[section]
@@ -58,6 +59,8 @@ def _rows(data: dict, section: str, json_path: Path, base: Path, label_required:
             if not path.exists():
                 raise FileNotFoundError(f"{json_path}: {section} entry {i} '{key}' file '{path}' does not exist; fix the path or remove the entry.")
             item[key] = str(path.resolve())
+            if outside is not None:
+                outside.check(path, f"{json_path}: {section} entry {i} '{key}'")
         items.append(item)
     return items
 
@@ -84,6 +87,7 @@ def load_segmentation_datalist(
     seed: int = 0,
     ct_only: bool = True,
     max_ct_id: int = 500,
+    allow_outside_dataset_dir: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read a BCV or AMOS datalist into training / validation items with absolute, checked paths.
 
@@ -95,6 +99,8 @@ def load_segmentation_datalist(
         seed: seed of the label-fraction draw.
         ct_only: AMOS only: keep the CT cases (ids up to ``max_ct_id``), drop the MRI ones.
         max_ct_id: AMOS only: the largest CT case id (500 in AMOS 2022).
+        allow_outside_dataset_dir: follow image / label paths that lead outside ``dataset_dir`` (``..``,
+            absolute paths, symlinks), each logged; False refuses them.
 
     Returns:
         ``{"training": [...], "validation": [...]}``, entries ``{"image": path, "label": path, ...}``.
@@ -127,13 +133,16 @@ def load_segmentation_datalist(
     if layout == "amos" and "modality" in data and isinstance(data["modality"], dict) and "CT" not in data["modality"].values():
         logger.warning("%s: modality %s does not name CT; keeping cases by their ids", json_path, data["modality"])
     base = json_path.parent
+    outside = OutsideDatasetLog(folder, json_path, allow_outside_dataset_dir)
     out = {}
     for section in ("training", "validation"):
-        items = _rows(data, section, json_path, base, label_required=True)
+        items = _rows(data, section, json_path, base, label_required=True, outside=outside)
         out[section] = _ct_cases(items, json_path, section, max_ct_id) if layout == "amos" and ct_only else items
     for section, items in out.items():
         if not items:
             raise ValueError(f"{json_path}: the '{section}' list has no {'CT ' if layout == 'amos' and ct_only else ''}cases.")
+    outside.summary()
+    warn_duplicate_images(out, json_path)
     n_all = len(out["training"])
     out["training"] = select_fraction(out["training"], label_fraction, seed=seed)
     logger.info(

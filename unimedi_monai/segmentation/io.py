@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from monai.config import PathLike
 from monai.data import NibabelWriter
+from monai.data.folder_layout import FolderLayoutBase
 
-__all__ = ["AtomicNibabelWriter", "inference_items"]
+from unimedi_monai.atomic_io import TMP_SUFFIX, describe_target, file_mode
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+__all__ = ["AtomicNibabelWriter", "MappedLayout", "inference_items", "inference_outputs"]
 
 
 class AtomicNibabelWriter(NibabelWriter):
@@ -30,16 +27,39 @@ class AtomicNibabelWriter(NibabelWriter):
         target = Path(filename)
         target.parent.mkdir(parents=True, exist_ok=True)
         suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{TMP_SUFFIX}{suffix}", dir=target.parent)
         os.close(fd)
         try:
             super().write(tmp, verbose=verbose, **obj_kwargs)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+            os.chmod(tmp, file_mode())  # mkstemp creates 0600; give the file the usual permissions
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as err:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(err, OSError):
+                raise OSError(err.errno or 0, f"cannot write {describe_target(target)}: {err.strerror or err}") from err
             raise
+
+
+class MappedLayout(FolderLayoutBase):
+    """A MONAI folder layout that writes each input's output to a path given in advance.
+
+    ``SaveImaged(..., folder_layout=MappedLayout(files))`` with ``files`` from
+    :func:`unimedi_monai.bundle.per_input_outputs`: names are unique (inputs sharing a file name get their
+    folder's name too) and were checked against the inputs by :func:`unimedi_monai.bundle.guard_outputs`.
+
+    Args:
+        files: ``{input path: output file}``.
+    """
+
+    def __init__(self, files: Mapping[str, str]) -> None:
+        self.files = {str(Path(k).resolve()): str(v) for k, v in files.items()}
+
+    def filename(self, subject: PathLike = "", idx: Any = None, **kwargs: Any) -> PathLike:
+        key = str(Path(os.fspath(subject)).resolve())
+        if key not in self.files:
+            raise KeyError(f"no output file was planned for input '{subject}'; pass the same inputs to per_input_outputs.")
+        return self.files[key]
 
 
 def inference_items(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, str]]:
@@ -66,3 +86,23 @@ def inference_items(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> 
             raise FileNotFoundError(f"input {i} '{path}' does not exist; set `input` to existing NIfTI files or DICOM series folders.")
         items.append({"image": str(path.resolve())})
     return items
+
+
+def inference_outputs(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike] | None, output_dir: str | os.PathLike, output_postfix: str = "seg"
+) -> dict[str, str] | None:
+    """``{input: output_dir/<name>_<postfix>.nii.gz}`` for the inputs of :func:`inference_items`, names made
+    unique by :func:`unimedi_monai.bundle.per_input_outputs`; None when ``inputs`` is None (e.g. MONAI Label,
+    which gives its images itself).
+
+    Args:
+        inputs: as for :func:`inference_items`.
+        output_dir: the folder of the label maps.
+        output_postfix: appended to the input's name with ``_`` (``""``: the input's name alone).
+    """
+    from unimedi_monai.bundle import per_input_outputs
+
+    if inputs is None:
+        return None
+    suffix = (f"_{output_postfix}" if output_postfix else "") + ".nii.gz"
+    return per_input_outputs([item["image"] for item in inference_items(inputs)], output_dir, suffix)

@@ -1,8 +1,10 @@
 """MONAI transform pipelines of the organ segmentation bundles (training, validation, inference).
 
 Deterministic part (cached by ``CacheDataset``): :class:`~unimedi_monai.data.transforms.ReadImaged`
-with :class:`~unimedi_monai.data.SimpleITKReader` (NIfTI / NRRD / MHA / DICOM series folders),
-``EnsureChannelFirstd``, ``Orientationd("RAS")``, ``Spacingd(pixdim)`` (bilinear for the image,
+with :class:`~unimedi_monai.data.SimpleITKReader` (NIfTI / NRRD / MHA / DICOM series folders; 3D
+volumes only, truncated NIfTI files refused), :class:`~unimedi_monai.data.transforms.CheckFinited`
+(NaN/inf CTs refused), for training and validation :class:`CheckSameGridd` (image and label on one
+grid), ``EnsureChannelFirstd``, ``Orientationd("RAS")``, ``Spacingd(pixdim)`` (bilinear for the image,
 nearest for the label), ``ScaleIntensityRanged`` (HU window -> 0..1, clipped), and for training and
 validation :class:`CheckLabelRanged`, ``CropForegroundd`` (the body) and ``SpatialPadd`` to the ROI.
 Random part (training): ``RandCropByPosNegLabeld`` (``num_samples`` ROI crops centred on organ /
@@ -39,10 +41,11 @@ from monai.transforms import (
 
 from monai.utils import convert_to_tensor
 
+from unimedi_monai.data.integrity import grid_mismatch
 from unimedi_monai.data.readers import SimpleITKReader
-from unimedi_monai.data.transforms import PipelineCompose, ReadImaged
+from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged
 
-__all__ = ["CheckLabelRanged", "RemapLabelsd", "segmentation_transforms", "inference_postprocessing"]
+__all__ = ["CheckLabelRanged", "CheckSameGridd", "RemapLabelsd", "segmentation_transforms", "inference_postprocessing"]
 
 MODES = ("train", "validate", "infer")
 
@@ -69,10 +72,50 @@ class CheckLabelRanged(MapTransform):
         for key in self.key_iterator(d):
             label = torch.as_tensor(d[key])
             lo, hi = float(label.min()), float(label.max())
-            if lo < 0 or hi > self.num_classes - 1 or not torch.equal(label, label.round()):
+            fractional = label[label != label.round()]
+            if fractional.numel():
                 raise ValueError(
-                    f"label map '{_filename(d[key])}' (key '{key}') holds values {lo:g}..{hi:g}, but the network predicts "
-                    f"integer classes 0..{self.num_classes - 1}; check the label file or the bundle's organ list."
+                    f"label map '{_filename(d[key])}' (key '{key}') holds {fractional.numel()} non-integer values "
+                    f"(e.g. {float(fractional[0]):g}): a label map holds integer class ids; was it resampled with linear "
+                    "interpolation or saved as float? Re-export it with nearest-neighbour resampling and an integer type."
+                )
+            if lo < 0 or hi > self.num_classes - 1:
+                raise ValueError(
+                    f"label map '{_filename(d[key])}' (key '{key}') holds class ids {lo:g}..{hi:g}, but the network predicts "
+                    f"classes 0..{self.num_classes - 1}; check the label file or the bundle's organ list."
+                )
+        return d
+
+
+class CheckSameGridd(MapTransform):
+    """Refuse an image / label pair whose voxel grids differ: shape, spacing, origin or direction.
+
+    A label map drawn on another grid (another resolution, a crop, a shifted origin) would be resampled
+    silently with the image and teach the network wrong voxels. Use it right after reading, before any
+    spatial transform. Tolerances: spacing 0.1 % (relative), direction cosines 1e-3, origin a tenth of the
+    smallest voxel size.
+
+    Args:
+        keys: the image key first, then the keys that must share its grid (e.g. ``["image", "label"]``).
+        allow_missing_keys: don't raise if a key is missing.
+    """
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        keys = [k for k in self.key_iterator(d)]
+        if len(keys) < 2:
+            return d
+        ref = d[keys[0]]
+        for key in keys[1:]:
+            other = d[key]
+            problem = grid_mismatch(
+                ref.meta.get("spatial_shape", ref.shape), ref.meta.get("affine"),
+                other.meta.get("spatial_shape", other.shape), other.meta.get("affine"),
+            )
+            if problem:
+                raise ValueError(
+                    f"image '{_filename(ref)}' and {key} '{_filename(other)}' are not on the same voxel grid ({problem}); "
+                    f"a {key} must be drawn on its image's grid: resample it to the image or fix the datalist pair."
                 )
         return d
 
@@ -172,7 +215,9 @@ def segmentation_transforms(
     keys = ["image"] if mode == "infer" else ["image", "label"]
     modes = ["bilinear"] if mode == "infer" else ["bilinear", "nearest"]
     transforms: list = [
-        ReadImaged(keys=keys, readers=[SimpleITKReader()], dtype=np.float32),
+        ReadImaged(keys=keys, readers=[SimpleITKReader()], dtype=np.float32, spatial_ndim=3),
+        CheckFinited(keys="image"),
+        *([CheckSameGridd(keys=keys)] if mode != "infer" else []),
         *([RemapLabelsd(keys="label", mapping=label_map)] if label_map is not None and mode != "infer" else []),
         EnsureChannelFirstd(keys=keys),
         Orientationd(keys=keys, axcodes="RAS", labels=None),
@@ -207,6 +252,7 @@ def inference_postprocessing(
     output_postfix: str = "seg",
     pred_key: str = "pred",
     image_key: str = "image",
+    output_files: Mapping[str, str] | None = None,
 ) -> Compose:
     """Network logits -> a label map in the original image's space, written as NIfTI (atomically).
 
@@ -220,8 +266,13 @@ def inference_postprocessing(
         output_postfix: appended to the input's name.
         pred_key: key of the network output.
         image_key: key of the pre-processed image whose transforms are inverted.
+        output_files: ``{input: output file}`` from :func:`unimedi_monai.bundle.per_input_outputs` (unique
+            names, checked against the inputs by :func:`unimedi_monai.bundle.guard_outputs`); None: MONAI's
+            ``<output_dir>/<input name>_<postfix>.nii.gz``.
     """
-    from unimedi_monai.segmentation.io import AtomicNibabelWriter
+    from unimedi_monai.segmentation.io import AtomicNibabelWriter, MappedLayout
+
+    layout = {} if output_files is None else {"folder_layout": MappedLayout(output_files)}
 
     return Compose(
         [
@@ -231,6 +282,7 @@ def inference_postprocessing(
             SaveImaged(
                 keys=pred_key, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".nii.gz",
                 output_dtype=np.uint8, resample=False, separate_folder=False, print_log=False, writer=AtomicNibabelWriter,
+                **layout,
             ),
         ]
     )

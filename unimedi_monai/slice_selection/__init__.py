@@ -5,7 +5,7 @@ from unimedi_monai.slice_selection.evaluate import evaluate_slice_selection, poi
 from unimedi_monai.slice_selection.mapping import grid_to_original, original_to_grid, slice_axis_of
 from unimedi_monai.slice_selection.network import SLICE_SCORE_MODES, SliceSelectionNet
 from unimedi_monai.slice_selection.plot import plot_slice_selection
-from unimedi_monai.slice_selection.selector import SliceSelection, SliceSelector, output_stem, read_query
+from unimedi_monai.slice_selection.selector import SliceSelection, SliceSelector, output_files, output_stem, read_query
 
 __all__ = [
     "SLICE_SCORE_MODES",
@@ -17,6 +17,7 @@ __all__ = [
     "evaluation_cases",
     "grid_to_original",
     "original_to_grid",
+    "output_files",
     "output_stem",
     "plot_slice_selection",
     "poisson_binomial_tail",

@@ -14,34 +14,38 @@ import torch
 from monai.transforms import Orientationd, SpatialCrop
 
 from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.bundle import output_stem
 from unimedi_monai.slice_selection.mapping import grid_to_original, slice_axis_of
 
-__all__ = ["SliceSelection", "SliceSelector", "output_stem", "read_query"]
+__all__ = ["SliceSelection", "SliceSelector", "output_files", "output_stem", "read_query"]
 
 #: a slice window: ``(start, stop)`` or a function of ``(num_slices, slice_axis)`` returning it, or None.
 WindowSpec = Union[Tuple[int, int], Callable[[int, int], Tuple[int, int]], None]
 
 logger = logging.getLogger(__name__)
 
-_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-
-
-def output_stem(image: str | os.PathLike) -> str:
-    """File-name stem for the outputs of ``image`` (``ct.nii.gz`` -> ``ct``; a DICOM folder -> its name)."""
-    name = Path(os.fspath(image).rstrip("/\\")).name
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or "image"
-    return name or "image"
+def output_files(image: str | os.PathLike | None, output_dir: str | os.PathLike, plot: bool = True) -> list[str]:
+    """The files :meth:`SliceSelection.save` writes for ``image`` (for :func:`unimedi_monai.bundle.guard_outputs`)."""
+    if image is None:
+        return []
+    stem = Path(output_dir) / output_stem(image)
+    return [f"{stem}_slices.json"] + ([f"{stem}_slices.png"] if plot else [])
 
 
 def read_query(text: str | os.PathLike | None) -> str | None:
     """A query or report given as text, or as the path of a ``.txt`` file (read as UTF-8); None stays None."""
     if text is None:
         return None
+    from unimedi_monai.data.datalist import is_path_like
+
     value = os.fspath(text)
-    if value.lower().endswith(".txt"):
-        path = Path(value)
+    if is_path_like(value) and not value.strip().lower().endswith(".txt"):
+        raise ValueError(
+            f"`report` / `query` is {value.strip()!r}, which looks like a file path but is not a .txt file; "
+            "pass the text itself or a UTF-8 .txt file."
+        )
+    if value.strip().lower().endswith(".txt"):
+        path = Path(value.strip())
         if not path.is_file():
             raise FileNotFoundError(f"report file not found: '{path}'; set `report` to a .txt file or to the text itself.")
         value = path.read_text(encoding="utf-8")
