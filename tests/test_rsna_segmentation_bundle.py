@@ -83,6 +83,27 @@ def test_inference_writes_one_mask_per_input_at_its_size(trained, tmp_path):
         assert mask.shape == image.shape and set(np.unique(mask)) <= {0, 255}
 
 
+def test_inference_never_overwrites_an_input_and_names_shared_names_apart(trained, tmp_path):
+    """``--output_dir`` the input folder with no postfix is refused before any work; two inputs named alike
+    get one mask each."""
+    root, _, _ = trained
+    src = sorted((root / "demo_data" / "images").glob("*.png"))[0]
+    folder = tmp_path / "in"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    for sub in ("a", "b"):
+        (folder / sub / "cxr.png").write_bytes(src.read_bytes())
+    before = (folder / "a" / "cxr.png").read_bytes()
+    proc = run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--input_files", str(folder / "a" / "cxr.png"),
+                      "--output_dir", str(folder / "a"), "--output_postfix", "''"], check=False)
+    assert proc.returncode != 0 and "input" in proc.stderr.strip().splitlines()[-1]
+    assert (folder / "a" / "cxr.png").read_bytes() == before  # the user's image is untouched
+    out = tmp_path / "out"
+    run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--input_dir", str(folder), "--output_dir", str(out)])
+    masks = sorted(p.name for p in out.glob("*.png"))
+    assert len(masks) == 2 and masks[0] != masks[1] and all(m.endswith("cxr_seg.png") for m in masks)
+
+
 @pytest.mark.parametrize("config", ["train.yaml", "evaluate.yaml", "inference.yaml", "multi_gpu_train.yaml"])
 def test_configs_check_overrides_and_guard_outputs(config):
     """Every config runs the override check first; those that write training outputs guard them."""
@@ -95,6 +116,9 @@ def test_configs_check_overrides_and_guard_outputs(config):
     assert checks and all("init_process_group" in s or "import" in s or "set_device" in s for s in steps[: checks[0]])
     if config != "inference.yaml":
         assert any("guard_outputs(" in s and "'dataset_dir': @dataset_dir" in s for s in steps)
+    else:
+        assert any("guard_outputs(" in s and "files=@output_files" in s for s in steps)
+    assert any("check_values(" in s for s in steps)
 
 
 def test_multi_gpu_train_on_two_cpu_processes(tmp_path, monkeypatch):

@@ -356,6 +356,7 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "text_max_length": ("int", 1, None, False),
     "text_trainable_layers": ("int", -1, None, False),
     "feature_size": ("int", 1, None, False),
+    "decoder_channels": ("int", 1, None, False),
     "num_classes": ("int", 2, None, False),
     "warmup_epochs": ("int", 0, None, False),
     "mask_warmup_epochs": ("int", 0, None, False),

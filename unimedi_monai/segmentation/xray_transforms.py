@@ -210,14 +210,21 @@ class SavePNGMaskd(SaveImaged):
         output_dir: folder of the masks.
         output_postfix: appended to the input's name.
         num_classes: classes of the network (2: written 0 / 255).
+        files: ``{input: output file}`` planned in advance (:func:`unimedi_monai.bundle.per_input_outputs`,
+            checked by :func:`unimedi_monai.bundle.guard_outputs`): unique names, never an input. Without
+            it the name is ``<input name>_<postfix>.png``.
     """
 
-    def __init__(self, keys: KeysCollection, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2) -> None:
+    def __init__(
+        self, keys: KeysCollection, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2,
+        files: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(keys=keys, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".png", resample=False,
                          separate_folder=False, print_log=False)
         self.output_dir_path = Path(output_dir)
         self.postfix = output_postfix
         self.num_classes = int(num_classes)
+        self.files = None if files is None else {str(Path(k).resolve()): str(v) for k, v in files.items()}
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from PIL import Image
@@ -236,7 +243,12 @@ class SavePNGMaskd(SaveImaged):
                 if stem.lower().endswith(suffix):
                     stem = stem[: -len(suffix)]
                     break
-            target = self.output_dir_path / f"{stem}_{self.postfix}.png"
+            target = self.output_dir_path / (f"{stem}_{self.postfix}.png" if self.postfix else f"{stem}.png")
+            if self.files is not None:
+                planned = self.files.get(str(Path(source).resolve()))
+                if planned is None:
+                    raise KeyError(f"no output file was planned for input '{source}'; pass the same inputs to per_input_outputs.")
+                target = Path(planned)
             buffer = io.BytesIO()
             Image.fromarray(array).save(buffer, format="PNG")
             with atomic_open(target, "wb") as f:
@@ -246,7 +258,7 @@ class SavePNGMaskd(SaveImaged):
 
 def xray_inference_postprocessing(
     preprocessing: Compose, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2,
-    pred_key: str = "pred", image_key: str = "image",
+    pred_key: str = "pred", image_key: str = "image", output_files: Mapping[str, str] | None = None,
 ) -> Compose:
     """Network logits -> a mask at the input's original size and orientation, written as PNG.
 
@@ -260,12 +272,13 @@ def xray_inference_postprocessing(
         num_classes: classes of the network.
         pred_key: key of the network output.
         image_key: key of the pre-processed image whose transforms are inverted.
+        output_files: ``{input: mask file}`` (see :class:`SavePNGMaskd`); None names masks after their inputs.
     """
     return Compose(
         [
             Activationsd(keys=pred_key, softmax=True),
             Invertd(keys=pred_key, transform=preprocessing, orig_keys=image_key, nearest_interp=False, to_tensor=True),
             AsDiscreted(keys=pred_key, argmax=True),
-            SavePNGMaskd(keys=pred_key, output_dir=output_dir, output_postfix=output_postfix, num_classes=num_classes),
+            SavePNGMaskd(keys=pred_key, output_dir=output_dir, output_postfix=output_postfix, num_classes=num_classes, files=output_files),
         ]
     )
