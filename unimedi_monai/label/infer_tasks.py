@@ -1,7 +1,7 @@
 """MONAI Label infer tasks for the project's bundles (imported by the MONAI Label app only).
 
 - :class:`UniMedIBundleInferTask`: MONAI Label's ``BundleInferTask`` (segmentation bundles such as
-  ``bcv_segmentation``) made to work with monai 1.6.
+  ``bcv_segmentation`` and the 2D ``rsna_segmentation``) made to work with monai 1.6.
 - :class:`SliceSelectionInferTask`: a bundle whose inference config defines a ``selector`` (the
   slice-selection bundle) as an infer task that returns the selected slices.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 
-__all__ = ["UniMedIBundleInferTask", "SliceSelectionInferTask", "inference_config", "selected_slices_label_map"]
+__all__ = ["UniMedIBundleInferTask", "SliceSelectionInferTask", "inference_config", "selected_slices_label_map", "mask_2d_for_label_writer"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +37,48 @@ def inference_config(bundle_path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"bundle {bundle_path} has no configs/inference.yaml or configs/inference.json; MONAI Label serves inference configs only.")
 
 
+def mask_2d_for_label_writer(pred: Any) -> np.ndarray:
+    """A 2D class-id prediction in the project's ``(rows, columns)`` order, laid out for MONAI Label's writer.
+
+    The project's X-ray readers keep arrays as ``(H, W)`` (rows first, as in the picture), while
+    MONAI Label 0.8.5's ``Writer`` takes MONAI's default 2D layout ``(W, H)`` and transposes before
+    writing; it also writes the array's dtype, and PNG takes only 8- or 16-bit unsigned integers
+    (a float mask fails with ``PNG supports unsigned char and unsigned short``). So the channel is
+    dropped, the array transposed to ``(W, H)`` and the class ids cast to ``uint8`` (``uint16`` above 255).
+
+    Args:
+        pred: ``(1, H, W)`` or ``(H, W)`` class ids (tensor or array).
+
+    Returns:
+        the ``(W, H)`` unsigned-integer array; the written picture has the input's ``H`` rows and ``W`` columns.
+
+    Raises:
+        ValueError: not one 2D channel, or ids that are negative or not whole numbers.
+    """
+    array = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"a 2D infer task returns one (H, W) class-id channel; got a prediction of shape {array.shape}.")
+    if array.size and (array.min() < 0 or not np.array_equal(array, np.round(array))):
+        raise ValueError("a 2D infer task returns class ids (whole numbers >= 0); the bundle's postprocessing must end with argmax.")
+    dtype = np.uint8 if not array.size or array.max() < 256 else np.uint16
+    return np.ascontiguousarray(array.T.astype(dtype))
+
+
 class UniMedIBundleInferTask(BundleInferTask):
-    """``BundleInferTask`` that keeps MONAI Label's ``image_path`` entry away from the bundle's pre-transforms.
+    """``BundleInferTask`` for the project's segmentation bundles, 3D and 2D.
 
     MONAI Label 0.8.5 adds ``image_path`` (a string) to the data dictionary; monai 1.6's ``Spacingd``
     updates every ``image_*`` entry as a metadata dictionary and fails on it
     (``AttributeError: 'str' object has no attribute 'update'``). The entry is held back while the
     pre-transforms run and restored for the writer.
+
+    A 2D bundle (``dimension`` 2, from its metadata's input ``spatial_shape``) returns its mask at the
+    image's own size through the bundle's postprocessing (``Invertd``); before MONAI Label writes it,
+    :func:`mask_2d_for_label_writer` puts it in the layout and dtype that MONAI Label's writer needs,
+    so the returned file (PNG unless the request asks for ``result_extension``) has the image's rows
+    and columns and holds the class ids of ``labels``.
 
     Args:
         path: the bundle folder.
@@ -70,6 +105,13 @@ class UniMedIBundleInferTask(BundleInferTask):
             if image_path is not None:
                 data["image_path"] = image_path
         return data
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
+        if self.dimension == 2:
+            data[self.output_label_key] = mask_2d_for_label_writer(data[self.output_label_key])
+            if extension is None and not data.get("result_extension"):
+                extension = ".png"
+        return super().writer(data, extension=extension, dtype=dtype)
 
 
 def selected_slices_label_map(image_path: str, selected: Sequence[int], slice_axis: int, output_path: str) -> str:
