@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MONAI Label end-to-end test: sets up .venv-label (first run only, scripts/setup_label_env.sh),
 # then starts the real MONAI Label server on 127.0.0.1 for each served bundle with a real CT from
-# ../shared/data/totalsegmentator/ and checks the label map its infer endpoint returns. Minutes on a
+# ../shared/data/totalsegmentator/ (a real chest X-ray from ../shared/data/covid_cxr_notes/ for the 2D
+# bundle) and checks the label map its infer endpoint returns. Minutes on a
 # CPU, so it is kept out of scripts/run_tests.sh; .ci/run calls both.
 #   bash scripts/run_label_tests.sh            # extra pytest arguments pass through
 set -euo pipefail

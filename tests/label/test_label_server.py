@@ -1,5 +1,6 @@
-"""MONAI Label end to end: the real server on 127.0.0.1 with a real CT as its study, the infer endpoint
-called over HTTP, the returned label map checked. Parametrized by bundle name.
+"""MONAI Label end to end: the real server on 127.0.0.1 with a real study (a CT for the 3D bundles, a
+chest X-ray PNG for the 2D one), the infer endpoint called over HTTP, the returned label map checked.
+Parametrized by bundle name.
 
 Needs the MONAI Label environment (``bash scripts/setup_label_env.sh``) and runs only through
 ``bash scripts/run_label_tests.sh`` (``UNIMEDI_LABEL_TESTS=1``), which ``.ci/run`` also calls:
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +30,18 @@ APP_DIR = REPO_ROOT / "unimedi_monai" / "label" / "app_dir"
 LABEL_PYTHON = Path(os.environ.get("UNIMEDI_LABEL_PYTHON", REPO_ROOT / ".venv-label" / "bin" / "python"))
 BUNDLES_DIR = Path(os.environ.get("UNIMEDI_LABEL_BUNDLES_DIR", REPO_ROOT / "bundles"))
 STUDY = "example_ct_sm"  # 122 x 101 x 30 real abdominal CT, 3 mm
+XRAY_STUDY = "000001-17"  # real frontal chest X-ray, 315 rows x 384 columns (not square: a transposed mask fails)
+# the study file of each bundle, relative to the shared data folder
+STUDY_FILES = {
+    "bcv_segmentation": f"totalsegmentator/{STUDY}.nii.gz",
+    "slice_selection": f"totalsegmentator/{STUDY}.nii.gz",
+    "rsna_segmentation": f"covid_cxr_notes/images/{XRAY_STUDY}.png",
+}
 # the bundles served with MONAI Label and the --conf overrides that keep a CPU run short
 LABEL_BUNDLES = {
     "bcv_segmentation": {"overlap": "0.0", "sw_batch_size": "2"},
     "slice_selection": {"backbone": "tiny", "top_k": "4", "save_png": "False"},
+    "rsna_segmentation": {"backbone": "demo", "decoder_channels": "64", "amp": "False"},
 }
 
 pytestmark = pytest.mark.skipif(
@@ -58,7 +68,10 @@ def _request(url: str, method: str = "GET", timeout: float = 600) -> tuple[int, 
 
 def _write_weights(bundle: Path, text_encoder) -> None:
     """models/model.pt for a bundle copy: the inference network's own (random) weights, or for a
-    slice-selection bundle (``selector`` in its config) a tiny pre-trained UniMedI's state dict."""
+    slice-selection bundle (``selector`` in its config) a tiny pre-trained UniMedI's state dict.
+
+    The random output head's bias is zeroed: its class offsets outweigh the random features and would
+    make the mask one class everywhere, whatever the image; without them the mask follows the image."""
     from monai.bundle import ConfigParser
 
     config = next(p for p in (bundle / "configs" / "inference.yaml", bundle / "configs" / "inference.json") if p.is_file())
@@ -72,22 +85,24 @@ def _write_weights(bundle: Path, text_encoder) -> None:
         state = UniMedI("tiny", text_encoder=text_encoder).state_dict()
     else:
         state = parser.get_parsed_content("network_def").state_dict()
+        if bundle.name == "rsna_segmentation":
+            state["out.conv.conv.bias"].zero_()
     torch.save(state, bundle / "models" / "model.pt")
 
 
 @pytest.fixture
-def shared_ct_data() -> Path:
-    """``../shared/data`` (``UNIMEDI_SHARED_DATA`` to point elsewhere) or a skip saying it is absent."""
-    root = Path(os.environ.get("UNIMEDI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-    if not (root / "totalsegmentator" / f"{STUDY}.nii.gz").is_file():
-        pytest.skip(f"real CT data not found at {root}/totalsegmentator (clone with ../shared beside the repo)")
-    return root
+def shared_data() -> Path:
+    """``../shared/data`` (``UNIMEDI_SHARED_DATA`` to point elsewhere); the study's presence is checked per bundle."""
+    return Path(os.environ.get("UNIMEDI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture
-def label_server(tmp_path, shared_ct_data, request):
-    """Start ``monailabel start_server`` for one bundle; yields ``(base_url, study_path)``; stops it by its process group."""
+def label_server(tmp_path, shared_data, request):
+    """Start ``monailabel start_server`` for one bundle; yields ``(base_url, study_path, name, log)``; stops it by its process group."""
     name = request.param
+    source = shared_data / STUDY_FILES[name]
+    if not source.is_file():
+        pytest.skip(f"real study for {name} not found: {source} (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)")
     if not (BUNDLES_DIR / name / "configs" / "metadata.json").is_file():
         pytest.skip(f"bundle {name} not in {BUNDLES_DIR}")
     if not LABEL_PYTHON.is_file():
@@ -98,8 +113,8 @@ def label_server(tmp_path, shared_ct_data, request):
     _write_weights(bundles / name, text_encoder)
     studies = tmp_path / "studies"
     studies.mkdir()
-    study = studies / f"{STUDY}.nii.gz"
-    shutil.copy(shared_ct_data / "totalsegmentator" / f"{STUDY}.nii.gz", study)
+    study = studies / source.name
+    shutil.copy(source, study)
 
     app = tmp_path / "app"  # a copy of the app folder: the server writes its logs there
     app.mkdir()
@@ -138,7 +153,7 @@ def label_server(tmp_path, shared_ct_data, request):
         log.close()
 
 
-@pytest.mark.parametrize("label_server", list(LABEL_BUNDLES), indirect=True)
+@pytest.mark.parametrize("label_server", [n for n in LABEL_BUNDLES if n != "rsna_segmentation"], indirect=True)
 def test_infer_over_http_returns_label_map(label_server, tmp_path):
     import nibabel as nib
 
@@ -171,3 +186,47 @@ def test_infer_over_http_returns_label_map(label_server, tmp_path):
     else:
         n_classes = len(json.loads((Path(BUNDLES_DIR) / name / "configs" / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]["channel_def"])
         assert values.max() < n_classes
+
+
+@pytest.mark.parametrize("label_server", ["rsna_segmentation"], indirect=True)
+def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
+    """The 2D bundle as a 2D infer task: a real X-ray PNG in, a class-id mask of the X-ray's own size and orientation out."""
+    from PIL import Image
+
+    base, study, name, log = label_server
+    status, body = _request(base + "/info/")
+    info = json.loads(body)
+    assert status == 200 and name in info["models"], info.get("models")
+    assert info["models"][name]["dimension"] == 2 and info["models"][name]["type"] == "segmentation"
+    assert info["models"][name]["labels"] == {"pneumonia": 1}
+    status, body = _request(base + "/datastore/?output=all")
+    assert XRAY_STUDY in json.loads(body)["objects"]
+
+    status, body = _request(f"{base}/infer/{name}?image={XRAY_STUDY}&output=image", method="POST", timeout=900)
+    assert status == 200, f"{status}: {body[:500]!r}\n{log.read_text()[-4000:]}"
+    out = tmp_path / "mask.png"
+    out.write_bytes(body)
+    with Image.open(study) as ref, Image.open(out) as mask:
+        ref_rows_cols = np.asarray(ref).shape[:2]
+        values = np.asarray(mask)
+    assert ref_rows_cols == (315, 384)
+    assert values.shape == ref_rows_cols  # the X-ray's own rows and columns, not the 224 x 224 network grid, not transposed
+    assert np.issubdtype(values.dtype, np.integer) and set(np.unique(values).tolist()) <= {0, 1}
+
+    # the reference: the bundle's own inference command (same weights, same X-ray) writes the same mask
+    # (0 / 255 there, class ids here), so a flipped or shifted result fails too
+    bundle, ref_dir = tmp_path / "bundles" / name, tmp_path / "bundle_run"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.yaml"),
+           "--bundle_root", str(bundle), "--input_files", str(study), "--output_dir", str(ref_dir)]
+    for key, value in LABEL_BUNDLES[name].items():
+        cmd += [f"--{key}", value]
+    env = dict(os.environ, CI="1", PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO_ROOT)))
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    with Image.open(ref_dir / f"{XRAY_STUDY}_seg.png") as expected:
+        expected = np.asarray(expected)
+    assert expected.shape == values.shape
+    assert 0.01 < values.mean() < 0.99  # both classes present: the comparison means something
+    # the two environments' torch builds may round differently where the random logits nearly tie
+    assert np.mean(values.astype(np.int64) * 255 != expected) < 1e-3
+    assert np.mean(values[::-1] * 255 != expected) > 0.01 and np.mean(values[:, ::-1] * 255 != expected) > 0.01  # a flip would show

@@ -1,7 +1,7 @@
 """MONAI Label infer tasks for the project's bundles (imported by the MONAI Label app only).
 
 - :class:`UniMedIBundleInferTask`: MONAI Label's ``BundleInferTask`` (segmentation bundles such as
-  ``bcv_segmentation``) made to work with monai 1.6.
+  ``bcv_segmentation`` and the 2D ``rsna_segmentation``) made to work with monai 1.6.
 - :class:`SliceSelectionInferTask`: a bundle whose inference config defines a ``selector`` (the
   slice-selection bundle) as an infer task that returns the selected slices.
 """
@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
+
+from unimedi_monai.label.writer_layout import mask_2d_for_label_writer
 
 __all__ = ["UniMedIBundleInferTask", "SliceSelectionInferTask", "inference_config", "selected_slices_label_map"]
 
@@ -38,12 +40,18 @@ def inference_config(bundle_path: str | os.PathLike) -> Path:
 
 
 class UniMedIBundleInferTask(BundleInferTask):
-    """``BundleInferTask`` that keeps MONAI Label's ``image_path`` entry away from the bundle's pre-transforms.
+    """``BundleInferTask`` for the project's segmentation bundles, 3D and 2D.
 
     MONAI Label 0.8.5 adds ``image_path`` (a string) to the data dictionary; monai 1.6's ``Spacingd``
     updates every ``image_*`` entry as a metadata dictionary and fails on it
     (``AttributeError: 'str' object has no attribute 'update'``). The entry is held back while the
     pre-transforms run and restored for the writer.
+
+    A 2D bundle (``dimension`` 2, from its metadata's input ``spatial_shape``) returns its mask at the
+    image's own size through the bundle's postprocessing (``Invertd``); before MONAI Label writes it,
+    :func:`mask_2d_for_label_writer` puts it in the layout and dtype that MONAI Label's writer needs,
+    so the returned file (PNG unless the request asks for ``result_extension``) has the image's rows
+    and columns and holds the class ids of ``labels``.
 
     Args:
         path: the bundle folder.
@@ -70,6 +78,13 @@ class UniMedIBundleInferTask(BundleInferTask):
             if image_path is not None:
                 data["image_path"] = image_path
         return data
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
+        if self.dimension == 2:
+            data[self.output_label_key] = mask_2d_for_label_writer(data[self.output_label_key])
+            if extension is None and not data.get("result_extension"):
+                extension = ".png"
+        return super().writer(data, extension=extension, dtype=dtype)
 
 
 def selected_slices_label_map(image_path: str, selected: Sequence[int], slice_axis: int, output_path: str) -> str:
