@@ -231,7 +231,7 @@ def test_generic_datalist_masks_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r"mask '.*small.png' is \(40, 80\) but its image '.*0.png' is \(50, 80\)"):
         xray_segmentation_transforms("validate", image_size=32)({"image": rows[0]["image"], "label": small})
     three = _png(tmp_path / "msk/three.png", (mask > 0).astype(np.uint8) * 3)
-    with pytest.raises(ValueError, match=r"three.png' \(key 'label'\) holds values 0..3"):
+    with pytest.raises(ValueError, match=r"three.png' \(key 'label'\) holds class ids 0..3, but the network predicts classes 0..1"):
         xray_segmentation_transforms("validate", image_size=32, num_classes=2)({"image": rows[0]["image"], "label": three})
 
 
