@@ -142,14 +142,15 @@ def test_a_second_run_on_the_same_outputs_is_refused(tmp_path, caplog):
     assert not (out / LOCK_FILENAME).exists() and not (tmp_path / "logs" / LOCK_FILENAME).exists()
 
 
-def _contend(folder: str, start: float, results) -> None:
-    """One contender of the race below: wait for the common start time, try the lock, hold it a moment."""
+def _contend(folder: str, start: float, results, done) -> None:
+    """One contender of the race below: wait for the common start time, try the lock; a winner holds it
+    until every contender has tried (on a loaded machine a late one may start after a fixed hold)."""
     while time.time() < start:
         pass
     try:
         acquire_lock(folder)
         results.put("got")
-        time.sleep(0.3)  # hold it while the others try
+        done.wait(60)
     except OutputFolderError:
         results.put("refused")
 
@@ -165,10 +166,12 @@ def test_taking_over_a_stale_lock_is_atomic(tmp_path):
         (folder / LOCK_FILENAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))  # a dead PID
         results = ctx.Queue()
         start = time.time() + 0.3
-        procs = [ctx.Process(target=_contend, args=(str(folder), start, results)) for _ in range(8)]
+        done = ctx.Event()
+        procs = [ctx.Process(target=_contend, args=(str(folder), start, results, done)) for _ in range(8)]
         for p in procs:
             p.start()
-        outcome = [results.get(timeout=30) for _ in procs]
+        outcome = [results.get(timeout=60) for _ in procs]
+        done.set()
         for p in procs:
             p.join(timeout=30)
         if outcome.count("got") != 1:
