@@ -51,6 +51,23 @@ def test_covidx_reads_published_layout(covidx_dir):
     assert Counter(i["class_name"] for i in two) == {"negative": 40, "positive": 20}
 
 
+def test_covidx_names_leaving_dataset_dir_are_logged_or_refused(covidx_dir, tmp_path, caplog):
+    """A train.txt name with '..' that leads outside dataset_dir: followed and logged by default,
+    refused with allow_outside_dataset_dir=False, naming the file and the line."""
+    _png(tmp_path / "elsewhere" / "x.png")
+    lines = (covidx_dir / "train.txt").read_text().splitlines()
+    lines.append("999 ../../elsewhere/x.png normal sirm")
+    (covidx_dir / "train.txt").write_text("\n".join(lines) + "\n")
+    with caplog.at_level("INFO"):
+        train = load_covidx(covidx_dir, "3class")["training"]
+    assert len(train) == 61
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("train.txt, line 61" in m and "outside dataset_dir" in m for m in messages)
+    assert any("1 paths lead outside dataset_dir" in m for m in messages)
+    with pytest.raises(ValueError, match=r"train.txt, line 61: .*x.png' resolves to .*, outside dataset_dir .*allow_outside_dataset_dir is false"):
+        load_covidx(covidx_dir, "3class", allow_outside_dataset_dir=False)
+
+
 def test_covidx_two_class_file_and_errors(tmp_path):
     root = _covidx(tmp_path / "b", ["1 a.png positive src", "2 b.png negative src"], ["3 c.png positive src"])
     assert [i["label"] for i in load_covidx(root, "2class")["training"]] == [1, 0]

@@ -146,6 +146,7 @@ def prepare_splits(
     covidx_variant: str = "3class",
     modalities: Sequence[str] = ("xray",),
     check_files: bool = True,
+    allow_outside_dataset_dir: bool = True,
 ) -> dict[str, list[dict]]:
     """Patient-disjoint ``training`` / ``validation`` / ``test`` sections of a task's dataset.
 
@@ -164,6 +165,8 @@ def prepare_splits(
         covidx_variant: ``3class`` / ``2class``.
         modalities: demo only: ``("xray",)`` or ``("xray", "ct")`` (zero-shot on CT volumes).
         check_files: check that the images exist.
+        allow_outside_dataset_dir: COVIDx: follow ``train.txt`` / ``test.txt`` file names that lead
+            outside ``dataset_dir`` (each logged); False refuses them, naming the file and the line.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``.
@@ -176,7 +179,7 @@ def prepare_splits(
     if task.name == "covidx":
         from unimedi_monai.data.covidx import load_covidx
 
-        raw = load_covidx(dataset_dir, covidx_variant, check_files)
+        raw = load_covidx(dataset_dir, covidx_variant, check_files, allow_outside_dataset_dir)
     elif task.name == "chexpert":
         from unimedi_monai.data.chexpert import load_chexpert
 

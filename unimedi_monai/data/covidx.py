@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from unimedi_monai.data.datalist import OutsideDatasetLog
+
 __all__ = ["COVIDX_CLASSES", "read_covidx_split", "load_covidx"]
 
 COVIDX_CLASSES: dict[str, tuple[str, ...]] = {
@@ -40,7 +42,7 @@ _ALIASES_2 = {"negative": 0, "positive": 1, "normal": 0, "pneumonia": 0, "covid-
 
 def read_covidx_split(
     list_file: str | os.PathLike, image_dir: str | os.PathLike, variant: Literal["3class", "2class"] = "3class",
-    check_files: bool = True,
+    check_files: bool = True, outside: OutsideDatasetLog | None = None,
 ) -> list[dict]:
     """Read one COVIDx split file (``train.txt`` or ``test.txt``).
 
@@ -50,6 +52,8 @@ def read_covidx_split(
         image_dir: the folder holding the split's images (``train/`` or ``test/``).
         variant: ``"3class"`` (normal / pneumonia / COVID-19) or ``"2class"`` (negative / positive).
         check_files: check that every image exists.
+        outside: logs (or refuses) file names that lead outside the dataset folder (``..``, an
+            absolute path or a symlink); None follows them silently.
 
     Returns:
         one item per line: ``image`` (absolute path), ``label`` (int), ``class_name``,
@@ -86,6 +90,8 @@ def read_covidx_split(
             image = image_dir / filename
             if check_files and not image.is_file():
                 raise FileNotFoundError(f"{list_file}, line {line_no}: image {image} does not exist.")
+            if outside is not None:
+                outside.check(image, f"{list_file}, line {line_no}")
             items.append({
                 "image": str(image.resolve()), "label": label, "class_name": names[label],
                 "patient_id": patient_id, "source": source, "modality": "xray",
@@ -96,17 +102,25 @@ def read_covidx_split(
 
 
 def load_covidx(
-    dataset_dir: str | os.PathLike, variant: Literal["3class", "2class"] = "3class", check_files: bool = True
+    dataset_dir: str | os.PathLike, variant: Literal["3class", "2class"] = "3class", check_files: bool = True,
+    allow_outside_dataset_dir: bool = True,
 ) -> dict[str, list[dict]]:
     """Read a COVIDx folder into ``{"training": [...], "test": [...]}`` (see :func:`read_covidx_split`).
+
+    File names of ``train.txt`` / ``test.txt`` that lead outside ``dataset_dir`` are followed and each
+    one logged, then counted in one warning; with ``allow_outside_dataset_dir=False`` they are refused,
+    naming the file and the line.
 
     Raises:
         ValueError: a patient appears in both splits (COVIDx splits are patient-disjoint; a
             modified file that breaks this would leak test patients into training).
     """
     root = Path(dataset_dir).expanduser()
-    train = read_covidx_split(root / "train.txt", root / "train", variant, check_files)
-    test = read_covidx_split(root / "test.txt", root / "test", variant, check_files)
+    logs = {name: OutsideDatasetLog(root, root / name, allow_outside_dataset_dir) for name in ("train.txt", "test.txt")}
+    train = read_covidx_split(root / "train.txt", root / "train", variant, check_files, logs["train.txt"])
+    test = read_covidx_split(root / "test.txt", root / "test", variant, check_files, logs["test.txt"])
+    for log in logs.values():
+        log.summary()
     shared = sorted({i["patient_id"] for i in train} & {i["patient_id"] for i in test})
     if shared:
         raise ValueError(
