@@ -74,6 +74,35 @@ ICL_GROUPS = ("xray", "ct")
 PCL_GROUPS = ("xray", "ct3d", "ct2d")
 
 
+def _by_group(head: nn.Module, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """``head`` applied to the rows of each group separately (a head with BatchNorm then normalises
+    each modality / token kind with its own batch statistics); one call when there is one group."""
+    groups = torch.unique(group)
+    if groups.numel() <= 1:
+        return _single_safe(head, x)
+    parts = [(group == g).nonzero(as_tuple=True)[0] for g in groups.tolist()]
+    outs = [_single_safe(head, x[idx]) for idx in parts]
+    out = outs[0].new_empty((x.shape[0], outs[0].shape[-1]))
+    for idx, o in zip(parts, outs):
+        out[idx] = o
+    return out
+
+
+def _single_safe(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)``; a single row cannot give batch statistics, so its BatchNorm layers then use
+    their running statistics for that call."""
+    norms = [m for m in head.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if x.shape[0] > 1 or not norms:
+        return head(x)
+    for m in norms:
+        m.eval()
+    try:
+        return head(x)
+    finally:
+        for m in norms:
+            m.train()
+
+
 class UniMedI(nn.Module):
     """The UniMedI pre-training model: vision encoder, report encoder, heads, teacher and losses.
 
@@ -101,6 +130,8 @@ class UniMedI(nn.Module):
             view (:meth:`student_view`); ``"same"``: the teacher's tensor (the single-view variant).
         center_per_group: centre the distillation targets per modality ([CLS]: X-ray, CT) and per
             token kind (patches: X-ray, CT volume, CT slice) (default) or with one centre (DINO).
+        head_batch_norm: BatchNorm in the distillation head (DINO's ``use_bn_in_head``), applied to
+            one modality / token kind at a time (see :class:`DistillationHead`).
 
     Example::
 
@@ -132,6 +163,7 @@ class UniMedI(nn.Module):
         projection_hidden_dim: int | None = None,
         student_view: Literal["photometric", "same"] = "photometric",
         center_per_group: bool = True,
+        head_batch_norm: bool = True,
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
@@ -148,7 +180,7 @@ class UniMedI(nn.Module):
         self.text_encoder = text_encoder
         self.image_projection = ProjectionHead(cfg.hidden_size, cfg.embed_dim, projection_hidden_dim)
         self.text_projection = ProjectionHead(text_encoder.hidden_size, cfg.embed_dim, projection_hidden_dim)
-        self.head = DistillationHead(cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim)
+        self.head = DistillationHead(cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim, use_bn=head_batch_norm)
         self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)})
         self.teacher.requires_grad_(False)
         self.teacher.eval()
@@ -336,7 +368,7 @@ class UniMedI(nn.Module):
         icl_group = torch.cat(
             [torch.full((g["student"]["cls"].shape[0],), int(g["is_ct"]) if self.center_per_group else 0, dtype=torch.long, device=device) for g, _ in groups]
         )
-        loss_icl = self.icl_loss(self.head(student_cls), self.teacher["head"](teacher_cls).detach(), icl_group,
+        loss_icl = self.icl_loss(_by_group(self.head, student_cls, icl_group), _by_group(self.teacher["head"], teacher_cls, icl_group).detach(), icl_group,
                                  ICL_GROUPS if self.center_per_group else ("all",))
 
         s_masked, t_masked, sample_idx, token_group = [], [], [], []
@@ -362,10 +394,11 @@ class UniMedI(nn.Module):
             offset += mask.shape[0]
             masked_tokens += int(mask.sum())
             total_tokens += mask.numel()
+        token_group_all = torch.cat(token_group)
         with torch.no_grad():
-            teacher_patch_logits = self.teacher["head"](torch.cat(t_masked))
-        loss_pcl = self.pcl_loss(self.head(torch.cat(s_masked)), teacher_patch_logits, torch.cat(sample_idx), offset,
-                                 torch.cat(token_group), PCL_GROUPS if self.center_per_group else ("all",))
+            teacher_patch_logits = _by_group(self.teacher["head"], torch.cat(t_masked), token_group_all)
+        loss_pcl = self.pcl_loss(_by_group(self.head, torch.cat(s_masked), token_group_all), teacher_patch_logits, torch.cat(sample_idx), offset,
+                                 token_group_all, PCL_GROUPS if self.center_per_group else ("all",))
 
         loss = loss_vl + self.icl_weight * loss_icl + self.pcl_weight * loss_pcl
         ct_group = next((g for g, _ in groups if g["selected"] is not None), None)
@@ -434,6 +467,14 @@ class UniMedI(nn.Module):
             ``(embedding, patches)``: the projected [CLS] ``(B, embed_dim)`` and the patch tokens
             ``(B, N, hidden)`` (for CT with slices: the volume tokens, then the slices' tokens).
         """
+        out = self.image_features(images, with_slices, slice_indices)
+        return self.image_projection(out["cls"], normalize=normalize), out["patches"]
+
+    def image_features(
+        self, images: torch.Tensor, with_slices: bool = True, slice_indices: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The student backbone's output for X-rays or CTs: ``cls`` ``(B, hidden)`` (the [CLS] token
+        before the projection, what a linear probe reads) and ``patches``; arguments as :meth:`encode_image`."""
         if images.ndim == 4:
             tokens = self.encoder.embed_xray(images)
         elif images.ndim == 5:
@@ -443,8 +484,7 @@ class UniMedI(nn.Module):
             tokens = self.encoder.embed_ct(images, selected)
         else:
             raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")
-        out = self.encoder(tokens)
-        return self.image_projection(out["cls"], normalize=normalize), out["patches"]
+        return self.encoder(tokens)
 
     def load_pretrained(self, path: str, strict: bool = True) -> dict[str, list[str]]:
         """Load weights written by the pre-training bundle (``models/model.pt`` or a training checkpoint).
