@@ -164,3 +164,11 @@ def test_mask_ratio_holds_in_each_token_group_and_diagnostics(model):
     assert model.icl_loss.center.shape[0] == 2 and model.pcl_loss.center.shape[0] == 3
     single = UniMedI("tiny", text_encoder=model.text_encoder, slice_top_k=2, center_per_group=False)
     assert single.icl_loss.center.shape[0] == 1 and torch.isfinite(single(**_batch())["loss"])
+
+
+def test_step_without_masked_tokens(model):
+    """Mask ratio 0 (the start of the mask warm-up): L_pcl has nothing to distil and is 0."""
+    model.mask_ratio = 0.0
+    out = model(**_batch())
+    assert float(out["loss_pcl"]) == 0.0 and torch.isfinite(out["loss"])
+    out["loss"].backward()

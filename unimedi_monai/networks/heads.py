@@ -84,4 +84,4 @@ class DistillationHead(nn.Module):
         """Map ``(..., in_dim)`` features to ``(..., out_dim)`` logits."""
         shape = x.shape
         z = self.mlp(x.reshape(-1, shape[-1]) if self.use_bn else x)
-        return self.prototypes(F.normalize(z, dim=-1)).reshape(*shape[:-1], -1)
+        return self.prototypes(F.normalize(z, dim=-1)).reshape(*shape[:-1], self.prototypes.out_features)
