@@ -172,3 +172,12 @@ def test_step_without_masked_tokens(model):
     out = model(**_batch())
     assert float(out["loss_pcl"]) == 0.0 and torch.isfinite(out["loss"])
     out["loss"].backward()
+
+
+def test_uniform_slice_selection_for_the_ablation(text_encoder):
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=4, slice_selection="uniform")
+    out = model(**_batch())
+    assert out["selected_slices"].tolist() == [[4, 12, 20, 28]] * 2 and torch.isfinite(out["loss"])
+    with pytest.raises(ValueError, match="slice_selection"):
+        UniMedI("tiny", text_encoder=text_encoder, slice_selection="random")

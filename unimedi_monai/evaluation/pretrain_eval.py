@@ -207,7 +207,10 @@ def evaluate_pretraining(
             if m == "ct":
                 # one teacher selection pass serves the embedding (k_train slices) and the hit rate
                 _, scores = network.select_slices(images, max(slice_k, k_train))
-                selected_train = top_k_slices(scores, k_train)
+                if getattr(network, "slice_selection", "attention") == "uniform":
+                    selected_train = network.uniform_slices(images)  # as in its pre-training
+                else:
+                    selected_train = top_k_slices(scores, k_train)
             feats = network.image_features(images, slice_indices=selected_train)
             emb = network.image_projection(feats["cls"], normalize=True)
             image_emb.append(emb.float().cpu())

@@ -132,6 +132,9 @@ class UniMedI(nn.Module):
             token kind (patches: X-ray, CT volume, CT slice) (default) or with one centre (DINO).
         head_batch_norm: BatchNorm in the distillation head (DINO's ``use_bn_in_head``), applied to
             one modality / token kind at a time (see :class:`DistillationHead`).
+        slice_selection: ``"attention"`` (UniMedI's attentive slice selection by the teacher) or
+            ``"uniform"`` (``slice_top_k`` evenly spaced slices, the ablation without selection;
+            :meth:`select_slices` still ranks slices by attention for evaluation).
 
     Example::
 
@@ -164,10 +167,13 @@ class UniMedI(nn.Module):
         student_view: Literal["photometric", "same"] = "photometric",
         center_per_group: bool = True,
         head_batch_norm: bool = True,
+        slice_selection: Literal["attention", "uniform"] = "attention",
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
             raise ValueError(f"attention_layers must be 'last' or 'all', got {attention_layers!r}.")
+        if slice_selection not in ("attention", "uniform"):
+            raise ValueError(f"slice_selection must be 'attention' or 'uniform', got {slice_selection!r}.")
         if student_view not in ("photometric", "same"):
             raise ValueError(f"student_view must be 'photometric' or 'same', got {student_view!r}.")
         if not 0.0 <= mask_ratio < 1.0:
@@ -192,6 +198,7 @@ class UniMedI(nn.Module):
             cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum, len(PCL_GROUPS) if center_per_group else 1
         )
         self.center_per_group = bool(center_per_group)
+        self.slice_selection = slice_selection
         self.student_view_mode = student_view
         n_slices = int(self.encoder.tokenizer_3d.img_size[-1])
         if not 1 <= slice_top_k <= n_slices:
@@ -266,6 +273,12 @@ class UniMedI(nn.Module):
         """
         return self._teacher_select(volume, k or self.slice_top_k)
 
+    def uniform_slices(self, volumes: torch.Tensor) -> torch.Tensor:
+        """``(B, slice_top_k)`` evenly spaced slice indices (the centres of ``slice_top_k`` equal bins)."""
+        depth = volumes.shape[-1]
+        idx = ((torch.arange(self.slice_top_k, device=volumes.device) + 0.5) * depth / self.slice_top_k).long()
+        return idx.unsqueeze(0).expand(volumes.shape[0], -1)
+
     @torch.no_grad()
     def student_view(self, images: torch.Tensor) -> torch.Tensor:
         """The student's view: an independent photometric augmentation of each image (or volume).
@@ -314,7 +327,10 @@ class UniMedI(nn.Module):
             if is_ct:
                 volume_tokens = teacher_enc.embed_volume(images)  # tokenised once, used by both teacher passes
                 n3d = volume_tokens.shape[1]
-                selected, _ = self._teacher_select(images, self.slice_top_k, volume_tokens)
+                if self.slice_selection == "uniform":
+                    selected = self.uniform_slices(images)
+                else:
+                    selected, _ = self._teacher_select(images, self.slice_top_k, volume_tokens)
                 t_tokens = teacher_enc.embed_ct(images, selected, volume_tokens=volume_tokens)
             else:
                 t_tokens = teacher_enc.embed_xray(images)
@@ -479,8 +495,10 @@ class UniMedI(nn.Module):
             tokens = self.encoder.embed_xray(images)
         elif images.ndim == 5:
             selected = None
-            if with_slices:
-                selected = slice_indices if slice_indices is not None else self._teacher_select(images, self.slice_top_k)[0]
+            if with_slices and slice_indices is not None:
+                selected = slice_indices
+            elif with_slices:
+                selected = self.uniform_slices(images) if self.slice_selection == "uniform" else self._teacher_select(images, self.slice_top_k)[0]
             tokens = self.encoder.embed_ct(images, selected)
         else:
             raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")
