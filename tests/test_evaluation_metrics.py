@@ -496,3 +496,13 @@ def test_cls_probe_separates_informative_features_only():
     noise = torch.randn(60, 3, generator=g)
     assert cls_probe_accuracy(informative, labels) > 0.9
     assert cls_probe_accuracy(noise, labels) < 0.6
+
+
+def test_cls_probe_runs_under_no_grad():
+    """evaluate_pretraining runs under torch.no_grad(); the probe must still train."""
+    from unimedi_monai.evaluation.pretrain_eval import cls_probe_accuracy
+
+    y = torch.tensor([i % 2 for i in range(20)])
+    feats = torch.nn.functional.one_hot(y, 2).float() * 2 + 0.1 * torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert cls_probe_accuracy(feats, [("a", "b")[int(v)] for v in y], folds=4) > 0.9

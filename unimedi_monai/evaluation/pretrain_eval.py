@@ -112,7 +112,8 @@ def cls_probe_accuracy(features: torch.Tensor, labels: Sequence[str], folds: int
     correct = 0
     for f in range(folds):
         train, test = torch.from_numpy(fold != f), torch.from_numpy(fold == f)
-        probe = train_linear_probe(features[train], y[train], task, epochs=300, lr=1e-2, weight_decay=1e-4, seed=seed)
+        with torch.enable_grad():  # the evaluation around it runs under no_grad
+            probe = train_linear_probe(features[train], y[train], task, epochs=300, lr=1e-2, weight_decay=1e-4, seed=seed)
         correct += int((probe.logits(features[test]).argmax(-1) == y[test]).sum())
     return correct / len(labels)
 
