@@ -87,6 +87,8 @@ PRETRAIN_SHORT = [
     "--demo", "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",
     "--max_epochs", "6", "--batch_size", "12", "--num_workers", "0", "--checkpoint_interval", "10",
 ]
+#: evaluate.yaml's held-out demo set, small for tests (the bundle default holds 128 X-rays and 128 CTs)
+PRETRAIN_EVAL_SHORT = ["--eval_demo", "{'n_xray': 20, 'n_ct': 20, 'seed': 1000, 'val_fraction': 0.0}"]
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +100,7 @@ def pretrained_bundle(tmp_path_factory) -> Path:
     """
     root = tmp_path_factory.mktemp("pretrain")
     run_bundle("pretrain", ["train.yaml"], root, PRETRAIN_SHORT)
-    run_bundle("pretrain", ["train.yaml", "evaluate.yaml"], root, PRETRAIN_SHORT)
+    run_bundle("pretrain", ["train.yaml", "evaluate.yaml"], root, PRETRAIN_SHORT + PRETRAIN_EVAL_SHORT)
     return root
 
 

@@ -71,3 +71,10 @@ def test_summary_reports_targets():
     metrics["t2i_R@1"] = 0.1
     table, ok = summarize(metrics)
     assert ok and "3.00x" in table and "15.00x" in table
+    # a p-value target and a probe target in accuracy points
+    metrics.update(slice_hit_p_value=0.2, probe_acc_ct=0.5, probe_acc_random_ct=0.4)
+    table, ok = summarize(metrics)
+    assert not ok and "< 0.01 NOT met" in table and ">= +0.15 over baseline NOT met" in table
+    metrics.update(slice_hit_p_value=1e-4, probe_acc_ct=0.6)
+    table, ok = summarize(metrics)
+    assert ok and "1.0e-04" in table

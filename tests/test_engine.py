@@ -79,6 +79,8 @@ def test_trainer_runs_schedules_ema_and_checkpoints(dataset, text_encoder, tmp_p
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == list(range(1, total + 1))
     assert {"loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "lr"} <= set(rows[0])
+    # the self-distillation diagnostics are logged with every step
+    assert {"icl_entropy_xray", "icl_kl", "icl_distinct_ct", "teacher_cls_cos_xray", "slice_pos_mean", "pcl_log_k"} <= set(rows[-1])
     # the mask ratio ramps in: nothing masked at the first step, half after the warm-up
     assert [round(r["mask_ratio"], 2) for r in rows[:3]] == [0.0, 0.25, 0.5] and rows[-1]["mask_ratio"] == pytest.approx(0.5)
     assert not list((tmp_path / "ckpt").glob("*.tmp"))
@@ -121,3 +123,19 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dataset, text_enco
         trainer.run()
     assert [i for i, _ in list_checkpoints(tmp_path / "ckpt")] == [2]
     assert not (tmp_path / "ckpt" / "model.pt").exists()
+
+
+def test_teacher_temperature_warm_up(dataset, text_encoder, tmp_path):
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2, teacher_temperature=0.07)
+    opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1e-3)
+    loader = DataLoader(dataset, batch_sampler=MixedBatchSampler(dataset.num_xray, dataset.num_ct, 6, 0.34, seed=0), collate_fn=collate_mixed)
+    seen = []
+    trainer = UniMedITrainer(
+        device="cpu", max_epochs=1, train_data_loader=loader, network=model, optimizer=opt, epoch_length=2,
+        teacher_momentum_end=0.996, warmup_teacher_temperature=0.04, teacher_temperature_warmup_iterations=2,
+    )
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append((e.state.output["teacher_temperature"], model.icl_loss.teacher_temperature, model.pcl_loss.teacher_temperature)))
+    trainer.run()
+    assert seen[0] == pytest.approx((0.04, 0.04, 0.04)) and seen[1] == pytest.approx((0.055, 0.055, 0.055))
+    assert trainer.momentum_schedule[-1] == pytest.approx(0.996)

@@ -441,3 +441,68 @@ def test_moving_average_ignores_non_finite():
     np.testing.assert_allclose(_moving_average(values, 2), [1.0, 2.0, 3.0, 5.0])
     np.testing.assert_array_equal(_moving_average(np.full(7, 1e-4), 3), np.full(7, 1e-4))  # no drift
     assert np.isnan(_moving_average(np.array([np.nan, 1.0]), 1)[0])
+
+
+# ---------------------------------------------------------------------------------------------- issue 13 metrics
+
+
+def test_slice_hit_test_matches_brute_force():
+    import itertools
+
+    from unimedi_monai.evaluation.slice_hits import random_hit_probabilities, slice_hit_test
+
+    lesions = [[3], [0, 1], [7], []]
+    selected = [[3], [5], [6], [2]]
+    out = slice_hit_test(selected, lesions, num_slices=8, tolerance=1)
+    assert out["num_volumes"] == 3 and out["hit_rate"] == pytest.approx(2 / 3)
+    probs = random_hit_probabilities(lesions, 8, 1, 1)
+    assert probs == pytest.approx([3 / 8, 3 / 8, 2 / 8])
+    # p-value: P(at least 2 hits) over independent volumes, by enumeration
+    p = sum(
+        np.prod([pi if h else 1 - pi for pi, h in zip(probs, hits)])
+        for hits in itertools.product([0, 1], repeat=3) if sum(hits) >= 2
+    )
+    assert out["p_value"] == pytest.approx(p)
+    assert out["random_expected"] == pytest.approx(np.mean(probs))
+
+
+def test_cross_modal_alignment_against_chance():
+    from unimedi_monai.evaluation.pretrain_eval import cross_modal_alignment
+
+    g = torch.Generator().manual_seed(0)
+    findings = ["nodule", "mass", "effusion"]
+    centres = torch.randn(3, 16, generator=g) * 5
+    emb, modality, finding = [], [], []
+    for m in ("xray", "ct"):
+        for i in range(30):
+            f = i % 3
+            emb.append(centres[f] + 0.1 * torch.randn(16, generator=g))
+            modality.append(m)
+            finding.append(findings[f])
+    emb = torch.stack(emb)
+    aligned = cross_modal_alignment(emb, modality, finding, k=5, a="ct", b="xray")
+    assert aligned["precision"] == 1.0 and aligned["chance"] == pytest.approx(1 / 3) and aligned["num_queries"] == 30
+    shuffled = cross_modal_alignment(torch.randn(60, 16, generator=g), modality, finding, k=5, a="xray", b="ct")
+    assert shuffled["precision"] < 0.6
+
+
+def test_cls_probe_separates_informative_features_only():
+    from unimedi_monai.evaluation.pretrain_eval import cls_probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    labels = [("a", "b", "c")[i % 3] for i in range(60)]
+    y = torch.tensor([i % 3 for i in range(60)])
+    informative = torch.nn.functional.one_hot(y, 3).float() * 3 + 0.3 * torch.randn(60, 3, generator=g)
+    noise = torch.randn(60, 3, generator=g)
+    assert cls_probe_accuracy(informative, labels) > 0.9
+    assert cls_probe_accuracy(noise, labels) < 0.6
+
+
+def test_cls_probe_runs_under_no_grad():
+    """evaluate_pretraining runs under torch.no_grad(); the probe must still train."""
+    from unimedi_monai.evaluation.pretrain_eval import cls_probe_accuracy
+
+    y = torch.tensor([i % 2 for i in range(20)])
+    feats = torch.nn.functional.one_hot(y, 2).float() * 2 + 0.1 * torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert cls_probe_accuracy(feats, [("a", "b")[int(v)] for v in y], folds=4) > 0.9

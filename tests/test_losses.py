@@ -84,3 +84,46 @@ def test_cosine_schedule_shape_and_ends():
     assert np.all(np.diff(sched[:11]) > 0) and np.all(np.diff(sched[10:]) <= 1e-12)
     mom = cosine_schedule(0.996, 1.0, 50)
     assert mom[0] == pytest.approx(0.996) and mom[-1] == pytest.approx(1.0)
+
+
+def test_distillation_centres_each_group_on_its_own():
+    loss = ClsDistillationLoss(5, 0.1, 0.04, 0.9, num_groups=2)
+    s, t = torch.randn(6, 5), torch.randn(6, 5)
+    t[3:] += 10.0  # a modality offset: group 1 sits far from group 0
+    group = torch.tensor([0, 0, 0, 1, 1, 1])
+    got = float(loss(s, t, group, ("xray", "ct")))
+    zero = torch.zeros(1, 5)
+    ref = 0.5 * (reference_dino(s[:3], t[:3], zero, 0.1, 0.04) + reference_dino(s[3:], t[3:], zero, 0.1, 0.04))
+    assert got == pytest.approx(ref, rel=1e-5)
+    torch.testing.assert_close(loss.center[0], 0.1 * t[:3].mean(0))
+    torch.testing.assert_close(loss.center[1], 0.1 * t[3:].mean(0))
+    before = loss.center.clone()
+    loss(s[:2], t[:2], torch.tensor([0, 0]), ("xray", "ct"))  # group 1 absent: its centre is kept
+    torch.testing.assert_close(loss.center[1], before[1])
+    torch.testing.assert_close(loss.center[0], 0.9 * before[0] + 0.1 * t[:2].mean(0))
+    with pytest.raises(ValueError, match="group"):
+        loss(s, t)  # two centres need the group of each row
+    with pytest.raises(ValueError, match="group indices"):
+        loss(s, t, torch.tensor([0, 0, 0, 1, 1, 2]))
+
+
+def test_distillation_diagnostics_flag_collapse_and_agreement():
+    k = 8
+    loss = ClsDistillationLoss(k, 0.1, 0.04, 0.9, num_groups=2)
+    loss.eval()
+    # identical teacher rows: one top prototype per group, however many images
+    t = torch.randn(1, k).repeat(4, 1)
+    loss(torch.randn(4, k), t, torch.tensor([0, 0, 1, 1]), ("xray", "ct"))
+    d = loss.last_diagnostics
+    assert d["distinct_xray"] == 1 and d["distinct_ct"] == 1 and d["log_k"] == pytest.approx(math.log(k))
+    # a flat teacher: uniform targets, entropy log K
+    loss(torch.randn(4, k), torch.zeros(4, k), torch.tensor([0, 1, 0, 1]), ("xray", "ct"))
+    assert loss.last_diagnostics["entropy"] == pytest.approx(math.log(k), rel=1e-5)
+    # a student that reproduces the targets has zero KL; a different one has a positive KL
+    t = torch.eye(k)[:4] * 5.0
+    targets = torch.softmax(t / 0.04, -1)
+    student = torch.log(targets.clamp_min(1e-12)) * 0.1  # softmax(student / T_s) == targets
+    loss(student, t, torch.tensor([0, 0, 1, 1]), ("xray", "ct"))
+    assert abs(loss.last_diagnostics["kl"]) < 1e-4 and loss.last_diagnostics["distinct_xray"] == 2
+    loss(torch.zeros(4, k), t, torch.tensor([0, 0, 1, 1]), ("xray", "ct"))
+    assert loss.last_diagnostics["kl"] > 1.0

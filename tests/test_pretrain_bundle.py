@@ -32,11 +32,16 @@ def short_run(pretrained_bundle):
 
 def test_short_pretraining_lowers_losses_and_beats_chance(short_run):
     history = read_jsonl_history(short_run / "logs" / "train_log.jsonl")
-    for key in ("loss", "loss_vl"):
-        values = [v for _, v in history[key]]
-        k = max(len(values) // 5, 3)
-        first, last = sum(values[:k]) / k, sum(values[-k:]) / k
-        assert last < first, f"{key} did not fall: first {first:.3f}, last {last:.3f}"
+    # L_vl falls; the total need not in 48 steps: the distillation terms are the teacher targets'
+    # entropy plus the KL, and the targets sharpen (and the mask ratio ramps in) at their own pace
+    values = [v for _, v in history["loss_vl"]]
+    k = max(len(values) // 5, 3)
+    first, last = sum(values[:k]) / k, sum(values[-k:]) / k
+    assert last < first, f"loss_vl did not fall: first {first:.3f}, last {last:.3f}"
+    # the self-distillation carries signal: image-dependent teacher targets the student has not matched yet
+    tail = lambda key: sum(v for _, v in history[key][-k:]) / k  # noqa: E731
+    assert tail("icl_kl") > 0.05 and tail("icl_distinct_xray") >= 2, (tail("icl_kl"), tail("icl_distinct_xray"))
+    assert tail("icl_entropy_xray") < tail("icl_log_k")
     metrics = json.loads((short_run / "eval" / "metrics.json").read_text())
     for direction in ("i2t", "t2i"):
         assert metrics[f"{direction}_R@5"] > metrics["chance_R@5"], (direction, metrics)

@@ -127,3 +127,57 @@ def test_teacher_takes_the_students_batchnorm_statistics(model):
     model.update_teacher(0.996)
     for s, t in pairs:
         torch.testing.assert_close(t, s)
+
+
+def test_teacher_matches_student_at_step_one_and_views_differ(text_encoder):
+    """Identical weights, no mask, the same view: teacher and student [CLS] agree (BatchNorm on
+    batch statistics in both); the student's own view is a photometric change of the same geometry."""
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2, mask_ratio=0.0, student_view="same")
+    model.train()
+    batch = _batch()
+    with torch.no_grad():
+        s = model.encoder(model.encoder.embed_xray(batch["xray"]))["cls"]
+        t = model.teacher["encoder"](model.teacher["encoder"].embed_xray(batch["xray"]))["cls"]
+    torch.testing.assert_close(s, t)
+    model.student_view_mode = "photometric"
+    view = model.student_view(batch["xray"])
+    assert view.shape == batch["xray"].shape and not torch.equal(view, batch["xray"])
+    # geometry kept: the view is a monotone intensity change plus small noise, so it correlates with the input
+    corr = torch.corrcoef(torch.stack([view[0].flatten(), batch["xray"][0].flatten()]))[0, 1]
+    assert corr > 0.8
+    with pytest.raises(ValueError, match="student_view"):
+        UniMedI("tiny", text_encoder=text_encoder, student_view="other")
+
+
+def test_mask_ratio_holds_in_each_token_group_and_diagnostics(model):
+    out = model(**_batch())
+    d = out["diagnostics"]
+    for key in ("mask_ratio_xray", "mask_ratio_ct3d", "mask_ratio_ct2d"):
+        assert d[key] == pytest.approx(0.5, abs=0.01), key
+    for key in ("icl_entropy_xray", "icl_entropy_ct", "icl_kl", "icl_distinct_xray", "icl_distinct_ct", "icl_log_k",
+                "pcl_entropy_ct3d", "pcl_kl", "teacher_cls_cos_xray", "teacher_cls_cos_ct", "slice_pos_mean", "slice_pos_spread"):
+        assert key in d and d[key] == d[key], key
+    assert 1 <= d["icl_distinct_xray"] <= 4 and 1 <= d["icl_distinct_ct"] <= 2
+    assert 0 <= d["icl_entropy_xray"] <= d["icl_log_k"] + 1e-6
+    assert -1.0 <= d["teacher_cls_cos_xray"] <= 1.0 + 1e-6
+    assert model.icl_loss.center.shape[0] == 2 and model.pcl_loss.center.shape[0] == 3
+    single = UniMedI("tiny", text_encoder=model.text_encoder, slice_top_k=2, center_per_group=False)
+    assert single.icl_loss.center.shape[0] == 1 and torch.isfinite(single(**_batch())["loss"])
+
+
+def test_step_without_masked_tokens(model):
+    """Mask ratio 0 (the start of the mask warm-up): L_pcl has nothing to distil and is 0."""
+    model.mask_ratio = 0.0
+    out = model(**_batch())
+    assert float(out["loss_pcl"]) == 0.0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+
+
+def test_uniform_slice_selection_for_the_ablation(text_encoder):
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=4, slice_selection="uniform")
+    out = model(**_batch())
+    assert out["selected_slices"].tolist() == [[4, 12, 20, 28]] * 2 and torch.isfinite(out["loss"])
+    with pytest.raises(ValueError, match="slice_selection"):
+        UniMedI("tiny", text_encoder=text_encoder, slice_selection="random")

@@ -19,7 +19,10 @@ __all__ = ["UniMedITrainer", "unwrap_model", "training_scalars"]
 
 logger = logging.getLogger(__name__)
 
-SCALAR_KEYS = ("loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio", "lr", "weight_decay", "teacher_momentum", "grad_norm")
+SCALAR_KEYS = (
+    "loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio", "lr", "weight_decay", "teacher_momentum",
+    "teacher_temperature", "grad_norm",
+)
 
 
 def unwrap_model(network: nn.Module) -> nn.Module:
@@ -28,8 +31,11 @@ def unwrap_model(network: nn.Module) -> nn.Module:
 
 
 def training_scalars(output: dict[str, Any]) -> dict[str, float]:
-    """The scalar entries of a trainer output (for StatsHandler / TensorBoardStatsHandler ``output_transform``)."""
-    return {k: float(output[k]) for k in SCALAR_KEYS if k in output}
+    """The scalar entries of a trainer output (for StatsHandler / TensorBoardStatsHandler ``output_transform``):
+    the :data:`SCALAR_KEYS` present, then the model's ``diagnostics`` (see ``UniMedI._diagnostics``)."""
+    scalars = {k: float(output[k]) for k in SCALAR_KEYS if k in output}
+    scalars.update({k: float(v) for k, v in (output.get("diagnostics") or {}).items()})
+    return scalars
 
 
 def _to_device(group: dict[str, Any] | None, device: torch.device, non_blocking: bool) -> dict[str, Any] | None:
@@ -77,7 +83,14 @@ class UniMedITrainer(Trainer):
         weight_decay: starting weight decay.
         weight_decay_end: final weight decay.
         teacher_momentum: starting EMA momentum (0.996).
-        teacher_momentum_end: final EMA momentum (1.0).
+        teacher_momentum_end: final EMA momentum (1.0, DINO's choice for runs of 100+ epochs). The
+            teacher averages over about ``1 / (1 - m)`` steps; on a short run a cosine to 1.0 freezes
+            the teacher for the last part of the run (it stops following the student), so short
+            runs should end below 1 (e.g. 0.996).
+        teacher_temperature_warmup_iterations: the distillation teacher temperature rises linearly
+            from ``warmup_teacher_temperature`` to the network's teacher temperature over these first
+            steps (DINO's ``warmup_teacher_temp``: 0.04 -> 0.07); 0: constant.
+        warmup_teacher_temperature: start of that warm-up (None: no warm-up).
         grad_clip: max gradient norm (0 or None: no clipping).
         mask_warmup_iterations: the student's mask ratio rises linearly from 0 to the network's
             ``mask_ratio`` over these first steps (0: masked at full ratio from the start). Early on the
@@ -105,6 +118,8 @@ class UniMedITrainer(Trainer):
         weight_decay_end: float = 0.4,
         teacher_momentum: float = 0.996,
         teacher_momentum_end: float = 1.0,
+        teacher_temperature_warmup_iterations: int = 0,
+        warmup_teacher_temperature: float | None = None,
         grad_clip: float | None = 3.0,
         mask_warmup_iterations: int = 0,
         amp: bool = False,
@@ -136,6 +151,16 @@ class UniMedITrainer(Trainer):
         self.lr_schedule = cosine_schedule(lr, min_lr, total, warmup_iterations)
         self.wd_schedule = cosine_schedule(weight_decay, weight_decay_end, total)
         self.momentum_schedule = cosine_schedule(teacher_momentum, teacher_momentum_end, total)
+        self.teacher_temperature_schedule = None
+        losses = [getattr(unwrap_model(network), name, None) for name in ("icl_loss", "pcl_loss")]
+        losses = [l for l in losses if l is not None and hasattr(l, "teacher_temperature")]
+        if warmup_teacher_temperature is not None and teacher_temperature_warmup_iterations > 0 and losses:
+            if warmup_teacher_temperature <= 0:
+                raise ValueError(f"warmup_teacher_temperature must be positive, got {warmup_teacher_temperature}.")
+            final = float(losses[0].teacher_temperature)
+            ramp = np.clip(np.arange(total, dtype=np.float64) / int(teacher_temperature_warmup_iterations), 0.0, 1.0)
+            self.teacher_temperature_schedule = warmup_teacher_temperature + ramp * (final - warmup_teacher_temperature)
+        self._distillation_losses = losses
         target_ratio = float(getattr(unwrap_model(network), "mask_ratio", 0.0))
         ramp = np.clip(np.arange(total, dtype=np.float64) / max(int(mask_warmup_iterations), 1), 0.0, 1.0)
         self.mask_ratio_schedule = target_ratio * (ramp if mask_warmup_iterations > 0 else np.ones(total))
@@ -213,6 +238,11 @@ class UniMedITrainer(Trainer):
         model = unwrap_model(self.network)
         if hasattr(model, "mask_ratio"):
             model.mask_ratio = float(self.mask_ratio_schedule[step])
+        teacher_temperature = None
+        if self.teacher_temperature_schedule is not None:
+            teacher_temperature = float(self.teacher_temperature_schedule[step])
+            for loss_module in self._distillation_losses:
+                loss_module.teacher_temperature = teacher_temperature
         for message in batchdata.get("skipped", ()):
             logger.warning("iteration %d: skipped a bad sample: %s", engine.state.iteration, message)
             self.skipped_samples += 1
@@ -254,6 +284,10 @@ class UniMedITrainer(Trainer):
         result.update(loss=float(loss.detach()), lr=lr, weight_decay=wd, teacher_momentum=momentum)
         if not math.isnan(grad_norm):
             result["grad_norm"] = grad_norm
+        if teacher_temperature is not None:
+            result["teacher_temperature"] = teacher_temperature
+        if out.get("diagnostics"):
+            result["diagnostics"] = {k: float(v) for k, v in out["diagnostics"].items()}
         if out.get("selected_slices") is not None:
             result["selected_slices"] = out["selected_slices"].detach().cpu()
         return result

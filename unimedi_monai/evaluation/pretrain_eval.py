@@ -8,6 +8,13 @@ Computes, on the validation items of a datalist:
   attentive slice selection lies within ``tolerance`` slices of the lesion (``slice_hit_rate``),
   next to the expected figure for the same number of random slices (``slice_hit_rate_random``);
   lesion slices are mapped from the original numbering onto the resampled 32-slice grid;
+- the slice hit test of attentive selection: exact random expectation and one-sided p-value
+  (``slice_hit_p_value``, Poisson-binomial over the CTs);
+- cross-modal alignment (:func:`cross_modal_alignment`): for each CT the findings of its 5 nearest
+  X-ray embeddings, and for each X-ray those of its 5 nearest CTs, against chance;
+- a [CLS] linear probe of the findings (:func:`cls_probe_accuracy`, stratified k-fold on the
+  evaluation items) for the pre-trained encoder and for a randomly initialised encoder of the
+  same size, per modality (``probe_acc_<modality>`` vs ``probe_acc_random_<modality>``);
 - pictures in ``output_dir``: the joint embedding space (PCA / t-SNE, by modality and finding),
   the image-report similarity matrix, and per-slice scores of a few CTs.
 
@@ -29,10 +36,10 @@ from tqdm import tqdm
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
-from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate
+from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate, slice_hit_test
 from unimedi_monai.selection import top_k_slices
 
-__all__ = ["evaluate_pretraining"]
+__all__ = ["evaluate_pretraining", "cross_modal_alignment", "cls_probe_accuracy"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,87 @@ def _lesion_on_grid(item: Mapping[str, Any], target: int) -> list[int]:
         return []
     depth = int(item.get("num_slices") or target)
     return lesion_slices_resampled(lesion, depth, target)
+
+
+def cross_modal_alignment(
+    embeddings: torch.Tensor, modality: Sequence[str], finding: Sequence[str], k: int = 5, a: str = "ct", b: str = "xray"
+) -> dict[str, float]:
+    """Finding agreement between modalities in the joint embedding space.
+
+    For each item of modality ``a``: the fraction of its ``k`` nearest (cosine) items of modality
+    ``b`` that share its finding; averaged over the ``a`` items. Chance: the same fraction for ``k``
+    random ``b`` items, i.e. the share of ``b`` items with that finding, averaged over the ``a``
+    items (exact). Items whose finding is ``"unknown"`` are left out.
+
+    Returns:
+        ``{"precision": ..., "chance": ..., "ratio": ..., "num_queries": ...}``.
+    """
+    emb = torch.nn.functional.normalize(torch.as_tensor(embeddings).float(), dim=-1)
+    ia = [i for i, (m, f) in enumerate(zip(modality, finding)) if m == a and f != "unknown"]
+    ib = [i for i, (m, f) in enumerate(zip(modality, finding)) if m == b and f != "unknown"]
+    if not ia or not ib:
+        return {"precision": float("nan"), "chance": float("nan"), "ratio": float("nan"), "num_queries": 0}
+    k = min(int(k), len(ib))
+    sim = emb[ia] @ emb[ib].t()
+    nearest = sim.topk(k, dim=1).indices
+    fb = np.asarray([finding[i] for i in ib])
+    fa = np.asarray([finding[i] for i in ia])
+    precision = float((fb[nearest.numpy()] == fa[:, None]).mean())
+    share = {f: float((fb == f).mean()) for f in set(fb)}
+    chance = float(np.mean([share.get(f, 0.0) for f in fa]))
+    return {"precision": precision, "chance": chance, "ratio": precision / chance if chance > 0 else float("inf"), "num_queries": len(ia)}
+
+
+def cls_probe_accuracy(features: torch.Tensor, labels: Sequence[str], folds: int = 5, seed: int = 0) -> float:
+    """Accuracy of a linear probe on frozen features, by stratified ``folds``-fold cross-validation.
+
+    Uses :func:`unimedi_monai.classification.linear_probe.train_linear_probe` (standardised
+    features, AdamW, 300 full-batch epochs, no model selection: the last epoch is kept).
+
+    Args:
+        features: ``(N, F)`` frozen features (e.g. the [CLS] token).
+        labels: ``N`` class names.
+        folds: number of folds (each class is dealt round-robin over the folds).
+        seed: seed of the fold assignment and the probe.
+    """
+    from unimedi_monai.classification.linear_probe import train_linear_probe
+    from unimedi_monai.classification.tasks import ClassificationTask
+
+    names = sorted(set(labels))
+    if len(names) < 2 or len(labels) < 2 * folds:
+        return float("nan")
+    y = torch.tensor([names.index(v) for v in labels], dtype=torch.long)
+    task = ClassificationTask(name="probe", class_names=tuple(names), key_metric="accuracy")
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(labels), dtype=np.int64)
+    for c in range(len(names)):
+        idx = np.flatnonzero(y.numpy() == c)
+        rng.shuffle(idx)
+        fold[idx] = np.arange(len(idx)) % folds
+    correct = 0
+    for f in range(folds):
+        train, test = torch.from_numpy(fold != f), torch.from_numpy(fold == f)
+        with torch.enable_grad():  # the evaluation around it runs under no_grad
+            probe = train_linear_probe(features[train], y[train], task, epochs=300, lr=1e-2, weight_decay=1e-4, seed=seed)
+        correct += int((probe.logits(features[test]).argmax(-1) == y[test]).sum())
+    return correct / len(labels)
+
+
+def _random_encoder(network: nn.Module, seed: int) -> nn.Module:
+    """A randomly initialised vision encoder of the same size as ``network.encoder`` (the probe's baseline)."""
+    from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
+
+    enc = network.encoder
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        rand = UnifiedVisionEncoder(
+            enc.backbone.config, enc.tokenizer_2d.img_size, enc.tokenizer_3d.img_size,
+            enc.tokenizer_2d.patch_size, enc.tokenizer_3d.patch_size,
+        )
+    finally:
+        torch.random.set_rng_state(state)
+    return rand.to(next(enc.parameters()).device).eval()
 
 
 @torch.no_grad()
@@ -63,6 +151,8 @@ def evaluate_pretraining(
     num_slice_plots: int = 3,
     num_workers: int = 0,
     progress: bool = True,
+    probe: bool = True,
+    alignment_k: int = 5,
 ) -> dict[str, float]:
     """Evaluate ``network`` (a :class:`~unimedi_monai.networks.UniMedI`) on ``items``.
 
@@ -82,6 +172,9 @@ def evaluate_pretraining(
         num_slice_plots: CTs with lesions whose slice scores are drawn.
         num_workers: data loading workers.
         progress: show a progress bar.
+        probe: also run the [CLS] linear probe (pre-trained vs random-init encoder); costs one
+            forward pass of the random encoder over the items.
+        alignment_k: neighbours of the cross-modal alignment.
 
     Returns:
         the metrics written to ``metrics.json``.
@@ -100,7 +193,10 @@ def evaluate_pretraining(
     by_modality = {"xray": list(dataset.xray_indices), "ct": list(dataset.ct_indices)}
     image_emb, text_emb, modality, finding, reports = [], [], [], [], []
     ct_selected, ct_scores, ct_lesions, ct_previews = [], [], [], []
+    cls_feats: dict[str, list[torch.Tensor]] = {"xray": [], "ct": []}
+    rand_feats: dict[str, list[torch.Tensor]] = {"xray": [], "ct": []}
     k_train = getattr(network, "slice_top_k", 4)
+    random_encoder = _random_encoder(network, seed) if probe else None
     for m in ("xray", "ct"):
         if not by_modality[m]:
             continue
@@ -112,9 +208,17 @@ def evaluate_pretraining(
             if m == "ct":
                 # one teacher selection pass serves the embedding (k_train slices) and the hit rate
                 _, scores = network.select_slices(images, max(slice_k, k_train))
-                selected_train = top_k_slices(scores, k_train)
-            emb, _ = network.encode_image(images, slice_indices=selected_train)
+                if getattr(network, "slice_selection", "attention") == "uniform":
+                    selected_train = network.uniform_slices(images)  # as in its pre-training
+                else:
+                    selected_train = top_k_slices(scores, k_train)
+            feats = network.image_features(images, slice_indices=selected_train)
+            emb = network.image_projection(feats["cls"], normalize=True)
             image_emb.append(emb.float().cpu())
+            cls_feats[m].append(feats["cls"].float().cpu())
+            if random_encoder is not None:
+                tokens = random_encoder.embed_ct(images, selected_train) if m == "ct" else random_encoder.embed_xray(images)
+                rand_feats[m].append(random_encoder(tokens)["cls"].float().cpu())
             text_emb.append(network.encode_text(data["report"]).float().cpu())
             reports += list(data["report"])
             modality += [m] * images.shape[0]
@@ -145,6 +249,22 @@ def evaluate_pretraining(
         top_train = [list(np.argsort(-np.asarray(s))[:k_train]) for s in ct_scores]
         metrics[f"slice_hit_rate_top{k_train}"] = slice_hit_rate(top_train, ct_lesions, tolerance)
         metrics[f"slice_hit_rate_random_top{k_train}"] = random_slice_hit_rate(ct_lesions, n_slices, k_train, tolerance, seed=seed)["expected"]
+        test = slice_hit_test(ct_selected, ct_lesions, n_slices, tolerance)
+        metrics["slice_hit_p_value"] = test["p_value"]
+        metrics["slice_hit_ratio"] = test["ratio"]
+    for a, b in (("ct", "xray"), ("xray", "ct")):
+        align = cross_modal_alignment(image_all, modality, finding, alignment_k, a, b)
+        if align["num_queries"]:
+            metrics[f"align_{a}2{b}_p@{alignment_k}"] = align["precision"]
+            metrics[f"align_{a}2{b}_chance"] = align["chance"]
+    if probe:
+        for m in ("xray", "ct"):
+            labels = [f for f, mm in zip(finding, modality) if mm == m]
+            if not cls_feats[m] or len(set(labels)) < 2:
+                continue
+            metrics[f"probe_acc_{m}"] = cls_probe_accuracy(torch.cat(cls_feats[m]), labels, seed=seed)
+            metrics[f"probe_acc_random_{m}"] = cls_probe_accuracy(torch.cat(rand_feats[m]), labels, seed=seed)
+            metrics[f"probe_chance_{m}"] = max(labels.count(f) for f in set(labels)) / len(labels)
     metrics["temperature"] = float(getattr(getattr(network, "contrastive_loss", None), "temperature", float("nan")))
 
     plot_embeddings(image_all, modality, finding, output_dir / "embeddings.png", method=plot_method,

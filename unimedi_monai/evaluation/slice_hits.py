@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["slice_hit", "slice_hit_rate", "random_slice_hit_rate"]
+__all__ = ["slice_hit", "slice_hit_rate", "random_slice_hit_rate", "random_hit_probabilities", "poisson_binomial_tail", "slice_hit_test"]
 
 
 def _check_tolerance(tolerance: int) -> int:
@@ -185,4 +185,59 @@ def random_slice_hit_rate(
         "sampled_sem": sem,
         "expected": float(np.mean(expected)),
         "num_volumes": len(expected),
+    }
+
+
+def random_hit_probabilities(
+    lesion_per_volume: Sequence[Sequence[int]], num_slices: int, k: int, tolerance: int = 1
+) -> list[float]:
+    """Exact probability, per volume with a lesion, that ``k`` distinct random slices of ``num_slices``
+    include one within ``tolerance`` of a lesion slice: ``1 - C(n - m, k) / C(n, k)`` (volumes with an
+    empty lesion list are skipped, as in :func:`slice_hit_rate`)."""
+    tolerance = _check_tolerance(tolerance)
+    out = []
+    for v, lesion in enumerate(lesion_per_volume):
+        if len(lesion) == 0:
+            continue
+        m = int(_near_lesion_mask(lesion, num_slices, tolerance, v).sum())
+        k_eff = min(int(k), int(num_slices))
+        out.append(1.0 - math.comb(num_slices - m, k_eff) / math.comb(num_slices, k_eff))
+    return out
+
+
+def poisson_binomial_tail(probabilities: Sequence[float], successes: int) -> float:
+    """``P(X >= successes)`` for ``X`` the number of successes of independent trials with these probabilities."""
+    dist = np.zeros(len(probabilities) + 1)
+    dist[0] = 1.0
+    for p in probabilities:
+        dist[1:] = dist[1:] * (1.0 - p) + dist[:-1] * p
+        dist[0] *= 1.0 - p
+    return float(min(1.0, max(0.0, dist[int(successes):].sum())))
+
+
+def slice_hit_test(
+    selected_per_volume: Sequence[Sequence[int]],
+    lesion_per_volume: Sequence[Sequence[int]],
+    num_slices: int,
+    tolerance: int = 1,
+) -> dict[str, float]:
+    """Hit rate of a selection against random selection of as many slices, with a one-sided p-value.
+
+    Returns:
+        ``hit_rate``, ``random_expected`` (exact), ``ratio``, ``p_value`` (probability that random
+        selection hits at least as many volumes, Poisson-binomial over the volumes) and ``num_volumes``.
+    """
+    pairs = [(list(s), list(l)) for s, l in zip(selected_per_volume, lesion_per_volume) if len(l)]
+    if not pairs:
+        raise ValueError("no volume has a lesion slice; the slice hit test is undefined.")
+    hits = sum(slice_hit(s, l, tolerance) for s, l in pairs)
+    k = len(pairs[0][0])
+    probs = random_hit_probabilities([l for _, l in pairs], num_slices, k, tolerance)
+    rate, expected = hits / len(pairs), float(np.mean(probs))
+    return {
+        "hit_rate": rate,
+        "random_expected": expected,
+        "ratio": rate / expected if expected > 0 else float("inf"),
+        "p_value": poisson_binomial_tail(probs, hits),
+        "num_volumes": len(pairs),
     }

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,9 +24,34 @@ from matplotlib.figure import Figure
 
 from unimedi_monai.evaluation.embedding_plot import save_figure_png
 
-__all__ = ["read_jsonl_history", "plot_training_curves"]
+__all__ = ["read_jsonl_history", "plot_training_curves", "DIAGNOSTIC_PANELS", "default_panels"]
 
 History = Mapping[str, Sequence[tuple[int, float]]]
+
+#: overlay panels for the self-distillation diagnostics written by the UniMedI trainer
+#: (title, metrics drawn together); the first metric named ``*log_k`` is drawn as a dashed reference
+DIAGNOSTIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("L_icl teacher target entropy (dashed: log K)", ("icl_entropy_xray", "icl_entropy_ct", "icl_log_k")),
+    ("L_pcl teacher target entropy (dashed: log K)", ("pcl_entropy_xray", "pcl_entropy_ct3d", "pcl_entropy_ct2d", "pcl_log_k")),
+    ("student-teacher KL", ("icl_kl", "pcl_kl")),
+    ("distinct teacher top prototypes ([CLS], per batch)", ("icl_distinct_xray", "icl_distinct_ct")),
+    ("teacher [CLS] cosine between images", ("teacher_cls_cos_xray", "teacher_cls_cos_ct")),
+    ("selected slices: mean index and spread over CTs", ("slice_pos_mean", "slice_pos_spread")),
+    ("mask ratio per token group", ("mask_ratio_xray", "mask_ratio_ct3d", "mask_ratio_ct2d")),
+)
+
+
+def default_panels(history: History) -> list[str | tuple[str, ...]]:
+    """The default panels: every metric that is not a diagnostic alone (sorted), then the
+    :data:`DIAGNOSTIC_PANELS` that have data; per-group diagnostics not in a panel are left out."""
+    available = {k for k, v in history.items() if len(v) > 0}
+    diagnostic_prefixes = ("icl_", "pcl_", "teacher_cls_cos_", "slice_pos_", "mask_ratio_")
+    panels: list[str | tuple[str, ...]] = sorted(k for k in available if not k.startswith(diagnostic_prefixes))
+    for _, members in DIAGNOSTIC_PANELS:
+        present = tuple(m for m in members if m in available)
+        if any(not m.endswith("log_k") for m in present):
+            panels.append(present)
+    return panels
 
 
 def read_jsonl_history(path: str | os.PathLike, iteration_key: str = "iteration") -> dict[str, list[tuple[int, float]]]:
@@ -89,6 +115,24 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _plot_overlay(ax: Any, history: History, members: Sequence[str], smoothing_window: int) -> None:
+    """Several metrics in one panel (smoothed when asked), a ``*log_k`` metric as a dashed line."""
+    for n, name in enumerate(members):
+        points = sorted(((int(i), float(v)) for i, v in history[name]), key=lambda p: p[0])
+        it = np.array([p[0] for p in points], dtype=np.int64)
+        val = np.array([p[1] for p in points], dtype=np.float64)
+        finite = val[np.isfinite(val)]
+        label = f"{name} (last {finite[-1]:.3g})" if finite.size else name
+        if name.endswith("log_k"):
+            ax.plot(it, val, color="black", linestyle="--", linewidth=1.0, label=label)
+            continue
+        shown = _moving_average(val, smoothing_window) if smoothing_window > 1 and val.size > 1 else val
+        ax.plot(it, shown, color=f"C{n}", linewidth=1.3, label=label)
+    ax.legend(fontsize="x-small")
+    ax.set_xlabel("iteration")
+    ax.grid(True, alpha=0.3)
+
+
 def plot_training_curves(
     history: History | str | os.PathLike,
     path: str | os.PathLike,
@@ -105,7 +149,9 @@ def plot_training_curves(
         history: ``{metric: [(iteration, value), ...]}`` or the path of a JSON-lines log (read with
             :func:`read_jsonl_history`).
         path: destination PNG file.
-        keys: metrics to plot, in this order; default all metrics of ``history`` sorted by name.
+        keys: panels to plot, in this order: a metric name, or a tuple of names drawn together in
+            one panel; default :func:`default_panels` (each metric alone, the self-distillation
+            diagnostics grouped as in :data:`DIAGNOSTIC_PANELS`).
         smoothing_window: when > 1, the raw curve is drawn faintly and a trailing moving average
             over this many points is drawn on top.
         ncols: maximum number of subplots per row.
@@ -128,12 +174,13 @@ def plot_training_curves(
         raise ValueError(f"ncols must be >= 1, got {ncols}.")
     available = sorted(k for k, v in history.items() if len(v) > 0)
     if keys is None:
-        keys = available
+        keys = default_panels(history)
     else:
-        missing = [k for k in keys if k not in available]
+        keys = list(keys)
+        named = [m for k in keys for m in ((k,) if isinstance(k, str) else tuple(k))]
+        missing = [k for k in named if k not in available]
         if missing:
             raise ValueError(f"metrics {missing} are not in the history (or have no points); available: {available}.")
-        keys = list(keys)
     if not keys:
         raise ValueError("history has no metric with at least one point; nothing to plot.")
 
@@ -142,7 +189,14 @@ def plot_training_curves(
     fig = Figure(figsize=(4.0 * cols, 3.0 * rows), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    titles = {members: title for title, members in DIAGNOSTIC_PANELS}
     for ax, key in zip(axes, keys):
+        if not isinstance(key, str):
+            members = tuple(key)
+            _plot_overlay(ax, history, members, smoothing_window)
+            full = next((t for m, t in titles.items() if set(members) <= set(m)), " / ".join(members))
+            ax.set_title(full, fontsize="small")
+            continue
         points = sorted(((int(i), float(v)) for i, v in history[key]), key=lambda p: p[0])
         it = np.array([p[0] for p in points], dtype=np.int64)
         val = np.array([p[1] for p in points], dtype=np.float64)

@@ -47,16 +47,25 @@ class DistillationHead(nn.Module):
         hidden_dim: MLP hidden width.
         bottleneck_dim: width before the prototype layer.
         num_layers: MLP depth (>= 1).
+        use_bn: BatchNorm after each hidden layer (DINO's ``use_bn_in_head``). Standardising each
+            feature over the batch removes what all images share, so the prototype logits follow
+            the differences between images from the first step. That matters when images share
+            most of their content (chest radiographs of one view, CT of one body region): the raw
+            [CLS] of two images then have a cosine near 1 and, without it, the sharpened targets
+            start (and stay) near uniform. Call the head on one modality / token kind at a time so
+            the batch statistics are not those of a modality mix.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, num_layers: int = 3) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, num_layers: int = 3, use_bn: bool = False
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"DistillationHead num_layers must be >= 1, got {num_layers}.")
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            layers += [nn.Linear(dim, hidden_dim)] + ([nn.BatchNorm1d(hidden_dim)] if use_bn else []) + [nn.GELU()]
             dim = hidden_dim
         layers.append(nn.Linear(dim, bottleneck_dim))
         self.mlp = nn.Sequential(*layers)
@@ -69,6 +78,10 @@ class DistillationHead(nn.Module):
         self.prototypes.parametrizations.weight.original0.data.fill_(1.0)
         self.prototypes.parametrizations.weight.original0.requires_grad_(False)
 
+        self.use_bn = bool(use_bn)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(..., in_dim)`` features to ``(..., out_dim)`` logits."""
-        return self.prototypes(F.normalize(self.mlp(x), dim=-1))
+        shape = x.shape
+        z = self.mlp(x.reshape(-1, shape[-1]) if self.use_bn else x)
+        return self.prototypes(F.normalize(z, dim=-1)).reshape(*shape[:-1], self.prototypes.out_features)

@@ -9,9 +9,11 @@ One call on a mixed batch (X-rays and CT volumes, each with its report) runs:
    gives the distillation targets and the attention that drives masking. Two teacher passes are
    the price of "the teacher sees all tokens" including the slices it selected itself; the first
    is a no-grad forward on 513 tokens, about a sixth of the student's forward+backward on 769.
-2. **Student, masked tokens.** The ``mask_ratio`` lowest-attention tokens of each sequence (2D and
-   3D tokens of a CT sequence ranked together, "masked in the same pass") are replaced by the
-   learnt mask token.
+2. **Student, second view, masked tokens.** The student sees a second view of each image (an
+   independent photometric augmentation: contrast, brightness, gamma, noise; see
+   :meth:`UniMedI.student_view`), and the ``mask_ratio`` lowest-attention tokens of each token group
+   (X-ray tokens; a CT's volume tokens; a CT's slice tokens, each group ranked on its own) are
+   replaced by the learnt mask token.
 3. **Losses.** ``L_vl``: symmetric InfoNCE between the student's projected [CLS] (masked input,
    as in Attentive-Mask CLIP: the kept patches carry the report's content) and the report
    embedding, over all X-rays and CTs of the batch together. ``L_icl``: DINO loss between student
@@ -24,7 +26,28 @@ compute is spent on padding and every loss is computed over the whole batch.
 
 The teacher is an EMA of the student's vision encoder and distillation head
 (:meth:`UniMedI.update_teacher`, called by the trainer after each optimiser step); it never
-receives gradients and always runs in eval mode.
+receives gradients and runs in eval mode, except that during training the BatchNorm layers of a
+conv stem normalise with the statistics of the batch, as the student's do (see :meth:`UniMedI.train`).
+
+Why these choices (DINO / iBOT / A-CLIP practice):
+
+- *Two views.* A teacher and a student fed the identical tensor differ only by the mask; the
+  [CLS] target is then reached by copying, the KL to the teacher falls to ~0 and L_icl carries no
+  signal. DINO, iBOT and A-CLIP all distil across two augmented views. UniMedI's L_pcl compares
+  tokens at the same positions (iBOT's masked-patch loss is a same-view loss), so the second view
+  here is photometric only: the geometry, the attention mask and the selected slices stay valid for
+  both views while the [CLS] must become invariant to intensity changes. The cost is one cheap
+  tensor operation (no extra forward pass).
+- *Centring per modality / token kind* (:class:`ClsDistillationLoss`, ``num_groups``): one centre for
+  a fixed X-ray:CT mix leaves the modality offset in the targets, and sharpening turns it into one
+  fixed target per modality.
+- *Mask ratio per token group*: ranking 2D and 3D tokens of a CT sequence together lets one group
+  be masked completely and the other not at all (their attention scales differ); each group is
+  masked at ``mask_ratio`` on its own.
+- *Same normalisation in teacher and student*: a conv stem's BatchNorm serves X-rays and CT
+  slices; running statistics mix the two, so a teacher in eval mode normalised differently from the
+  student (cosine 0.92 between their [CLS] at step 1 with identical weights). As DINO's teacher
+  with a BatchNorm backbone, the teacher uses batch statistics during training.
 """
 
 from __future__ import annotations
@@ -44,7 +67,40 @@ from unimedi_monai.networks.text_encoder import ReportEncoder
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 from unimedi_monai.selection import attention_guided_mask, slice_scores, top_k_slices
 
-__all__ = ["UniMedI"]
+__all__ = ["UniMedI", "ICL_GROUPS", "PCL_GROUPS"]
+
+#: centring groups of L_icl ([CLS] per modality) and L_pcl (patch tokens per tokenizer and modality)
+ICL_GROUPS = ("xray", "ct")
+PCL_GROUPS = ("xray", "ct3d", "ct2d")
+
+
+def _by_group(head: nn.Module, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """``head`` applied to the rows of each group separately (a head with BatchNorm then normalises
+    each modality / token kind with its own batch statistics); one call when there is one group."""
+    groups = torch.unique(group)
+    if groups.numel() <= 1:
+        return _single_safe(head, x)
+    parts = [(group == g).nonzero(as_tuple=True)[0] for g in groups.tolist()]
+    outs = [_single_safe(head, x[idx]) for idx in parts]
+    out = outs[0].new_empty((x.shape[0], outs[0].shape[-1]))
+    for idx, o in zip(parts, outs):
+        out[idx] = o
+    return out
+
+
+def _single_safe(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)``; a single row cannot give batch statistics, so its BatchNorm layers then use
+    their running statistics for that call."""
+    norms = [m for m in head.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if x.shape[0] > 1 or not norms:
+        return head(x)
+    for m in norms:
+        m.eval()
+    try:
+        return head(x)
+    finally:
+        for m in norms:
+            m.train()
 
 
 class UniMedI(nn.Module):
@@ -70,6 +126,15 @@ class UniMedI(nn.Module):
         student_temperature: distillation student temperature (0.1).
         center_momentum: distillation centre momentum (0.9).
         projection_hidden_dim: None for linear projections, or a hidden width for 2-layer MLPs.
+        student_view: ``"photometric"`` (default): the student gets an independently augmented
+            view (:meth:`student_view`); ``"same"``: the teacher's tensor (the single-view variant).
+        center_per_group: centre the distillation targets per modality ([CLS]: X-ray, CT) and per
+            token kind (patches: X-ray, CT volume, CT slice) (default) or with one centre (DINO).
+        head_batch_norm: BatchNorm in the distillation head (DINO's ``use_bn_in_head``), applied to
+            one modality / token kind at a time (see :class:`DistillationHead`).
+        slice_selection: ``"attention"`` (UniMedI's attentive slice selection by the teacher) or
+            ``"uniform"`` (``slice_top_k`` evenly spaced slices, the ablation without selection;
+            :meth:`select_slices` still ranks slices by attention for evaluation).
 
     Example::
 
@@ -99,10 +164,18 @@ class UniMedI(nn.Module):
         student_temperature: float = 0.1,
         center_momentum: float = 0.9,
         projection_hidden_dim: int | None = None,
+        student_view: Literal["photometric", "same"] = "photometric",
+        center_per_group: bool = True,
+        head_batch_norm: bool = True,
+        slice_selection: Literal["attention", "uniform"] = "attention",
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
             raise ValueError(f"attention_layers must be 'last' or 'all', got {attention_layers!r}.")
+        if slice_selection not in ("attention", "uniform"):
+            raise ValueError(f"slice_selection must be 'attention' or 'uniform', got {slice_selection!r}.")
+        if student_view not in ("photometric", "same"):
+            raise ValueError(f"student_view must be 'photometric' or 'same', got {student_view!r}.")
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
         self.encoder = UnifiedVisionEncoder(backbone, xray_size, ct_size, patch_size_2d, patch_size_3d)
@@ -113,13 +186,20 @@ class UniMedI(nn.Module):
         self.text_encoder = text_encoder
         self.image_projection = ProjectionHead(cfg.hidden_size, cfg.embed_dim, projection_hidden_dim)
         self.text_projection = ProjectionHead(text_encoder.hidden_size, cfg.embed_dim, projection_hidden_dim)
-        self.head = DistillationHead(cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim)
+        self.head = DistillationHead(cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim, use_bn=head_batch_norm)
         self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)})
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         self.contrastive_loss = ContrastiveLoss(init_temperature, min_temperature, learnable=learn_temperature)
-        self.icl_loss = ClsDistillationLoss(cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum)
-        self.pcl_loss = PatchDistillationLoss(cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum)
+        self.icl_loss = ClsDistillationLoss(
+            cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum, len(ICL_GROUPS) if center_per_group else 1
+        )
+        self.pcl_loss = PatchDistillationLoss(
+            cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum, len(PCL_GROUPS) if center_per_group else 1
+        )
+        self.center_per_group = bool(center_per_group)
+        self.slice_selection = slice_selection
+        self.student_view_mode = student_view
         n_slices = int(self.encoder.tokenizer_3d.img_size[-1])
         if not 1 <= slice_top_k <= n_slices:
             raise ValueError(f"slice_top_k must be in [1, {n_slices}], got {slice_top_k}.")
@@ -131,8 +211,16 @@ class UniMedI(nn.Module):
 
     # ------------------------------------------------------------------ teacher
     def train(self, mode: bool = True) -> "UniMedI":
+        """Train / eval mode; the teacher stays in eval mode, but in training its BatchNorm layers
+        normalise with batch statistics (without updating its running statistics, which
+        :meth:`update_teacher` copies from the student), so teacher and student normalise alike."""
         super().train(mode)
         self.teacher.eval()
+        if mode:
+            for m in self.teacher.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.train()
+                    m.momentum = 0.0  # batch statistics, running statistics left as they are
         return self
 
     def student_teacher_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -185,22 +273,73 @@ class UniMedI(nn.Module):
         """
         return self._teacher_select(volume, k or self.slice_top_k)
 
+    def uniform_slices(self, volumes: torch.Tensor) -> torch.Tensor:
+        """``(B, slice_top_k)`` evenly spaced slice indices (the centres of ``slice_top_k`` equal bins)."""
+        depth = volumes.shape[-1]
+        idx = ((torch.arange(self.slice_top_k, device=volumes.device) + 0.5) * depth / self.slice_top_k).long()
+        return idx.unsqueeze(0).expand(volumes.shape[0], -1)
+
+    @torch.no_grad()
+    def student_view(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's view: an independent photometric augmentation of each image (or volume).
+
+        Per sample: contrast ``x' = m + a (x - m)`` around the image mean ``m`` with ``a ~ U(0.7, 1.3)``,
+        brightness ``+ b`` with ``b ~ U(-0.1, 0.1)`` times the image's intensity range, a gamma
+        ``~ exp(U(-0.3, 0.3))`` on the min-max normalised image, and Gaussian noise (std 2% of the
+        range). Geometry is untouched, so patch positions, the teacher's attention mask and the
+        selected slices hold for both views (needed by L_pcl). Draws from the global torch RNG
+        (saved in training checkpoints, so a resumed run draws the same views).
+        ``student_view="same"`` returns ``images`` unchanged.
+        """
+        if self.student_view_mode == "same":
+            return images
+        x = images.float()
+        b = x.shape[0]
+        shape = (b,) + (1,) * (x.ndim - 1)
+        dims = tuple(range(1, x.ndim))
+        lo, hi = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
+        span = (hi - lo).clamp_min(1e-6)
+        u = (x - lo) / span
+        gamma = torch.empty(shape, device=x.device).uniform_(-0.3, 0.3).exp()
+        u = u.clamp_min(0).pow(gamma)
+        mean = u.mean(dim=dims, keepdim=True)
+        contrast = torch.empty(shape, device=x.device).uniform_(0.7, 1.3)
+        shift = torch.empty(shape, device=x.device).uniform_(-0.1, 0.1)
+        u = mean + contrast * (u - mean) + shift + 0.02 * torch.randn_like(u)
+        return (lo + u * span).to(images.dtype)
+
+    def _group_mask(self, attention: torch.Tensor, n3d: int | None) -> torch.Tensor:
+        """Attention-guided mask with ``mask_ratio`` applied to each token group on its own
+        (X-ray: all tokens; CT: the ``n3d`` volume tokens, then the slice tokens)."""
+        if n3d is None or n3d >= attention.shape[1]:
+            return attention_guided_mask(attention, self.mask_ratio)
+        return torch.cat(
+            [attention_guided_mask(attention[:, :n3d], self.mask_ratio), attention_guided_mask(attention[:, n3d:], self.mask_ratio)],
+            dim=1,
+        )
+
     def _group(self, images: torch.Tensor, is_ct: bool) -> dict[str, Any]:
-        """Teacher and student passes for one modality group."""
+        """Teacher (unmasked view) and student (second view, masked) passes for one modality group."""
         teacher_enc = self.teacher["encoder"]
+        n3d = None
         with torch.no_grad():
             selected = None
             if is_ct:
                 volume_tokens = teacher_enc.embed_volume(images)  # tokenised once, used by both teacher passes
-                selected, _ = self._teacher_select(images, self.slice_top_k, volume_tokens)
+                n3d = volume_tokens.shape[1]
+                if self.slice_selection == "uniform":
+                    selected = self.uniform_slices(images)
+                else:
+                    selected, _ = self._teacher_select(images, self.slice_top_k, volume_tokens)
                 t_tokens = teacher_enc.embed_ct(images, selected, volume_tokens=volume_tokens)
             else:
                 t_tokens = teacher_enc.embed_xray(images)
             t_out = teacher_enc(t_tokens, cls_attention=self.attention_layers)
-            mask = attention_guided_mask(t_out["cls_attention"], self.mask_ratio)
-        s_tokens = self.encoder.embed_ct(images, selected, mask) if is_ct else self.encoder.embed_xray(images, mask)
+            mask = self._group_mask(t_out["cls_attention"], n3d)
+            view = self.student_view(images) if self.training else images
+        s_tokens = self.encoder.embed_ct(view, selected, mask) if is_ct else self.encoder.embed_xray(view, mask)
         s_out = self.encoder(s_tokens)
-        return {"teacher": t_out, "student": s_out, "mask": mask, "selected": selected}
+        return {"teacher": t_out, "student": s_out, "mask": mask, "selected": selected, "n3d": n3d, "is_ct": is_ct}
 
     # ------------------------------------------------------------------ training step
     def forward(
@@ -221,7 +360,8 @@ class UniMedI(nn.Module):
         Returns:
             dict: ``loss`` (total, with graph), ``loss_vl``, ``loss_icl``, ``loss_pcl`` (detached),
             ``temperature`` (float), ``mask_ratio`` (fraction of tokens masked), ``selected_slices``
-            (``(Bc, k)`` or None), ``image_embedding`` / ``text_embedding`` (detached, X-rays first).
+            (``(Bc, k)`` or None), ``image_embedding`` / ``text_embedding`` (detached, X-rays first),
+            ``diagnostics`` (dict of floats, see :meth:`_diagnostics`; per-group mask ratios too).
         """
         groups: list[tuple[dict[str, Any], Sequence[str]]] = []
         for images, reports, is_ct, name in ((xray, xray_reports, False, "xray"), (ct, ct_reports, True, "ct")):
@@ -240,26 +380,46 @@ class UniMedI(nn.Module):
         text_emb = self.text_projection(self.text_encoder(reports_all))
         loss_vl = self.contrastive_loss(image_emb, text_emb)
 
-        loss_icl = self.icl_loss(self.head(student_cls), self.teacher["head"](teacher_cls).detach())
+        device = student_cls.device
+        icl_group = torch.cat(
+            [torch.full((g["student"]["cls"].shape[0],), int(g["is_ct"]) if self.center_per_group else 0, dtype=torch.long, device=device) for g, _ in groups]
+        )
+        loss_icl = self.icl_loss(_by_group(self.head, student_cls, icl_group), _by_group(self.teacher["head"], teacher_cls, icl_group).detach(), icl_group,
+                                 ICL_GROUPS if self.center_per_group else ("all",))
 
-        s_masked, t_masked, sample_idx = [], [], []
+        s_masked, t_masked, sample_idx, token_group = [], [], [], []
         offset = 0
         masked_tokens = total_tokens = 0
+        mask_ratios: dict[str, float] = {}
         for g, _ in groups:
             mask = g["mask"]
             s_masked.append(g["student"]["patches"][mask])
             t_masked.append(g["teacher"]["patches"][mask])
             rows = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]
             sample_idx.append(rows + offset)
+            kinds = torch.zeros(mask.shape[1], dtype=torch.long, device=mask.device)
+            if g["is_ct"]:
+                kinds[: g["n3d"]] = PCL_GROUPS.index("ct3d")
+                kinds[g["n3d"]:] = PCL_GROUPS.index("ct2d")
+                mask_ratios["mask_ratio_ct3d"] = float(mask[:, : g["n3d"]].float().mean())
+                if mask.shape[1] > g["n3d"]:
+                    mask_ratios["mask_ratio_ct2d"] = float(mask[:, g["n3d"]:].float().mean())
+            else:
+                mask_ratios["mask_ratio_xray"] = float(mask.float().mean())
+            token_group.append(kinds.unsqueeze(0).expand_as(mask)[mask] if self.center_per_group else torch.zeros_like(rows))
             offset += mask.shape[0]
             masked_tokens += int(mask.sum())
             total_tokens += mask.numel()
+        token_group_all = torch.cat(token_group)
         with torch.no_grad():
-            teacher_patch_logits = self.teacher["head"](torch.cat(t_masked))
-        loss_pcl = self.pcl_loss(self.head(torch.cat(s_masked)), teacher_patch_logits, torch.cat(sample_idx), offset)
+            teacher_patch_logits = _by_group(self.teacher["head"], torch.cat(t_masked), token_group_all)
+        loss_pcl = self.pcl_loss(_by_group(self.head, torch.cat(s_masked), token_group_all), teacher_patch_logits, torch.cat(sample_idx), offset,
+                                 token_group_all, PCL_GROUPS if self.center_per_group else ("all",))
 
         loss = loss_vl + self.icl_weight * loss_icl + self.pcl_weight * loss_pcl
         ct_group = next((g for g, _ in groups if g["selected"] is not None), None)
+        diagnostics = self._diagnostics(groups, ct_group)
+        diagnostics.update(mask_ratios)
         return {
             "loss": loss,
             "loss_vl": loss_vl.detach(),
@@ -270,7 +430,36 @@ class UniMedI(nn.Module):
             "selected_slices": None if ct_group is None else ct_group["selected"],
             "image_embedding": image_emb.detach(),
             "text_embedding": text_emb.detach(),
+            "diagnostics": diagnostics,
         }
+
+    @torch.no_grad()
+    def _diagnostics(self, groups: Sequence[tuple[dict[str, Any], Sequence[str]]], ct_group: dict[str, Any] | None) -> dict[str, float]:
+        """Detached health figures of the step, from tensors the step computed anyway.
+
+        ``icl_*`` / ``pcl_*``: the distillation losses' :attr:`~ClsDistillationLoss.last_diagnostics`
+        (teacher target entropy overall and per group against ``*_log_k``, student-teacher KL,
+        distinct teacher top prototypes per group in the batch); ``teacher_cls_cos_<modality>``:
+        mean cosine between the teacher [CLS] of different images of the batch (1: the teacher does
+        not tell images apart); ``slice_pos_mean`` / ``slice_pos_spread``: mean selected slice index
+        and the standard deviation over the batch's CTs of each CT's mean selected index (a spread
+        near 0 means slices are picked by position, not content).
+        """
+        out: dict[str, float] = {}
+        for prefix, loss in (("icl", self.icl_loss), ("pcl", self.pcl_loss)):
+            for key, value in loss.last_diagnostics.items():
+                out[f"{prefix}_{key}"] = float(value)
+        for g, _ in groups:
+            cls = torch.nn.functional.normalize(g["teacher"]["cls"].float(), dim=-1)
+            n = cls.shape[0]
+            if n > 1:
+                sim = cls @ cls.t()
+                out[f"teacher_cls_cos_{'ct' if g['is_ct'] else 'xray'}"] = float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+        if ct_group is not None:
+            pos = ct_group["selected"].float()
+            out["slice_pos_mean"] = float(pos.mean())
+            out["slice_pos_spread"] = float(pos.mean(dim=1).std(unbiased=False)) if pos.shape[0] > 1 else 0.0
+        return out
 
     # ------------------------------------------------------------------ downstream API
     def encode_image(
@@ -294,17 +483,26 @@ class UniMedI(nn.Module):
             ``(embedding, patches)``: the projected [CLS] ``(B, embed_dim)`` and the patch tokens
             ``(B, N, hidden)`` (for CT with slices: the volume tokens, then the slices' tokens).
         """
+        out = self.image_features(images, with_slices, slice_indices)
+        return self.image_projection(out["cls"], normalize=normalize), out["patches"]
+
+    def image_features(
+        self, images: torch.Tensor, with_slices: bool = True, slice_indices: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The student backbone's output for X-rays or CTs: ``cls`` ``(B, hidden)`` (the [CLS] token
+        before the projection, what a linear probe reads) and ``patches``; arguments as :meth:`encode_image`."""
         if images.ndim == 4:
             tokens = self.encoder.embed_xray(images)
         elif images.ndim == 5:
             selected = None
-            if with_slices:
-                selected = slice_indices if slice_indices is not None else self._teacher_select(images, self.slice_top_k)[0]
+            if with_slices and slice_indices is not None:
+                selected = slice_indices
+            elif with_slices:
+                selected = self.uniform_slices(images) if self.slice_selection == "uniform" else self._teacher_select(images, self.slice_top_k)[0]
             tokens = self.encoder.embed_ct(images, selected)
         else:
             raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")
-        out = self.encoder(tokens)
-        return self.image_projection(out["cls"], normalize=normalize), out["patches"]
+        return self.encoder(tokens)
 
     def load_pretrained(self, path: str, strict: bool = True) -> dict[str, list[str]]:
         """Load weights written by the pre-training bundle (``models/model.pt`` or a training checkpoint).

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.evaluation.slice_hits import poisson_binomial_tail
 from unimedi_monai.slice_selection.plot import plot_slice_selection
 from unimedi_monai.slice_selection.selector import SliceSelector
 
@@ -69,16 +70,6 @@ def _centres(case: Mapping[str, Any], axis: int, num_slices: int) -> list[int]:
             f"{num_slices} slices; check the annotation coordinates."
         )
     return centres
-
-
-def poisson_binomial_tail(probabilities: Sequence[float], successes: int) -> float:
-    """``P(X >= successes)`` for ``X`` the number of successes of independent trials with these probabilities."""
-    dist = np.zeros(len(probabilities) + 1)
-    dist[0] = 1.0
-    for p in probabilities:
-        dist[1:] = dist[1:] * (1.0 - p) + dist[:-1] * p
-        dist[0] *= 1.0 - p
-    return float(min(1.0, max(0.0, dist[int(successes):].sum())))
 
 
 def evaluate_slice_selection(
