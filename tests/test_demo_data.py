@@ -18,7 +18,10 @@ import pytest
 from PIL import Image
 
 from unimedi_monai.data import demo
-from unimedi_monai.data.demo import generate_demo_dataset, lesion_slices_resampled, make_report, synth_ct, synth_xray
+from unimedi_monai.data.demo import generate as demo_generate
+from unimedi_monai.data.demo import generate_demo_dataset, make_report, synth_ct, synth_xray
+from unimedi_monai.data.demo.plan import _plan_modality, _validation_patients
+from unimedi_monai.data.slice_grid import lesion_slices_resampled
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ITEM_KEYS = {"image", "report", "modality", "finding", "side", "zone", "size_mm", "patient_id"}
@@ -225,8 +228,8 @@ def test_split_by_patient_and_stratified(small_demo):
     assert {i["modality"] for i in datalist["validation"]} == {"xray", "ct"}
     # default size (planning only, no rendering): validation holds several of each finding per modality
     master = np.random.default_rng(0)
-    cases = demo._plan_modality("xray", 240, master) + demo._plan_modality("ct", 120, master)
-    val = demo._validation_patients(cases, 0.2, master)
+    cases = _plan_modality("xray", 240, master) + _plan_modality("ct", 120, master)
+    val = _validation_patients(cases, 0.2, master)
     counts = Counter((c.modality, c.finding) for c in cases if c.patient_id in val)
     assert all(counts[(m, f)] >= 3 for m in ("xray", "ct") for f in demo.FINDINGS)
     assert 0.15 < sum(counts.values()) / len(cases) < 0.25
@@ -285,7 +288,7 @@ def test_atomic_write_leaves_no_partial_dataset(tmp_path, monkeypatch):
     generate_demo_dataset(parent / "ok", n_xray=2, n_ct=1, progress=False)
     assert [p.name for p in parent.iterdir()] == ["ok"]  # no temporary sibling left
     calls = []
-    original = demo._render_case
+    original = demo_generate._render_case
 
     def failing(root, case):
         calls.append(case.case_id)
@@ -293,7 +296,7 @@ def test_atomic_write_leaves_no_partial_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated interruption")
         return original(root, case)
 
-    monkeypatch.setattr(demo, "_render_case", failing)
+    monkeypatch.setattr(demo_generate, "_render_case", failing)
     with pytest.raises(KeyboardInterrupt):
         generate_demo_dataset(parent / "broken", n_xray=4, n_ct=0, progress=False)
     assert sorted(p.name for p in parent.iterdir()) == ["ok"]

@@ -30,7 +30,7 @@ _EXPORTS = {
     "luna16_cases": "luna16",
     "read_luna16_annotations": "luna16",
     "world_to_voxel": "luna16",
-    "lesion_slices_resampled": "demo",
+    "lesion_slices_resampled": "slice_grid",
     "SimpleITKReader": "readers",
     "clean_report": "reports",
     "extract_sections": "reports",

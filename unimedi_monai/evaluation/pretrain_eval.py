@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 def _lesion_on_grid(item: Mapping[str, Any], target: int) -> list[int]:
-    from unimedi_monai.data.demo import lesion_slices_resampled
+    from unimedi_monai.data.slice_grid import lesion_slices_resampled
 
     lesion = item.get("lesion_slices") or []
     if not lesion:

@@ -15,7 +15,7 @@ from monai.transforms import Orientationd, SpatialCrop
 
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.bundle import output_stem
-from unimedi_monai.slice_selection.mapping import grid_to_original, slice_axis_of
+from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
 
 __all__ = ["SliceSelection", "SliceSelector", "output_files", "output_stem", "read_query"]
 
@@ -156,7 +156,7 @@ class SliceSelector:
     The file goes through ``transform`` (the deterministic :func:`unimedi_monai.data.ct_transforms` with
     ``resampler="monai"``, not the read-time SimpleITK resampling), which must contain an ``Orientationd``: the image and its affine are captured just before it,
     the model scores the resampled grid, and the grid scores are mapped back to every slice of the
-    file (:func:`~unimedi_monai.slice_selection.mapping.grid_to_original`).
+    file (:func:`~unimedi_monai.data.slice_grid.grid_to_original`).
 
     Args:
         network: the scoring network (``forward``: ``(B, 1, H, W, D)`` -> ``(B, D)``).

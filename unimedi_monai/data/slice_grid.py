@@ -1,4 +1,11 @@
-"""Map per-slice scores between a CT file's own slice numbering and the model's resampled grid.
+"""Map slices between a CT file's own slice numbering and the model's resampled slice grid.
+
+One geometry, used by the pre-training evaluation (lesion slices of the demo CTs on the 32-slice
+grid, :func:`lesion_slices_resampled`) and by the slice-selection tool (grid scores back on the
+file's slices, :func:`grid_to_original`): a resize along the slice axis with ``align_corners=False``
+(MONAI ``Resize``), where original slice ``z`` of ``n`` covers ``[z, z + 1)`` and grid slice ``t`` of
+``T`` covers ``[t * n / T, (t + 1) * n / T)`` in original coordinates, so that the centre of original
+slice ``z`` sits at the grid coordinate ``(z + 0.5) * T / n - 0.5``.
 
 The CT pipeline (:func:`unimedi_monai.data.ct_transforms`) reorients every volume to RAS
 (``Orientationd``) and resizes it to ``128 x 128 x 32`` (``Resized``, linear interpolation with
@@ -23,7 +30,7 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-__all__ = ["slice_axis_of", "original_to_grid", "grid_to_original"]
+__all__ = ["slice_axis_of", "original_to_grid", "grid_to_original", "lesion_slices_resampled"]
 
 
 def slice_axis_of(affine: np.ndarray | Sequence[Sequence[float]], axcodes: str = "RAS") -> tuple[int, bool]:
@@ -86,3 +93,46 @@ def grid_to_original(grid_scores: np.ndarray | Sequence[float], num_original: in
         raise ValueError("grid_scores is empty.")
     position = original_to_grid(num_original, g.size, flipped)
     return np.interp(position, np.arange(g.size, dtype=np.float64), g)
+
+
+def lesion_slices_resampled(lesion_slices: Sequence[int], num_slices: int, target_slices: int = 32) -> list[int]:
+    """
+    Map original slice indices to the slices of a volume linearly resampled along z.
+
+    The resampling is MONAI ``Resize`` with ``align_corners=False`` semantics: original slice ``z``
+    covers the coordinate range ``[z, z + 1)`` and target slice ``t`` covers
+    ``[t * D / T, (t + 1) * D / T)`` in original coordinates (``D = num_slices``,
+    ``T = target_slices``). A target slice is returned when its range overlaps the range of any
+    lesion slice. Computed in exact integer arithmetic. This is exactly the set of target slices
+    that receive weight from a lesion slice under ``Resize(mode="area")`` (MONAI's default); under
+    ``mode="trilinear"`` it is the same for the demo's 48 -> 32 (and e.g. 40 -> 32, 64 -> 32), while
+    other ratios may differ by one neighbouring slice of small weight.
+
+    Example: ``D = 48, T = 32``: slice 0 -> [0], slice 1 -> [0, 1], slice 2 -> [1], slice 47 -> [31].
+
+    Args:
+        lesion_slices: original slice indices, each in ``[0, num_slices)``.
+        num_slices: the original number of slices ``D`` (>= 1).
+        target_slices: the resampled number of slices ``T`` (>= 1).
+
+    Returns:
+        sorted unique target slice indices (empty if ``lesion_slices`` is empty).
+
+    Raises:
+        ValueError: for non-positive slice counts or an index outside ``[0, num_slices)``.
+    """
+    num_slices, target_slices = int(num_slices), int(target_slices)
+    if num_slices < 1 or target_slices < 1:
+        raise ValueError(f"num_slices and target_slices must be >= 1, got {num_slices} and {target_slices}.")
+    result: set[int] = set()
+    for position, z in enumerate(lesion_slices):
+        if int(z) != z or not 0 <= int(z) < num_slices:
+            raise ValueError(
+                f"lesion_slices[{position}] = {z!r} is not a slice index in [0, {num_slices}); "
+                "pass original slice indices of the volume."
+            )
+        z = int(z)
+        first = (z * target_slices) // num_slices  # smallest t with (t + 1) * D > z * T
+        last = -(-((z + 1) * target_slices) // num_slices) - 1  # largest t with t * D < (z + 1) * T
+        result.update(range(first, last + 1))
+    return sorted(result)

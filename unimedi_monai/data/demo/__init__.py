@@ -1,0 +1,71 @@
+# Copyright (c) unimedi-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""
+Built-in synthetic demo dataset: chest radiographs (PNG), chest CTs (NIfTI) and paired reports.
+
+The pre-training bundle uses this set when no user data is given. The images are synthetic but
+*learnable*: the anatomy is the same template for every case (small global jitter only, and exactly
+left-right mirror-symmetric), so the lesion is the one thing that varies between images and the
+only lateralised content, and every report states what is drawn: the finding, its side, its zone
+and its size in mm.
+
+Conventions (also written into ``datalist.json`` under ``"conventions"``):
+
+- X-ray: 256 x 256 8-bit PNG at 1.4 mm per pixel, displayed in the radiological convention
+  (PA view seen from the front): row 0 is superior, and the patient's LEFT is on the IMAGE RIGHT
+  (large column index); the patient's right lung is on the image left. Zones are the upper,
+  middle and lower thirds of the lung field's vertical extent.
+- CT: int16 HU volume of shape 128 x 128 x 48 with a diagonal, positive affine
+  (2.5 x 2.5 x 5.0 mm), i.e. RAS+ world axes (nibabel's convention): the first voxel axis points
+  to the patient's RIGHT, the second to Anterior, the third to Superior. So the patient's right lung
+  is at large first-axis index, the posterior (dorsal) side at small second-axis index, and a
+  higher slice index (last axis) is more superior. ``Orientationd(axcodes="RAS")`` keeps the
+  array unchanged. Zones are the thirds of the lung z-range (upper = highest slice indices).
+
+Example::
+
+    python -m unimedi_monai.data.demo ./demo_data --n-xray 240 --n-ct 120 --seed 0
+
+Modules: :mod:`~unimedi_monai.data.demo.spec` (findings, sides, zones, sizes, geometry),
+:mod:`~unimedi_monai.data.demo.xray` and :mod:`~unimedi_monai.data.demo.ct` (rendering),
+:mod:`~unimedi_monai.data.demo.report_templates` (reports), :mod:`~unimedi_monai.data.demo.plan`
+(cases, patients, split), :mod:`~unimedi_monai.data.demo.generate` (files, datalist, manifest),
+:mod:`~unimedi_monai.data.demo.cache` (generate-once folders, shared with the segmentation demos) and
+:mod:`~unimedi_monai.data.demo.cli` (the command line).
+"""
+
+from __future__ import annotations
+
+from unimedi_monai.data.demo.cli import main
+from unimedi_monai.data.demo.ct import ct_affine, synth_ct
+from unimedi_monai.data.demo.generate import FORMAT_VERSION, generate_demo_dataset
+from unimedi_monai.data.demo.report_templates import make_report
+from unimedi_monai.data.demo.spec import (
+    CT_SHAPE,
+    CT_SPACING_MM,
+    FINDINGS,
+    SIDES,
+    SIZE_RANGES_MM,
+    XRAY_PIXEL_MM,
+    XRAY_SHAPE,
+    ZONES,
+)
+from unimedi_monai.data.demo.xray import synth_xray
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FINDINGS",
+    "SIDES",
+    "ZONES",
+    "SIZE_RANGES_MM",
+    "XRAY_SHAPE",
+    "XRAY_PIXEL_MM",
+    "CT_SHAPE",
+    "CT_SPACING_MM",
+    "ct_affine",
+    "synth_xray",
+    "synth_ct",
+    "make_report",
+    "generate_demo_dataset",
+    "main",
+]

@@ -1,0 +1,208 @@
+# Copyright (c) unimedi-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""The synthetic PA chest radiograph: a mirror-symmetric template chest with one drawn lesion (or none)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from unimedi_monai.data.demo.spec import (
+    _MAX_PLACEMENT_TRIES,
+    XRAY_PIXEL_MM,
+    XRAY_SHAPE,
+    ZONES,
+    _check_case,
+    _smooth_noise,
+    _soft,
+    _third,
+)
+
+__all__ = ["synth_xray"]
+
+# ---------------------------------------------------------------- X-ray template geometry (pixels)
+_XR_MID = (XRAY_SHAPE[1] - 1) / 2.0  # mirror axis between the lungs (column 127.5)
+_XR_LUNG_ROW = 118.0  # lung field centre row
+_XR_LUNG_OFFSET = 56.0  # lung centre distance from the midline (columns)
+_XR_LUNG_RY, _XR_LUNG_RX = 78.0, 36.0  # lung half-height / half-width
+_XR_BODY = (140.0, 130.0, 118.0)  # body ellipse centre row, half-height, half-width
+_XR_HEART = (170.0, 36.0, 30.0)  # heart centre row, half-height, half-width (centred on the midline)
+_XR_MEDIASTINUM_HALF_WIDTH = 18.0
+
+
+@lru_cache(maxsize=1)
+def _xray_grid() -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.mgrid[0 : XRAY_SHAPE[0], 0 : XRAY_SHAPE[1]].astype(np.float32)
+    return rows, cols
+
+
+
+@dataclass(frozen=True)
+class _XrayAnatomy:
+    image: np.ndarray  # float32 grey levels without lesion and noise
+    lung_visible: np.ndarray  # soft mask of lung not covered by heart / mediastinum
+    lung_row: float
+    lung_ry: float
+    lung_rx: float
+    lung_offset: float
+
+
+def _xray_lung_half_width(anat: _XrayAnatomy, row: float) -> float:
+    dy = (row - anat.lung_row) / anat.lung_ry
+    power = 3.0 if dy > 0 else 2.0
+    return float(anat.lung_rx * max(1.0 - abs(dy) ** power, 0.0) ** (1.0 / power))
+
+
+def _xray_anatomy(rng: np.random.Generator) -> _XrayAnatomy:
+    """Mirror-symmetric chest template with small per-patient jitter."""
+    rows, cols = _xray_grid()
+    scale = rng.uniform(0.95, 1.05)
+    lung_row = _XR_LUNG_ROW + rng.uniform(-3.0, 3.0)
+    lung_ry, lung_rx = _XR_LUNG_RY * scale, _XR_LUNG_RX * scale
+    lung_offset = _XR_LUNG_OFFSET * rng.uniform(0.97, 1.03)
+    body_val, lung_val = rng.uniform(135.0, 150.0), rng.uniform(50.0, 60.0)
+    med_val, heart_val = rng.uniform(165.0, 180.0), rng.uniform(175.0, 190.0)
+    lateral = np.abs(cols - _XR_MID)
+
+    body_row, body_ry, body_rx = _XR_BODY
+    body = _soft(np.sqrt(((rows - body_row) / body_ry) ** 2 + ((cols - _XR_MID) / body_rx) ** 2), body_rx, 3.0)
+    image = 10.0 + (body_val - 10.0) * body
+    # lungs: super-ellipses, rounder apex (power 2) and fuller base (power 3); mirrored about the midline
+    dy = (rows - lung_row) / lung_ry
+    dx = np.abs(lateral - lung_offset) / lung_rx
+    power = np.where(dy > 0, 3.0, 2.0).astype(np.float32)
+    lung = _soft((dx**power + np.abs(dy) ** power) ** (1.0 / power), lung_rx, 2.0)
+    image = image * (1.0 - lung) + lung_val * lung
+    # faint posterior rib arcs, descending laterally
+    lung_top = lung_row - lung_ry
+    u = (lateral - lung_offset) / lung_rx  # -1 medial edge, +1 lateral edge
+    ribs = np.zeros_like(image)
+    for k in range(7):
+        centre = lung_top - 4.0 + 22.0 * scale * k + 10.0 * (u + 1.0) ** 2
+        ribs += np.exp(-(((rows - centre) / 2.2) ** 2))
+    image += rng.uniform(11.0, 15.0) * np.clip(ribs, 0.0, 1.0) * body
+    mediastinum = _soft(np.abs(cols - _XR_MID) / _XR_MEDIASTINUM_HALF_WIDTH, _XR_MEDIASTINUM_HALF_WIDTH, 3.0)
+    mediastinum = mediastinum * (rows < lung_row + lung_ry)
+    image = image * (1.0 - mediastinum) + med_val * mediastinum
+    heart_row, heart_ry, heart_rx = _XR_HEART
+    heart = _soft(
+        np.sqrt(((rows - heart_row * (lung_row / _XR_LUNG_ROW)) / heart_ry) ** 2 + ((cols - _XR_MID) / heart_rx) ** 2),
+        heart_rx,
+        2.5,
+    )
+    image = image * (1.0 - heart) + heart_val * heart
+    lung_visible = lung * (1.0 - mediastinum) * (1.0 - heart)
+    return _XrayAnatomy(image, lung_visible, lung_row, lung_ry, lung_rx, lung_offset)
+
+
+def _xray_blob(rng: np.random.Generator, finding: str, row: float, col: float, size_px: float) -> np.ndarray:
+    """Soft lesion shape (values in [0, 1]) centred at (row, col); ``size_px`` = diameter / extent."""
+    rows, cols = _xray_grid()
+    radius = size_px / 2.0
+    if finding == "nodule":
+        rho = np.sqrt((rows - row) ** 2 + (cols - col) ** 2) / radius
+        return _soft(rho, radius, 1.2) * (0.85 + 0.15 * np.sqrt(np.clip(1.0 - rho**2, 0.0, 1.0)))
+    if finding == "mass":
+        theta = np.arctan2(rows - row, cols - col)
+        phase3, phase5 = rng.uniform(0, 2 * np.pi, size=2)
+        lobes = 1.0 + 0.08 * np.sin(3.0 * theta + phase3) + 0.05 * np.sin(5.0 * theta + phase5)
+        rho = np.sqrt((rows - row) ** 2 + (cols - col) ** 2) / (radius * lobes)
+        return _soft(rho, radius, 1.5)
+    # consolidation: union of overlapping hazy patches, modulated by a patchy texture
+    shape = np.zeros(XRAY_SHAPE, dtype=np.float32)
+    for k in range(int(rng.integers(4, 7))):
+        if k == 0:
+            r_k, dr, dc = 0.35 * size_px, 0.0, 0.0
+        else:
+            r_k = rng.uniform(0.2, 0.35) * size_px
+            dr, dc = rng.uniform(-0.2, 0.2, size=2) * size_px
+        rho = np.sqrt((rows - row - dr) ** 2 + (cols - col - dc) ** 2) / r_k
+        shape = np.maximum(shape, _soft(rho, r_k, 4.0))
+    texture = 0.8 + 0.2 * np.clip(_smooth_noise(rng, XRAY_SHAPE, 24), -1.0, 1.0)
+    return shape * texture
+
+
+def _xray_effusion(anat: _XrayAnatomy, side_sign: float, depth_px: float) -> np.ndarray:
+    """Soft fluid region at the lung base with a meniscus rising towards the lateral chest wall."""
+    rows, cols = _xray_grid()
+    lung_col = _XR_MID + side_sign * anat.lung_offset
+    level = anat.lung_row + anat.lung_ry - depth_px  # fluid level at the lung's centre line
+    lateral = np.clip((cols - lung_col) * side_sign / anat.lung_rx, 0.0, 1.0)
+    surface = level - 0.35 * depth_px * lateral**2
+    fluid = np.clip((rows - surface) / 2.0 + 0.5, 0.0, 1.0)
+    side_half = (cols - _XR_MID) * side_sign > 0
+    return fluid * side_half * anat.lung_visible
+
+
+def synth_xray(
+    finding: str, side: str, zone: str, size_mm: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Render one synthetic PA chest radiograph.
+
+    Args:
+        finding: one of :data:`FINDINGS`.
+        side: the patient's ``"left"`` (drawn on the IMAGE RIGHT) or ``"right"``; ``"none"`` if normal.
+        zone: ``"upper"``, ``"middle"`` or ``"lower"`` third of the lung field (``"lower"`` for an
+            effusion); ``"none"`` if normal.
+        size_mm: lesion size (see :data:`SIZE_RANGES_MM`); ignored for a normal case.
+        rng: random generator; the result is a deterministic function of its state.
+
+    Returns:
+        ``(image, lesion_mask)``: uint8 array of shape :data:`XRAY_SHAPE` (row 0 superior) and the
+        boolean mask of the pixels where the lesion contributes at least half its intensity.
+
+    Raises:
+        ValueError: for an unknown finding / side / zone or a size outside :data:`SIZE_RANGES_MM`.
+    """
+    _check_case("xray", finding, side, zone, size_mm)
+    anat = _xray_anatomy(rng)
+    image = anat.image.copy()
+    mask = np.zeros(XRAY_SHAPE, dtype=bool)
+    if finding != "normal":
+        side_sign = -1.0 if side == "right" else 1.0  # patient's right lung is on the image left
+        size_px = float(size_mm) / XRAY_PIXEL_MM
+        top, height = anat.lung_row - anat.lung_ry, 2.0 * anat.lung_ry
+        amplitude = {
+            "nodule": (85.0, 100.0), "mass": (105.0, 120.0), "consolidation": (70.0, 80.0), "effusion": (90.0, 100.0)
+        }
+        lesion = None
+        for _ in range(_MAX_PLACEMENT_TRIES):
+            if finding == "effusion":
+                lesion = _xray_effusion(anat, side_sign, size_px)
+                reference = None
+            else:
+                row = top + (ZONES.index(zone) + rng.uniform(0.25, 0.75)) * height / 3.0
+                half_width = _xray_lung_half_width(anat, row)
+                if finding == "nodule":
+                    limit = 0.6 * max(half_width - size_px / 2.0 - 2.0, 0.0)
+                else:
+                    limit = (0.3 if finding == "mass" else 0.4) * half_width
+                col = _XR_MID + side_sign * anat.lung_offset + rng.uniform(-limit, limit)
+                reference = _xray_blob(rng, finding, row, col, size_px)
+                lesion = reference * anat.lung_visible
+            candidate = lesion > 0.5
+            if not candidate.any():
+                continue
+            if reference is not None:
+                needed = 0.9 if finding == "nodule" else 0.5
+                if candidate.sum() < needed * (reference > 0.5).sum():
+                    continue
+            r_idx, c_idx = np.nonzero(candidate)
+            wrong_zone = _third(r_idx.mean(), top, top + height) != ZONES.index(zone)
+            if (c_idx.mean() - _XR_MID) * side_sign <= 0 or wrong_zone:
+                continue
+            mask = candidate
+            break
+        else:
+            raise RuntimeError(
+                f"could not place a {size_mm} mm {finding} in the {side} {zone} zone; use a smaller size_mm."
+            )
+        image += rng.uniform(*amplitude[finding]) * lesion
+    image = image * rng.uniform(0.95, 1.05) + rng.uniform(-5.0, 5.0)
+    image += 3.0 * _smooth_noise(rng, XRAY_SHAPE, 6)
+    image += rng.normal(0.0, 2.5, size=XRAY_SHAPE).astype(np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+
