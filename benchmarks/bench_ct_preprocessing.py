@@ -6,7 +6,7 @@
    - ``sitk``: the baseline, SimpleITK alone: ``sitk.ReadImage`` then ``sitk.Resample`` onto the
      128x128x32 grid (linear) and ``GetArrayFromImage``;
    - ``ours``: ``ct_transforms(train=False)`` (the default ``resampler="simpleitk"``: ``ReadImaged`` with
-     ``SimpleITKReader``, ``ResampleToSized``, the HU window, ...), the pipeline pre-training uses;
+     ``SimpleITKReader(spatial_size=...)``, the HU window, ...), the pipeline pre-training uses;
    - ``monai``: ``ct_transforms(train=False, resampler="monai")`` (``Orientationd`` + ``Resized`` on the
      full-resolution float volume), for context;
    - ``monai-nibabel``: MONAI's stock ``LoadImaged`` (nibabel reader) + ``Orientationd`` + ``ScaleIntensityRanged``

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from unimedi_monai.classification import get_task, prepare_splits, training_fraction
-from unimedi_monai.data.chexpert import CHEXPERT_COMPETITION, load_chexpert
-from unimedi_monai.data.covidx import load_covidx, read_covidx_split
+from unimedi_monai.data.adapters.chexpert import CHEXPERT_COMPETITION, load_chexpert
+from unimedi_monai.data.adapters.covidx import load_covidx, read_covidx_split
 from unimedi_monai.data.fractions import fraction_count
-from unimedi_monai.data.rsna_pneumonia import load_rsna_pneumonia
+from unimedi_monai.data.adapters.rsna_pneumonia import load_rsna_pneumonia
 
 
 def _png(path: Path, value: int = 100) -> None:

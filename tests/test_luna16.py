@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from unimedi_monai.data.luna16 import luna16_cases, read_luna16_annotations, world_to_voxel
+from unimedi_monai.data.adapters.luna16 import luna16_cases, read_luna16_annotations, world_to_voxel
 
 
 def _rotation(ax: float, ay: float, az: float) -> np.ndarray:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unimedi_monai.data.bimcv import build_bimcv_datalist, is_ct_nifti
+from unimedi_monai.data.adapters.bimcv import build_bimcv_datalist, is_ct_nifti
 from unimedi_monai.data.datalist import load_datalist
-from unimedi_monai.data.mimic_cxr import build_mimic_cxr_datalist
+from unimedi_monai.data.adapters.mimic_cxr import build_mimic_cxr_datalist
 from unimedi_monai.data.prepare import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,17 +15,9 @@ from PIL import Image
 from torch import nn
 
 from unimedi_monai.data import ct_transforms
-from unimedi_monai.slice_selection import (
-    SliceSelectionNet,
-    SliceSelector,
-    evaluate_slice_selection,
-    grid_to_original,
-    output_stem,
-    poisson_binomial_tail,
-    random_hit_probability,
-    read_query,
-    slice_axis_of,
-)
+from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
+from unimedi_monai.evaluation.slice_hits import poisson_binomial_tail, random_hit_probability
+from unimedi_monai.slice_selection import SliceSelectionNet, SliceSelector, evaluate_slice_selection, output_stem, read_query
 
 
 class SliceBrightness(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_bundle
 from PIL import Image
 
-from unimedi_monai.slice_selection import random_hit_probability
+from unimedi_monai.evaluation.slice_hits import random_hit_probability
 
 # the demo arguments of the session's short pre-training (conftest.PRETRAIN_SHORT): its data is reused
 PRETRAIN_DEMO = "{'n_xray': 64, 'n_ct': 32, 'seed': 1}"

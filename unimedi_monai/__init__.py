@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"bundle", "classification", "data", "engines", "evaluation", "losses", "networks", "packaging", "segmentation", "selection", "slice_selection"}
+_SUBMODULES = {"bundle", "classification", "data", "engines", "evaluation", "losses", "networks", "packaging", "segmentation", "slice_selection"}
 
 
 def __getattr__(name: str) -> Any:

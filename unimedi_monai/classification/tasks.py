@@ -15,11 +15,11 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unimedi_monai.data.chexpert import CHEXPERT_COMPETITION
-from unimedi_monai.data.covidx import COVIDX_CLASSES
+from unimedi_monai.data.adapters.chexpert import CHEXPERT_COMPETITION
+from unimedi_monai.data.adapters.covidx import COVIDX_CLASSES
 from unimedi_monai.data.datalist import warn_duplicate_images
 from unimedi_monai.data.fractions import select_fraction
-from unimedi_monai.data.rsna_pneumonia import RSNA_CLASSES
+from unimedi_monai.data.adapters.rsna_pneumonia import RSNA_CLASSES
 
 __all__ = ["ClassificationTask", "DATASETS", "get_task", "prepare_splits", "fraction_indices", "training_fraction", "class_counts", "warn_empty_classes"]
 
@@ -177,15 +177,15 @@ def prepare_splits(
     from unimedi_monai.data.datalist import split_by_patient
 
     if task.name == "covidx":
-        from unimedi_monai.data.covidx import load_covidx
+        from unimedi_monai.data.adapters.covidx import load_covidx
 
         raw = load_covidx(dataset_dir, covidx_variant, check_files, allow_outside_dataset_dir)
     elif task.name == "chexpert":
-        from unimedi_monai.data.chexpert import load_chexpert
+        from unimedi_monai.data.adapters.chexpert import load_chexpert
 
         raw = load_chexpert(dataset_dir, uncertain, check_files=check_files)
     elif task.name == "rsna":
-        from unimedi_monai.data.rsna_pneumonia import load_rsna_pneumonia
+        from unimedi_monai.data.adapters.rsna_pneumonia import load_rsna_pneumonia
 
         rest, test = split_by_patient(load_rsna_pneumonia(dataset_dir, check_files)["training"], test_fraction, seed + 1)
         raw = {"training": rest, "test": test}

@@ -9,10 +9,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Reorient and resize a CT volume in one SimpleITK resampling pass, as a MONAI dictionary transform.
+Reorient and resize a CT volume in one SimpleITK resampling pass: the functions behind
+``SimpleITKReader(spatial_size=...)``, which resamples at read time.
 
-:py:class:`ResampleToSized` (and ``SimpleITKReader(spatial_size=...)``, which resamples at read time with
-the same functions) gives the grid of ``Orientationd(axcodes)`` followed by
+The reader (the default ``resampler="simpleitk"`` of :py:func:`unimedi_monai.data.transforms.ct_transforms`;
+the other resampler, ``"monai"``, is ``Orientationd`` + ``Resized``) gives the grid of ``Orientationd(axcodes)`` followed by
 ``Resized(spatial_size)`` (``align_corners=False``: output voxel ``j`` samples the reoriented input at
 ``(j + 0.5) * in / out - 0.5``), computed with MONAI's and nibabel's own functions so that the output
 affine is the one those two transforms would write. Only the ``spatial_size`` output voxels are
@@ -28,26 +29,23 @@ thin structures can alias; smooth first (e.g. ``GaussianSmoothd``) if that matte
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
-import torch
-from monai.config import DtypeLike, KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import MapTransform
 from monai.transforms.utils import scale_affine
-from monai.utils import ImageMetaKey, MetaKeys, SpaceKeys, ensure_tuple
+from monai.utils import ensure_tuple
 
-__all__ = ["CT_RESAMPLERS", "RESAMPLE_MODES", "resampled_grid", "resample_array", "resample_image", "ResampleToSized"]
+__all__ = ["CT_RESAMPLERS", "RESAMPLE_MODES", "resampled_grid", "resample_array", "resample_image"]
 
 #: valid values of the ``resampler`` argument of :py:func:`unimedi_monai.data.transforms.ct_transforms`
 #: (the first is the default): one SimpleITK pass, or MONAI's ``Orientationd`` + ``Resized``.
 CT_RESAMPLERS: tuple[str, ...] = ("simpleitk", "monai")
 
-#: interpolation modes accepted by :py:class:`ResampleToSized` and the SimpleITK interpolators they use.
+#: interpolation modes accepted by the resampling functions (and ``SimpleITKReader``'s ``resample_mode``) and the
+#: SimpleITK interpolators they use.
 RESAMPLE_MODES: dict[str, int] = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 
 _LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
@@ -56,7 +54,7 @@ _LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
 def check_resample_arguments(
     owner: str, spatial_size: Sequence[int], mode: str, axcodes: str, mode_key: str = "mode"
 ) -> tuple[int, int, int]:
-    """Validate the resampling arguments shared by the reader and the transform; returns the size.
+    """Validate the reader's resampling arguments; returns the size.
 
     Args:
         owner: the class named in the error messages.
@@ -189,97 +187,3 @@ def resample_image(image: Any, index_map: np.ndarray, spatial_size: Sequence[int
     image.SetSpacing((1.0, 1.0, 1.0))
     image.SetDirection(tuple(np.eye(3).flatten().tolist()))
     return _sample(image, False, np.asarray(index_map, dtype=np.float64), spatial_size, mode)
-
-
-def _filename(img: Any) -> str:
-    name = img.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(img, MetaTensor) else None
-    return f"{name}" if name else "<unknown file>"
-
-
-class ResampleToSized(MapTransform):
-    """
-    Reorient channel-first 3D images to ``axcodes`` and resize them to ``spatial_size`` in one SimpleITK
-    resampling pass: the same output grid and affine as ``Orientationd(axcodes)`` + ``Resized(spatial_size)``
-    (``align_corners=False``), without a full-resolution float copy of the volume.
-
-    The input must be a :py:class:`monai.data.MetaTensor` ``(C, X, Y, Z)`` with its affine (as written by
-    ``ReadImaged``/``LoadImaged``) and no pending lazy operations; any real or integer dtype (keep CTs in
-    their stored ``int16`` for speed and memory). The output is a MetaTensor ``(C, *spatial_size)`` of
-    ``dtype`` whose ``affine`` is the resampled grid's (``original_affine``, ``filename_or_obj`` and the other
-    metadata are kept). The transform is not invertible (no entry is added to ``applied_operations``).
-
-    Args:
-        keys: keys of the images.
-        spatial_size: output ``(X, Y, Z)`` size.
-        axcodes: target orientation (default ``"RAS"``, the orientation of the pre-training pipeline).
-        mode: ``"linear"`` (trilinear, as ``Resized(mode="trilinear")``) or ``"nearest"`` (label maps).
-        dtype: output dtype (``float32``); ``None`` keeps the input dtype (sensible with ``"nearest"``).
-        allow_missing_keys: don't raise if a key is missing.
-
-    Example::
-
-        tf = Compose([
-            ReadImaged(keys="image", readers=[SimpleITKReader()], dtype=None),   # int16 stays int16
-            EnsureChannelFirstd(keys="image"),
-            ResampleToSized(keys="image", spatial_size=(128, 128, 32)),
-        ])
-        ct = tf({"image": "ct.nii.gz"})["image"]  # (1, 128, 128, 32) float32, RAS, affine of the new grid
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        spatial_size: Sequence[int],
-        axcodes: str = "RAS",
-        mode: str = "linear",
-        dtype: DtypeLike | None = np.float32,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.spatial_size = check_resample_arguments("ResampleToSized", spatial_size, mode, axcodes)
-        self.axcodes = axcodes
-        self.mode = mode
-        self.dtype = dtype
-
-    def _resample(self, img: Any, key: Hashable) -> MetaTensor:
-        if not isinstance(img, MetaTensor):
-            raise TypeError(
-                f"ResampleToSized: key '{key}' holds a {type(img).__name__}; expected a MetaTensor with an affine "
-                "(load the image with ReadImaged or LoadImaged first)."
-            )
-        if img.ndim != 4:
-            raise ValueError(
-                f"ResampleToSized: image '{_filename(img)}' (key '{key}') has shape {tuple(img.shape)}; expected a "
-                "channel-first 3D volume (C, X, Y, Z) (add EnsureChannelFirstd before this transform)."
-            )
-        if img.pending_operations:
-            raise ValueError(
-                f"ResampleToSized: image '{_filename(img)}' (key '{key}') has pending lazy operations; "
-                "apply them first (run the preceding transforms with lazy=False)."
-            )
-        if img.is_complex() or img.dtype == torch.bool:
-            raise ValueError(f"ResampleToSized: image '{_filename(img)}' (key '{key}') has dtype {img.dtype}.")
-        affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=np.float64)
-        lps = str(img.meta.get(MetaKeys.SPACE, SpaceKeys.RAS)) == str(SpaceKeys.LPS)
-        index_map, out_affine = resampled_grid(affine, img.shape[1:], self.spatial_size, self.axcodes, lps)
-        data = img.detach().cpu().numpy() if img.device.type != "cpu" else img.as_tensor().numpy()
-        channels = [resample_array(data[c], index_map, self.spatial_size, self.mode) for c in range(data.shape[0])]
-        result = np.stack(channels) if len(channels) > 1 else channels[0][None]
-        dtype = self.dtype if self.dtype is not None else data.dtype
-        result = np.ascontiguousarray(result, dtype=dtype)
-        meta = dict(img.meta)
-        meta[MetaKeys.AFFINE] = torch.as_tensor(out_affine, dtype=torch.float64)
-        return MetaTensor(torch.from_numpy(result), meta=meta)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """
-        Args:
-            data: a dict holding channel-first 3D MetaTensors under ``keys``.
-
-        Returns:
-            a new dict with the images replaced by their resampled ``(C, *spatial_size)`` versions.
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self._resample(d[key], key)
-        return d

@@ -55,7 +55,19 @@ class _LoadFailure:
 
 class _TolerantCacheDataset(CacheDataset):
     """A :py:class:`monai.data.CacheDataset` that records a failing item instead of aborting the whole cache
-    fill; fetching that item raises the recorded error again (so ``on_bad_sample`` decides what happens)."""
+    fill; fetching that item raises the recorded error again (so ``on_bad_sample`` decides what happens).
+
+    Why MONAI's private methods are overridden: ``CacheDataset`` has no public option for a failing item.
+    Its cache fill (``_fill_cache``, run from ``__init__``) maps ``_load_cache_item`` over all items in a
+    thread pool, so one unreadable file among thousands raises out of the constructor and nothing is
+    cached. A wrapper transform catching the error would have to re-implement how ``CacheDataset`` splits
+    the pipeline at the first random transform (and the re-seeding of those transforms). Overriding
+    ``_load_cache_item`` (cache a :py:class:`_LoadFailure` marker) and ``_transform`` (raise it on access,
+    also when no random transform follows, where MONAI would return the marker as the sample) keeps every
+    good item cached. Both methods are pinned by the ``monai>=1.6,<1.7`` requirement (their signatures as in
+    MONAI 1.6); tests/test_reliability_data.py (``test_bad_sample_raises_naming_entry_and_file``,
+    ``test_skip_leaves_the_bad_sample_out_of_its_batch``, memory cache) fails if they change.
+    """
 
     def _load_cache_item(self, idx: int):  # type: ignore[override]
         try:

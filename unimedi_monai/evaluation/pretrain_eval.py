@@ -37,7 +37,7 @@ from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
 from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate, slice_hit_test
-from unimedi_monai.selection import top_k_slices
+from unimedi_monai.networks.attention_selection import top_k_slices
 
 __all__ = ["evaluate_pretraining", "cross_modal_alignment", "cls_probe_accuracy"]
 

@@ -9,6 +9,13 @@ selection is a *hit* when at least one selected slice lies within ``tolerance`` 
 annotated as containing a lesion. These helpers compute the hit rate of a selection and the hit
 rate a random selection of the same size would obtain (sampled and exact), which is the baseline
 the selection must beat.
+
+The one formula of that baseline is :func:`random_hit_probability` (``1 - C(n - m, k) / C(n, k)``
+for ``k`` distinct slices out of ``n``, ``m`` of them within ``tolerance`` of a lesion slice); the
+pre-training evaluation (:func:`unimedi_monai.evaluation.evaluate_pretraining`) and the
+slice-selection tool (:func:`unimedi_monai.slice_selection.evaluate_slice_selection`) both use it.
+It lives here, in the evaluation layer, the lowest layer that scores a selection: the data layer
+only maps slices between grids (:mod:`unimedi_monai.data.slice_grid`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["slice_hit", "slice_hit_rate", "random_slice_hit_rate", "random_hit_probabilities", "poisson_binomial_tail", "slice_hit_test"]
+__all__ = [
+    "slice_hit",
+    "slice_hit_rate",
+    "near_lesion_mask",
+    "random_hit_probability",
+    "random_slice_hit_rate",
+    "random_hit_probabilities",
+    "poisson_binomial_tail",
+    "slice_hit_test",
+]
 
 
 def _check_tolerance(tolerance: int) -> int:
@@ -98,15 +114,47 @@ def slice_hit_rate(
     return float(np.mean(hits))
 
 
-def _near_lesion_mask(lesion: Sequence[int], n: int, tolerance: int, volume: int) -> np.ndarray:
-    """Boolean (n,) mask of the slices within ``tolerance`` of a lesion slice."""
-    les = np.asarray(_as_int_list(lesion, f"lesion_per_volume[{volume}]"), dtype=np.int64)
-    if les.min() < 0 or les.max() >= n:
+def near_lesion_mask(lesion_slices: Sequence[int], num_slices: int, tolerance: int, start: int = 0) -> np.ndarray:
+    """Which of the slices ``start .. start + num_slices - 1`` lie within ``tolerance`` of a lesion slice.
+
+    Args:
+        lesion_slices: lesion (or nodule centre) slice indices; they may lie outside the scored range.
+        num_slices: number of scored slices.
+        tolerance: hit tolerance in slices.
+        start: index of the first scored slice (a window of a longer volume).
+
+    Returns:
+        ``(num_slices,)`` bool.
+    """
+    les = np.asarray(list(lesion_slices), dtype=np.int64)
+    return (np.abs(np.arange(start, start + num_slices)[:, None] - les[None, :]) <= tolerance).any(axis=1)
+
+
+def random_hit_probability(lesion_slices: Sequence[int], num_slices: int, k: int, tolerance: int = 1, start: int = 0) -> float:
+    """Probability that ``k`` distinct slices drawn uniformly from ``start .. start + num_slices - 1`` include
+    one within ``tolerance`` of a lesion slice: ``1 - C(n - m, k) / C(n, k)`` (all slices when ``k > n``).
+
+    Args:
+        lesion_slices: lesion (or nodule centre) slice indices.
+        num_slices: number of slices drawn from (``n``).
+        k: number of slices drawn.
+        tolerance: hit tolerance in slices.
+        start: index of the first slice drawn from.
+    """
+    m = int(near_lesion_mask(lesion_slices, num_slices, tolerance, start).sum())
+    k = min(int(k), int(num_slices))
+    return 1.0 - math.comb(num_slices - m, k) / math.comb(num_slices, k)
+
+
+def _check_lesion_range(lesion: Sequence[int], n: int, volume: int) -> list[int]:
+    """The lesion slices of volume ``volume`` as ints, checked to lie in ``[0, n)``."""
+    les = _as_int_list(lesion, f"lesion_per_volume[{volume}]")
+    if min(les) < 0 or max(les) >= n:
         raise ValueError(
-            f"lesion_per_volume[{volume}] has slice indices {les.min()}..{les.max()} outside [0, {n}) "
+            f"lesion_per_volume[{volume}] has slice indices {min(les)}..{max(les)} outside [0, {n}) "
             f"for a volume of {n} slices; check num_slices or the lesion annotation."
         )
-    return (np.abs(np.arange(n)[:, None] - les[None, :]) <= tolerance).any(axis=1)
+    return les
 
 
 def random_slice_hit_rate(
@@ -165,11 +213,10 @@ def random_slice_hit_rate(
             continue
         if n < 1:
             raise ValueError(f"num_slices for volume {v} is {n}; volumes need at least one slice.")
-        near = _near_lesion_mask(lesion, n, tolerance, v)
-        m = int(near.sum())
+        les = _check_lesion_range(lesion, n, v)
+        near = near_lesion_mask(les, n, tolerance)
         k_eff = min(int(k), n)
-        total = math.comb(n, k_eff)
-        expected.append((total - math.comb(n - m, k_eff)) / total)
+        expected.append(random_hit_probability(les, n, k_eff, tolerance))
         # k distinct slices per trial: the first k of a random permutation of the n slices
         picks = np.argsort(rng.random((trials, n)), axis=1)[:, :k_eff]
         sampled_hits.append(near[picks].any(axis=1))
@@ -191,17 +238,14 @@ def random_slice_hit_rate(
 def random_hit_probabilities(
     lesion_per_volume: Sequence[Sequence[int]], num_slices: int, k: int, tolerance: int = 1
 ) -> list[float]:
-    """Exact probability, per volume with a lesion, that ``k`` distinct random slices of ``num_slices``
-    include one within ``tolerance`` of a lesion slice: ``1 - C(n - m, k) / C(n, k)`` (volumes with an
-    empty lesion list are skipped, as in :func:`slice_hit_rate`)."""
+    """:func:`random_hit_probability` of every volume with a lesion (volumes with an empty lesion list are
+    skipped, as in :func:`slice_hit_rate`)."""
     tolerance = _check_tolerance(tolerance)
     out = []
     for v, lesion in enumerate(lesion_per_volume):
         if len(lesion) == 0:
             continue
-        m = int(_near_lesion_mask(lesion, num_slices, tolerance, v).sum())
-        k_eff = min(int(k), int(num_slices))
-        out.append(1.0 - math.comb(num_slices - m, k_eff) / math.comb(num_slices, k_eff))
+        out.append(random_hit_probability(_check_lesion_range(lesion, num_slices, v), num_slices, k, tolerance))
     return out
 
 

@@ -65,7 +65,7 @@ from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.text_encoder import ReportEncoder
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
-from unimedi_monai.selection import attention_guided_mask, slice_scores, top_k_slices
+from unimedi_monai.networks.attention_selection import attention_guided_mask, slice_scores, top_k_slices
 
 __all__ = ["UniMedI", "ICL_GROUPS", "PCL_GROUPS"]
 

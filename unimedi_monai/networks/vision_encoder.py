@@ -10,7 +10,7 @@ from torch import nn
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
-from unimedi_monai.selection import gather_slices
+from unimedi_monai.networks.attention_selection import gather_slices
 
 __all__ = ["UnifiedVisionEncoder"]
 

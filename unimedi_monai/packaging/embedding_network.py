@@ -13,7 +13,7 @@ from unimedi_monai.engines.checkpoint import CheckpointMismatchError, load_netwo
 from unimedi_monai.networks.heads import ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
-from unimedi_monai.selection import slice_scores, top_k_slices
+from unimedi_monai.networks.attention_selection import slice_scores, top_k_slices
 
 __all__ = ["ImageEmbeddingNetwork", "load_embedding_weights"]
 

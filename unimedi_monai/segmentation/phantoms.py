@@ -20,6 +20,8 @@ import nibabel as nib
 import numpy as np
 
 from unimedi_monai.atomic_io import atomic_open, write_json_atomic
+from unimedi_monai.data.demo.cache import build_folder
+from unimedi_monai.data.sources import resolve_data_folder
 from unimedi_monai.segmentation.datalists import DEFAULT_DATALISTS
 from unimedi_monai.segmentation.organs import channel_def, organ_names
 
@@ -76,8 +78,10 @@ def generate_organ_phantoms(
 ) -> Path:
     """Write ``n_train + n_val`` phantom CTs with label maps and the layout's datalist; return the datalist path.
 
-    A folder already holding a datalist written with the same arguments is reused as it is. The
-    datalist is written last (atomically), so an interrupted run is regenerated next time.
+    A folder already holding a datalist written with the same arguments is reused as it is; one holding
+    phantoms of other arguments is replaced; a non-empty folder without a phantom datalist is refused.
+    The phantoms are written into a temporary sibling folder renamed into place
+    (:func:`~unimedi_monai.data.demo.cache.build_folder`), so an interrupted run leaves nothing half written.
 
     Args:
         output_dir: destination folder.
@@ -99,36 +103,51 @@ def generate_organ_phantoms(
     out = Path(output_dir)
     params = {"layout": layout, "n_train": int(n_train), "n_val": int(n_val), "shape": [int(s) for s in shape],
               "spacing": [float(s) for s in spacing], "seed": int(seed)}
-    json_path = out / DEFAULT_DATALISTS[layout]
-    if json_path.is_file():
-        try:
-            if json.loads(json_path.read_text(encoding="utf-8")).get("phantom_parameters") == params:
-                return json_path
-        except json.JSONDecodeError:
-            pass
+    name = DEFAULT_DATALISTS[layout]
+    json_path = out / name
+    existing = _phantom_parameters(json_path)
+    if existing == params:
+        return json_path
+    target = out.absolute()
+    if target.exists() and any(target.iterdir()) and existing is None:
+        raise FileExistsError(
+            f"phantom folder {target} is not empty and holds no phantom {name}; choose another folder (or an empty one)."
+        )
     rng = np.random.default_rng(seed)
     affine = np.diag([*params["spacing"], 1.0])
-    rows = []
-    for i in range(1, n_train + n_val + 1):
-        if layout == "bcv":
-            image_name, label_name = f"imagesTr/img{i:04d}.nii.gz", f"labelsTr/label{i:04d}.nii.gz"
-        else:
-            image_name, label_name = f"imagesTr/amos_{i:04d}.nii.gz", f"labelsTr/amos_{i:04d}.nii.gz"
-        image, label = _case(rng, len(names), params["shape"])
-        _save_nifti(image, affine, out / image_name)
-        _save_nifti(label, affine, out / label_name)
-        rows.append({"image": image_name if layout == "bcv" else f"./{image_name}", "label": label_name if layout == "bcv" else f"./{label_name}"})
-    datalist: dict[str, Any] = {
-        "description": "synthetic organ phantoms (unimedi_monai.segmentation.phantoms); not real anatomy",
-        "training": rows[:n_train],
-        "validation": rows[n_train:],
-        "phantom_parameters": params,
-    }
-    if layout == "amos":
-        datalist.update({"modality": {"0": "CT"}, "labels": channel_def("amos")})
-    write_json_atomic(datalist, json_path)
+
+    def write(tmp: Path) -> None:
+        rows = []
+        for i in range(1, n_train + n_val + 1):
+            if layout == "bcv":
+                image_name, label_name = f"imagesTr/img{i:04d}.nii.gz", f"labelsTr/label{i:04d}.nii.gz"
+            else:
+                image_name, label_name = f"imagesTr/amos_{i:04d}.nii.gz", f"labelsTr/amos_{i:04d}.nii.gz"
+            image, label = _case(rng, len(names), params["shape"])
+            _save_nifti(image, affine, tmp / image_name)
+            _save_nifti(label, affine, tmp / label_name)
+            rows.append({"image": image_name if layout == "bcv" else f"./{image_name}", "label": label_name if layout == "bcv" else f"./{label_name}"})
+        datalist: dict[str, Any] = {
+            "description": "synthetic organ phantoms (unimedi_monai.segmentation.phantoms); not real anatomy",
+            "training": rows[:n_train],
+            "validation": rows[n_train:],
+            "phantom_parameters": params,
+        }
+        if layout == "amos":
+            datalist.update({"modality": {"0": "CT"}, "labels": channel_def("amos")})
+        write_json_atomic(datalist, tmp / name)
+
+    build_folder(target, write, lambda folder: _phantom_parameters(folder / name) == params, replace=True)
     logger.info("wrote %d %s organ phantoms to %s", n_train + n_val, layout.upper(), out)
     return json_path
+
+
+def _phantom_parameters(json_path: Path) -> Any:
+    """The ``phantom_parameters`` of a phantom datalist, None when absent or unreadable."""
+    try:
+        return json.loads(json_path.read_text(encoding="utf-8")).get("phantom_parameters")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
 
 
 def resolve_segmentation_data(
@@ -144,10 +163,13 @@ def resolve_segmentation_data(
         layout: ``"bcv"`` or ``"amos"``.
         demo_dir: where the phantoms go (reused when complete).
         demo: arguments of :func:`generate_organ_phantoms` (``n_train``, ``n_val``, ``shape``, ``spacing``, ``seed``).
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` is set and does not exist (naming the key).
     """
-    if dataset_dir is None or str(dataset_dir) in ("", "demo"):
-        return str(generate_organ_phantoms(demo_dir, layout, **dict(demo or {})).parent)
-    folder = Path(dataset_dir).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset_dir '{folder}' does not exist; set dataset_dir to your {layout.upper()} folder (or leave it null for the demo phantoms).")
-    return str(folder.resolve())
+    return resolve_data_folder(
+        dataset_dir,
+        lambda: generate_organ_phantoms(demo_dir, layout, **dict(demo or {})),
+        f"your {layout.upper()} folder",
+        "the demo phantoms",
+    )

@@ -7,7 +7,7 @@ own resolution when the image is read, see :class:`~unimedi_monai.segmentation.x
 
 - ``rsna``: the RSNA Pneumonia Detection layout (``stage_2_train_labels.csv``,
   ``stage_2_train_images/<patientId>.dcm``) read by
-  :func:`~unimedi_monai.data.rsna_pneumonia.read_rsna_labels`; one item per patient, the union of its
+  :func:`~unimedi_monai.data.adapters.rsna_pneumonia.read_rsna_labels`; one item per patient, the union of its
   ``Target`` 1 boxes as the mask (none for ``Target`` 0), as MGCA and the other peers build their
   RSNA segmentation masks. The challenge's test labels are not public, so patients are split into
   training / validation / test (:func:`~unimedi_monai.data.datalist.split_by_patient`).
@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,7 +35,9 @@ import numpy as np
 
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.data.datalist import split_by_patient
+from unimedi_monai.data.demo.cache import build_folder
 from unimedi_monai.data.fractions import select_fraction
+from unimedi_monai.data.sources import resolve_data_folder
 from unimedi_monai.segmentation.datalists import _rows
 
 __all__ = [
@@ -82,7 +82,7 @@ def load_rsna_segmentation(
     Raises:
         FileNotFoundError / ValueError: naming the file, the row and the column.
     """
-    from unimedi_monai.data.rsna_pneumonia import load_rsna_pneumonia
+    from unimedi_monai.data.adapters.rsna_pneumonia import load_rsna_pneumonia
 
     items = [
         {"image": i["image"], "boxes": i["boxes"], "target": i["label"], "patient_id": i["patient_id"]}
@@ -203,7 +203,8 @@ def generate_lesion_demo(
     of the pre-training demo with one mass, consolidation or effusion, or none); the masks are the
     generator's own lesion masks (PNG, 255 = lesion). Findings, sides and zones cycle so every split
     holds each of them. A folder already holding a demo of the same arguments is reused; the data is
-    written into a temporary sibling folder renamed into place, so no half demo is ever left.
+    written into a temporary sibling folder renamed into place
+    (:func:`~unimedi_monai.data.demo.cache.build_folder`), so no half demo is ever left.
 
     Args:
         output_dir: the demo folder.
@@ -230,9 +231,8 @@ def generate_lesion_demo(
     if out.exists() and any(out.iterdir()) and existing is None:
         raise FileExistsError(f"demo folder {out} is not empty and holds no demo {DEMO_DATALIST}; choose another folder (key demo_dir).")
     rng = np.random.default_rng(seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         rows = []
@@ -259,14 +259,8 @@ def generate_lesion_demo(
             "demo_parameters": params,
         }
         write_json_atomic(datalist, tmp / DEMO_DATALIST)
-        if _demo_parameters(json_path) == params:
-            return json_path  # another process finished the same demo meanwhile: keep it (it may be in use)
-        if out.exists():
-            shutil.rmtree(out)  # empty, or a demo of other parameters (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    build_folder(out, write, lambda folder: _demo_parameters(folder / DEMO_DATALIST) == params, replace=True)
     logger.info("wrote %d synthetic X-rays with lesion masks to %s", n_train + n_val + n_test, out)
     return json_path
 
@@ -279,17 +273,6 @@ def resolve_xray_segmentation_data(
     Raises:
         FileNotFoundError: ``dataset_dir`` is set and does not exist (naming the key).
     """
-    if dataset_dir is None or str(dataset_dir) in ("", "demo"):
-        import torch.distributed as dist
-
-        distributed = dist.is_available() and dist.is_initialized()
-        if distributed and dist.get_rank() != 0:
-            dist.barrier()  # rank 0 generates first; the others then find it complete
-        path = generate_lesion_demo(demo_dir, **dict(demo or {}))
-        if distributed and dist.get_rank() == 0:
-            dist.barrier()
-        return str(path.parent)
-    folder = Path(dataset_dir).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset_dir '{folder}' does not exist; set dataset_dir to your dataset folder (or leave it null for the demo).")
-    return str(folder.resolve())
+    return resolve_data_folder(
+        dataset_dir, lambda: generate_lesion_demo(demo_dir, **dict(demo or {})), "your dataset folder", "the demo"
+    )

@@ -1,8 +1,7 @@
 """CT slice selection as a tool: per-slice scores in the file's own numbering, top-k slices, pictures, evaluation."""
 
 from unimedi_monai.slice_selection.cases import demo_cases, evaluation_cases
-from unimedi_monai.slice_selection.evaluate import evaluate_slice_selection, poisson_binomial_tail, random_hit_probability
-from unimedi_monai.data.slice_grid import grid_to_original, original_to_grid, slice_axis_of
+from unimedi_monai.slice_selection.evaluate import evaluate_slice_selection
 from unimedi_monai.slice_selection.network import SLICE_SCORE_MODES, SliceSelectionNet
 from unimedi_monai.slice_selection.plot import plot_slice_selection
 from unimedi_monai.slice_selection.selector import SliceSelection, SliceSelector, output_files, output_stem, read_query
@@ -15,13 +14,8 @@ __all__ = [
     "demo_cases",
     "evaluate_slice_selection",
     "evaluation_cases",
-    "grid_to_original",
-    "original_to_grid",
     "output_files",
     "output_stem",
     "plot_slice_selection",
-    "poisson_binomial_tail",
-    "random_hit_probability",
     "read_query",
-    "slice_axis_of",
 ]

@@ -91,7 +91,7 @@ def evaluation_cases(
         max_cases: at most this many CTs.
     """
     if dataset_dir is not None and str(dataset_dir) not in ("", "demo"):
-        from unimedi_monai.data.luna16 import luna16_cases
+        from unimedi_monai.data.adapters.luna16 import luna16_cases
 
         return luna16_cases(dataset_dir, annotations, min_diameter_mm, max_cases)
     if demo_dir is None:

@@ -6,13 +6,13 @@ selected slice lies within ``tolerance`` (3) slices of a nodule centre. The accu
 reported next to the same figure for a random selection of the same number of slices per CT drawn
 with a fixed seed (the paper: 76.1% against 53.7%), the exact expectation of that random figure
 (per CT ``1 - C(n - m, k) / C(n, k)``, ``m`` slices lie within ``tolerance`` of a centre, averaged),
-and the one-sided p-value of the observed hits under random selection (Poisson-binomial tail).
+and the one-sided p-value of the observed hits under random selection (Poisson-binomial tail); the
+formulas are those of :mod:`unimedi_monai.evaluation.slice_hits`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,27 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from unimedi_monai.atomic_io import write_json_atomic
-from unimedi_monai.evaluation.slice_hits import poisson_binomial_tail
+from unimedi_monai.evaluation.slice_hits import near_lesion_mask, poisson_binomial_tail, random_hit_probability
 from unimedi_monai.slice_selection.plot import plot_slice_selection
 from unimedi_monai.slice_selection.selector import SliceSelector
 
-__all__ = ["random_hit_probability", "poisson_binomial_tail", "evaluate_slice_selection"]
+__all__ = ["evaluate_slice_selection"]
 
 logger = logging.getLogger(__name__)
-
-
-def _near(centres: Sequence[int], n: int, tolerance: int, start: int = 0) -> np.ndarray:
-    """``(n,)`` bool: which of the slices ``start..start+n-1`` lie within ``tolerance`` of a centre."""
-    c = np.asarray(list(centres), dtype=np.int64)
-    return (np.abs(np.arange(start, start + n)[:, None] - c[None, :]) <= tolerance).any(axis=1)
-
-
-def random_hit_probability(centres: Sequence[int], num_slices: int, k: int, tolerance: int, start: int = 0) -> float:
-    """Probability that ``k`` distinct slices drawn uniformly from ``start..start+num_slices-1`` include one
-    within ``tolerance`` of a centre."""
-    m = int(_near(centres, num_slices, tolerance, start).sum())
-    k = min(int(k), int(num_slices))
-    return 1.0 - math.comb(num_slices - m, k) / math.comb(num_slices, k)
 
 
 class _NoduleWindow:
@@ -134,7 +120,7 @@ def evaluate_slice_selection(
         centres = _centres(case, selection.slice_axis, n)
         start, stop = selection.window or (0, n)
         k = len(selection.top_k)
-        near = _near(centres, stop - start, tolerance, start)
+        near = near_lesion_mask(centres, stop - start, tolerance, start)
         random_pick = np.sort(rng.choice(stop - start, size=k, replace=False)) + start
         records.append(
             {

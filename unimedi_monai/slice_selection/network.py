@@ -7,7 +7,7 @@ from typing import Any, Literal
 import torch
 
 from unimedi_monai.networks.unimedi import UniMedI
-from unimedi_monai.selection import slice_scores
+from unimedi_monai.networks.attention_selection import slice_scores
 
 __all__ = ["SLICE_SCORE_MODES", "SliceSelectionNet"]
 
@@ -24,7 +24,7 @@ class SliceSelectionNet(UniMedI):
 
     - ``"attention"`` (the paper's attentive slice selection): the EMA teacher's [CLS] attention over
       the volume's 3D tokens, averaged per token depth (``patch_depth`` slices) and interpolated to
-      one score per slice (:func:`unimedi_monai.selection.slice_scores`). Needs only the volume and
+      one score per slice (:func:`unimedi_monai.networks.attention_selection.slice_scores`). Needs only the volume and
       traces to TorchScript.
     - ``"text"`` (text-guided selection): each slice is embedded alone through the 2D path (the
       student's 2D tokenizer, backbone and image projection, as the selected slices are during

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unimedi_monai.selection import attention_guided_mask, gather_slices, slice_scores, top_k_slices
+from unimedi_monai.networks.attention_selection import attention_guided_mask, gather_slices, slice_scores, top_k_slices
 
 
 def test_mask_takes_lowest_scores_at_ratio():
