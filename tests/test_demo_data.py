@@ -283,6 +283,27 @@ def test_refuses_foreign_folder_and_accepts_empty(tmp_path):
     assert generate_demo_dataset(empty, n_xray=1, n_ct=1, progress=False).is_file()
 
 
+def test_build_folder_keeps_old_contents_on_failure_and_a_concurrent_copy(tmp_path):
+    from unimedi_monai.data.demo.cache import build_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    def failing(folder: Path) -> None:
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("simulated failure")
+
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        build_folder(out, failing, lambda folder: False, replace=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and [p.name for p in out.iterdir()] == ["old.txt"]
+    # another writer finished the same result meanwhile: its copy is kept, ours discarded
+    build_folder(out, lambda folder: (folder / "new.txt").write_text("new"), lambda folder: (folder / "old.txt").is_file())
+    assert [p.name for p in out.iterdir()] == ["old.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    build_folder(out, lambda folder: (folder / "new.txt").write_text("new"), lambda folder: False, replace=True)
+    assert [p.name for p in out.iterdir()] == ["new.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_atomic_write_leaves_no_partial_dataset(tmp_path, monkeypatch):
     parent = tmp_path / "parent"
     generate_demo_dataset(parent / "ok", n_xray=2, n_ct=1, progress=False)

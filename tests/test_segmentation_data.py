@@ -139,6 +139,20 @@ def test_inference_items_and_atomic_writer(tmp_path):
     assert img.shape == (4, 5, 6) and np.allclose(img.affine, np.diag([2.0, 2.0, 3.0, 1.0]))
 
 
+def test_phantoms_generate_once_into_their_own_folder(tmp_path):
+    out = tmp_path / "phantoms"
+    first = generate_organ_phantoms(out, "bcv", n_train=1, n_val=1, **SMALL)
+    other = generate_organ_phantoms(out, "bcv", n_train=2, n_val=1, **SMALL)  # other arguments: replaced
+    assert other == first and len(json.loads(first.read_text())["training"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phantoms"]  # no temporary sibling left
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("user file")
+    with pytest.raises(FileExistsError, match="holds no phantom dataset_0.json"):
+        generate_organ_phantoms(foreign, "bcv", n_train=1, n_val=1, **SMALL)
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+
+
 def test_package_exports_resolve():
     import unimedi_monai.segmentation as seg
 

@@ -1,5 +1,10 @@
 """Data: datalists, readers, MONAI transforms, mixed 2D/3D sampling, report cleaning, demo data, adapters.
 
+The pipeline core sits in this folder (datalist, readers, ct_resample, transforms, dataset, sampler,
+collate, reports, fractions, integrity, slice_grid, sources, prepare); the readers of the public
+datasets' own layouts in :mod:`unimedi_monai.data.adapters`; the built-in synthetic data set in
+:mod:`unimedi_monai.data.demo`.
+
 Names load on first use, so the command-line tools (``python -m unimedi_monai.data.prepare``,
 ``python -m unimedi_monai.data.demo``) start without importing MONAI.
 """

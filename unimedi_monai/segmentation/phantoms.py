@@ -10,7 +10,6 @@ end to end and learn; they say nothing about performance on real CTs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from unimedi_monai.atomic_io import atomic_open, write_json_atomic
-from unimedi_monai.data.demo.cache import build_folder
+from unimedi_monai.data.demo.cache import build_folder, stored_parameters
 from unimedi_monai.data.sources import resolve_data_folder
 from unimedi_monai.segmentation.datalists import DEFAULT_DATALISTS
 from unimedi_monai.segmentation.organs import channel_def, organ_names
@@ -144,10 +143,7 @@ def generate_organ_phantoms(
 
 def _phantom_parameters(json_path: Path) -> Any:
     """The ``phantom_parameters`` of a phantom datalist, None when absent or unreadable."""
-    try:
-        return json.loads(json_path.read_text(encoding="utf-8")).get("phantom_parameters")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
+    return stored_parameters(json_path, "phantom_parameters")
 
 
 def resolve_segmentation_data(

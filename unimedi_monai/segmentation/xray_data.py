@@ -35,7 +35,7 @@ import numpy as np
 
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.data.datalist import split_by_patient
-from unimedi_monai.data.demo.cache import build_folder
+from unimedi_monai.data.demo.cache import build_folder, stored_parameters
 from unimedi_monai.data.fractions import select_fraction
 from unimedi_monai.data.sources import resolve_data_folder
 from unimedi_monai.segmentation.datalists import _rows
@@ -188,10 +188,7 @@ def load_xray_segmentation_data(
 
 def _demo_parameters(json_path: Path) -> Any:
     """The ``demo_parameters`` of a demo datalist, None when absent or unreadable."""
-    try:
-        return json.loads(json_path.read_text(encoding="utf-8")).get("demo_parameters")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
+    return stored_parameters(json_path, "demo_parameters")
 
 
 def generate_lesion_demo(

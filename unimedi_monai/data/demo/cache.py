@@ -13,14 +13,16 @@ itself when an existing folder already holds what it would write (its ``is_compl
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["build_folder"]
+__all__ = ["build_folder", "stored_parameters"]
 
 
 def build_folder(
@@ -77,3 +79,11 @@ def build_folder(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stored_parameters(json_path: Path, key: str) -> Any:
+    """The generator arguments a demo datalist records under ``key``; None when the file is absent or unreadable."""
+    try:
+        return json.loads(json_path.read_text(encoding="utf-8")).get(key)
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
