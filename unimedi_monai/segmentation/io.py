@@ -100,7 +100,7 @@ def inference_outputs(
         output_dir: the folder of the label maps.
         output_postfix: appended to the input's name with ``_`` (``""``: the input's name alone).
     """
-    from unimedi_monai.bundle import per_input_outputs
+    from unimedi_monai.bundle.output_names import per_input_outputs
 
     if inputs is None:
         return None

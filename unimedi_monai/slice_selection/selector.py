@@ -14,7 +14,7 @@ import torch
 from monai.transforms import Orientationd, SpatialCrop
 
 from unimedi_monai.atomic_io import write_json_atomic
-from unimedi_monai.bundle import output_stem
+from unimedi_monai.bundle.output_names import output_stem
 from unimedi_monai.slice_selection.mapping import grid_to_original, slice_axis_of
 
 __all__ = ["SliceSelection", "SliceSelector", "output_files", "output_stem", "read_query"]
