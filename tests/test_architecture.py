@@ -3,7 +3,7 @@
 
 Layers, lowest first (a module takes the layer of the longest prefix of its name listed in ``LAYERS``):
 
-0. ``io``: atomic file writes (``atomic_io``, a future ``unimedi_monai.io``), the lazy-export helper
+0. ``io``: atomic file writes (``atomic_io``, a future ``unimedi_monai.io``), reading JSON (``json_files``), the lazy-export helper
    every ``__init__`` uses, and the helpers of :mod:`unimedi_monai.bundle` that import only the standard
    library and ``atomic_io`` (finding the bundle folder, reading the command line, checking values,
    the one-line error, guarding outputs, the run lock, output file names): they are called from the
@@ -34,6 +34,7 @@ LAYERS = {
     "unimedi_monai.atomic_io": 0,
     "unimedi_monai.io": 0,
     "unimedi_monai.lazy_exports": 0,
+    "unimedi_monai.json_files": 0,
     "unimedi_monai.bundle": 5,
     "unimedi_monai.bundle.command_line": 0,
     "unimedi_monai.bundle.errors": 0,
