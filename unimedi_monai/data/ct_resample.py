@@ -39,7 +39,9 @@ from monai.config import DtypeLike, KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.transforms.utils import scale_affine
-from monai.utils import ImageMetaKey, MetaKeys, SpaceKeys, ensure_tuple
+from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
+
+from unimedi_monai.data.meta import source_filename
 
 __all__ = ["CT_RESAMPLERS", "RESAMPLE_MODES", "resampled_grid", "resample_array", "resample_image", "ResampleToSized"]
 
@@ -191,11 +193,6 @@ def resample_image(image: Any, index_map: np.ndarray, spatial_size: Sequence[int
     return _sample(image, False, np.asarray(index_map, dtype=np.float64), spatial_size, mode)
 
 
-def _filename(img: Any) -> str:
-    name = img.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(img, MetaTensor) else None
-    return f"{name}" if name else "<unknown file>"
-
-
 class ResampleToSized(MapTransform):
     """
     Reorient channel-first 3D images to ``axcodes`` and resize them to ``spatial_size`` in one SimpleITK
@@ -249,16 +246,16 @@ class ResampleToSized(MapTransform):
             )
         if img.ndim != 4:
             raise ValueError(
-                f"ResampleToSized: image '{_filename(img)}' (key '{key}') has shape {tuple(img.shape)}; expected a "
+                f"ResampleToSized: image '{source_filename(img)}' (key '{key}') has shape {tuple(img.shape)}; expected a "
                 "channel-first 3D volume (C, X, Y, Z) (add EnsureChannelFirstd before this transform)."
             )
         if img.pending_operations:
             raise ValueError(
-                f"ResampleToSized: image '{_filename(img)}' (key '{key}') has pending lazy operations; "
+                f"ResampleToSized: image '{source_filename(img)}' (key '{key}') has pending lazy operations; "
                 "apply them first (run the preceding transforms with lazy=False)."
             )
         if img.is_complex() or img.dtype == torch.bool:
-            raise ValueError(f"ResampleToSized: image '{_filename(img)}' (key '{key}') has dtype {img.dtype}.")
+            raise ValueError(f"ResampleToSized: image '{source_filename(img)}' (key '{key}') has dtype {img.dtype}.")
         affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=np.float64)
         lps = str(img.meta.get(MetaKeys.SPACE, SpaceKeys.RAS)) == str(SpaceKeys.LPS)
         index_map, out_affine = resampled_grid(affine, img.shape[1:], self.spatial_size, self.axcodes, lps)
