@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """unimedi-monai: UniMedI unified 2D/3D medical vision-language pre-training for MONAI.
 
 Subpackages load on first use (``unimedi_monai.networks``, ``.data``, ``.engines``, ``.evaluation``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Inference: class probabilities of X-ray files, one JSON per image."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Data: datalists, readers, MONAI transforms, mixed 2D/3D sampling, report cleaning, demo data, adapters.
 
 Names load on first use, so the command-line tools (``python -m unimedi_monai.data.prepare``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reading, writing and splitting image-report datalists.
 
 A datalist is a JSON file in the style of the MONAI / Medical Segmentation Decathlon

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """
 Built-in synthetic demo dataset: chest radiographs (PNG), chest CTs (NIfTI) and paired reports.
 

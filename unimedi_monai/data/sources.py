@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where the pre-training data comes from: the user's folder with a datalist, or the built-in demo set."""
 
 from __future__ import annotations

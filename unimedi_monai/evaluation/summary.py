@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Print the headline figures of a pre-training evaluation next to their chance levels.
 
     python -m unimedi_monai.evaluation.summary bundles/pretrain/eval/metrics.json

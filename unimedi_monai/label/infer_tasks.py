@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI Label infer tasks for the project's bundles (imported by the MONAI Label app only).
 
 - :class:`UniMedIBundleInferTask`: MONAI Label's ``BundleInferTask`` (segmentation bundles such as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Let PyPI's torchvision wheel import beside a CPU-only torch (for MONAI Label).
 
 MONAI Label imports ``torchvision.utils`` (pure Python: ``make_grid``, ``save_image``) when its

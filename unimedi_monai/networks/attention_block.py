@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A pre-norm transformer block on ``scaled_dot_product_attention`` that can report [CLS] attention.
 
 The attentive masking and slice selection of UniMedI need, per layer, the attention of the [CLS]

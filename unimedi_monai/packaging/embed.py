@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Embed a folder or list of X-rays and CT volumes with a pre-trained image encoder (the pre-training bundle's inference)."""
 
 from __future__ import annotations

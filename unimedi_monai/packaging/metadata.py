@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bundle discovery, the checks on ``configs/metadata.json`` that MONAI's tools rely on, and the lock.
 
 The metadata schema ships inside the package (:data:`META_SCHEMA`, read through

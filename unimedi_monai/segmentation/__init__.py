@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Segmentation: 3D organ segmentation (BCV, AMOS datalists, transforms, organ phantoms) and 2D X-ray
 segmentation (RSNA pneumonia boxes, generic 2D datalists, the lesion demo, PNG masks), metrics and helpers.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Datalist adapters of the BCV (``dataset_0.json``) and AMOS (``dataset.json``) segmentation releases.
 
 - BCV, as MONAI's ``swin_unetr_btcv_segmentation`` bundle uses it: ``{"training": [{"image":

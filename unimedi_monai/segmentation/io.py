@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Inputs and outputs of segmentation inference: input lists and an atomic NIfTI writer."""
 
 from __future__ import annotations

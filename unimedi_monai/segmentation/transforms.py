@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI transform pipelines of the organ segmentation bundles (training, validation, inference).
 
 Deterministic part (cached by ``CacheDataset``): :class:`~unimedi_monai.data.transforms.ReadImaged`

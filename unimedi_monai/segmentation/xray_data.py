@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """2D (X-ray) segmentation data: RSNA pneumonia boxes, a generic 2D datalist, and the built-in lesion demo.
 
 Every source gives ``{"training", "validation", "test"}`` lists of items with ``image`` (a PNG, JPEG

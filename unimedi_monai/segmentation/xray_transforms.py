@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI transform pipelines of the 2D (X-ray) segmentation bundle, and its PNG mask writer.
 
 Deterministic part: :class:`~unimedi_monai.data.transforms.ReadImaged` (PNG / JPEG / BMP / DICOM,

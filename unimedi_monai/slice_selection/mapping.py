@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Map per-slice scores between a CT file's own slice numbering and the model's resampled grid.
 
 The CT pipeline (:func:`unimedi_monai.data.ct_transforms`) reorients every volume to RAS

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Run slice selection on one CT file and give the result in the file's own slice numbering."""
 
 from __future__ import annotations
