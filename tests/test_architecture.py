@@ -128,3 +128,28 @@ def test_imports_never_run_from_a_lower_layer_to_a_higher_one():
     for line in violations:
         print(line)
     assert not violations, f"{len(violations)} import(s) from a lower layer to a higher one:\n" + "\n".join(violations)
+
+
+LICENCE_HEADER = "# SPDX-License-Identifier: Apache-2.0"  # LICENSE: Apache License 2.0
+
+
+def test_every_module_starts_with_the_licence_header():
+    missing = [str(p.relative_to(PACKAGE.parent)) for p in sorted(PACKAGE.rglob("*.py"))
+               if p.read_text(encoding="utf-8").splitlines()[:1] != [LICENCE_HEADER]]
+    for path in missing:
+        print(path)
+    assert not missing, f"{len(missing)} module(s) without the first line {LICENCE_HEADER!r}:\n" + "\n".join(missing)
+
+
+def test_every_package_exports_its_names_lazily():
+    """One ``__init__`` style: an ``_EXPORTS`` map and ``lazy_exports``, nothing imported eagerly."""
+    eager = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assigned = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                    for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        expected = ["from __future__ import annotations", "from unimedi_monai.lazy_exports import lazy_exports"]
+        if imports != expected or not {"_EXPORTS", "__all__"} <= assigned or "__getattr__" not in init.read_text(encoding="utf-8"):
+            eager.append(f"{init.relative_to(PACKAGE.parent)}: imports {imports}")
+    assert not eager, "packages not in the lazy_exports style:\n" + "\n".join(eager)
