@@ -45,9 +45,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from common import cpu_name, format_table, load_average
+from common import REPO, cpu_name, format_table, load_average
 
-REPO = Path(__file__).resolve().parents[1]
 TIME_TARGET = 1.5
 MEMORY_TARGET_MB = 1024.0
 CACHE_TARGET = 20.0
@@ -220,7 +219,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the tables, optionally write JSON; returns the exit status."""
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: F401  (first: puts the checkout on sys.path when the package is not installed)
 
 from unimedi_monai.classification import get_task, train_linear_probe  # noqa: E402
 from unimedi_monai.classification.tasks import fraction_indices  # noqa: E402

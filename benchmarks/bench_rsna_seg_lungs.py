@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from common import REPO as REPO_ROOT  # first: puts the checkout on sys.path when the package is not installed
 
 from unimedi_monai.data.datalist import split_by_patient  # noqa: E402
 

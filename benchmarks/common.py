@@ -4,7 +4,8 @@ baseline, and atomic, incremental result files.
 
 The scripts in this folder import it as ``from common import ...``: Python puts a script's own folder on
 ``sys.path``, so ``python benchmarks/<script>.py`` finds it from any working directory (the tests put this
-folder on ``sys.path`` the same way).
+folder on ``sys.path`` the same way). Importing it first is also what puts the checkout on ``sys.path``
+when ``unimedi_monai`` is not installed: no script edits ``sys.path`` itself (see README.md).
 """
 
 from __future__ import annotations

@@ -475,8 +475,7 @@ def generate_pipeline_data(root: str, plan: dict[str, Any]) -> dict[str, Any]:
     background process at the start, so that the files are ready when section 3 begins)."""
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_ct_preprocessing import write_volume
+    from bench_ct_preprocessing import write_volume  # a sibling script: this folder is on sys.path (see common.py)
 
     from unimedi_monai.data import write_datalist
 

@@ -124,3 +124,25 @@ def test_conv_stem_tokenizer_counts_and_sincos_init():
     # every grid position gets a distinct embedding
     flat = emb.flatten(1).T
     assert torch.cdist(flat, flat).add(torch.eye(512) * 1e3).min() > 1e-3
+
+
+def test_drop_path_is_monais_with_a_fused_residual():
+    """SDPABlock's DropPath: MONAI's draw and 1/keep scaling; its fused residual equals x + DropPath(branch)."""
+    from monai.networks.layers import DropPath as MonaiDropPath
+
+    from unimedi_monai.networks.attention_block import DropPath, SDPABlock
+
+    x, branch = torch.randn(6, 5, 8), torch.randn(6, 5, 8)
+    ours, monai_dp = DropPath(0.5).train(), MonaiDropPath(0.5).train()
+    torch.manual_seed(3)
+    expected = monai_dp(branch)
+    torch.manual_seed(3)
+    assert torch.equal(ours(branch), expected)
+    kept = expected.flatten(1).abs().sum(1) > 0
+    assert 0 < kept.sum() < 6 and torch.allclose(expected[kept], 2.0 * branch[kept])  # scaled by 1 / keep
+    torch.manual_seed(3)
+    fused = ours.residual(x, branch)
+    assert torch.allclose(fused, x + expected, atol=1e-6)
+    assert torch.equal(ours.eval().residual(x, branch), x + branch) and ours.rate == 0.5
+    block = SDPABlock(8, 2, 16, drop_path_rate=0.1)
+    assert not any("drop_path" in k for k in block.state_dict())  # checkpoint keys unchanged

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """unimedi-monai: UniMedI unified 2D/3D medical vision-language pre-training for MONAI.
 
 Subpackages load on first use (``unimedi_monai.networks``, ``.data``, ``.engines``, ``.evaluation``,
@@ -6,15 +7,10 @@ Subpackages load on first use (``unimedi_monai.networks``, ``.data``, ``.engines
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unimedi_monai.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"bundle", "classification", "data", "engines", "evaluation", "losses", "networks", "packaging", "segmentation", "slice_selection"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_EXPORTS: dict[str, str] = {}  # the subpackages themselves load on first use
+__all__ = ["__version__"]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

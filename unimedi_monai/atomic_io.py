@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Atomic file writes: a half-written file never appears under its final name.
 
 Files get the permissions of a plain ``open()`` (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``,

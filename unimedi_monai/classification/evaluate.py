@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Evaluate a trained classifier on a split: probabilities, metrics.json and the confusion matrix."""
 
 from __future__ import annotations

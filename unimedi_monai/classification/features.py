@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Frozen-encoder features computed once and cached on disk, for fast linear probes."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Ignite handler saving the network whenever a MONAI evaluator reports a new best key metric."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
 """Inference: class probabilities of X-ray files, one JSON per image."""
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -14,13 +14,14 @@ from torch import nn
 from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
+from unimedi_monai.data.inputs import XRAY_SUFFIXES, folder_inputs, input_paths
 
 __all__ = ["IMAGE_SUFFIXES", "list_input_images", "prediction_names", "predict_to_json"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")
-"""File suffixes :func:`list_input_images` picks up in a folder."""
+IMAGE_SUFFIXES = XRAY_SUFFIXES
+"""File suffixes :func:`list_input_images` picks up in a folder (:data:`unimedi_monai.data.inputs.XRAY_SUFFIXES`)."""
 
 
 def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, input_dir: str | os.PathLike | None = None) -> list[str]:
@@ -29,23 +30,11 @@ def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, inp
     Raises:
         ValueError: neither key is set, or nothing matches (naming the config keys).
     """
-    files: list[str] = []
     if input_files:
-        for entry in [input_files] if isinstance(input_files, (str, os.PathLike)) else input_files:
-            matches = sorted(glob.glob(os.path.expanduser(str(entry))))
-            if not matches:
-                raise FileNotFoundError(f"config key 'input_files': {entry} does not exist (or the pattern matches nothing).")
-            files += matches
-    elif input_dir:
-        folder = Path(input_dir).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"config key 'input_dir': {folder} is not a folder.")
-        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    else:
-        raise ValueError("set config key 'input_files' (a file, glob or list) or 'input_dir' (a folder of X-rays).")
-    if not files:
-        raise ValueError(f"config key 'input_dir': no {'/'.join(IMAGE_SUFFIXES)} files in {input_dir}.")
-    return files
+        return [str(p) for p in input_paths(input_files, "input_files", patterns=True)]
+    if input_dir:
+        return [str(p) for p in folder_inputs(input_dir, "input_dir", IMAGE_SUFFIXES, recursive=True)]
+    raise ValueError("set config key 'input_files' (a file, glob or list) or 'input_dir' (a folder of X-rays).")
 
 
 def prediction_names(files: Sequence[str]) -> list[str]:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Linear probe: one linear layer trained on cached frozen-encoder features."""
 
 from __future__ import annotations

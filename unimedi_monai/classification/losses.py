@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Loss for multi-label classification with ignored labels (CheXpert's uncertain labels)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Classification metrics (accuracy, macro / per-class AUC with MONAI's ROC AUC), the
 confusion-matrix picture, the ``eval/metrics.json`` report and an ignite metric for evaluators."""
 

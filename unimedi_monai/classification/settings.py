@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Checks of the classification bundle's switches and the settings recorded in ``eval/metrics.json``."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Classification tasks (COVIDx, CheXpert, RSNA Pneumonia, demo): classes, metrics, splits and fractions.
 
 A :class:`ClassificationTask` says what a dataset's labels mean (class names, single- or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pre-processing of labelled X-rays for classification: the X-ray pipeline plus the label as a tensor."""
 
 from __future__ import annotations

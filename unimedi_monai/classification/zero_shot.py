@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Zero-shot classification with the pre-trained report encoder: class prompts vs image embeddings."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Data: datalists, readers, MONAI transforms, mixed 2D/3D sampling, report cleaning, demo data, adapters.
 
 The pipeline core sits in this folder (datalist, readers, ct_resample, transforms, dataset, sampler,
@@ -11,8 +12,7 @@ Names load on first use, so the command-line tools (``python -m unimedi_monai.da
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unimedi_monai.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "CHEXPERT_COMPETITION": "adapters.chexpert",
@@ -47,13 +47,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reading, writing and splitting image-report datalists.
 
 A datalist is a JSON file in the style of the MONAI / Medical Segmentation Decathlon
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.json_files import read_json_object
 
 __all__ = [
     "DATALIST_FILENAME",
@@ -205,25 +207,9 @@ def read_datalist_json(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: when ``path`` is not a file.
         ValueError: when the file is not valid UTF-8 JSON, or its top level is not an object.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"datalist file not found: {path}.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"datalist {path} is not valid UTF-8 ({e}); save it as UTF-8 JSON.") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"datalist {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}; fix the file."
-        ) from e
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"datalist {path} must hold a JSON object with 'training' (and optionally 'validation') lists, "
-            f"got a JSON {type(data).__name__}."
-        )
-    return data
+    return read_json_object(
+        path, "datalist", " with 'training' (and optionally 'validation') lists", missing=f"datalist file not found: {path}."
+    )
 
 
 def _validate_item(

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Label fractions: the 1% / 10% / 100% (classification) and 20% / 40% / 100% (segmentation) subsets.
 
 Downstream protocols train on a fraction of the labelled training split, drawn once with a fixed

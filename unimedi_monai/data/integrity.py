@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Checks every image reader of the package shares: complete NIfTI files with plausible headers, finite voxel
 values, image / label pairs on one grid, and content fingerprints that key the caches.
 

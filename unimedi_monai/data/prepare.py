@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line tool that writes datalists for public image-report datasets.
 
 Usage::

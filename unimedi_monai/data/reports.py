@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Radiology report text: cleaning, section extraction and token-budget truncation.
 
 The functions here turn raw report text (for example a MIMIC-CXR ``sXXXXXXXX.txt`` file) into the

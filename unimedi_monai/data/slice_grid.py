@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Map slices between a CT file's own slice numbering and the model's resampled slice grid.
 
 One geometry, used by the pre-training evaluation (lesion slices of the demo CTs on the 32-slice

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where the data comes from: the user's folder, or a built-in demo set generated once (rank 0 first).
 
 :func:`resolve_data_folder` is the one demo-folder resolution of the project: the pre-training data

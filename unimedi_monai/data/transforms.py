@@ -1,13 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#     http://www.apache.org/licenses/LICENSE-2.0
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
+# SPDX-License-Identifier: Apache-2.0
 """
 MONAI dictionary transforms and the X-ray / CT pre-processing pipelines used for UniMedI pre-training.
 
@@ -48,6 +39,7 @@ from monai.utils.type_conversion import convert_to_dst_type
 
 from unimedi_monai.data.ct_resample import CT_RESAMPLERS
 from unimedi_monai.data.integrity import count_nonfinite
+from unimedi_monai.data.meta import source_filename
 from unimedi_monai.data.readers import IMAGE_DIMENSION_KEY, PHOTOMETRIC_KEY, SimpleITKReader, XRayDicomReader, XRayPILReader
 
 __all__ = [
@@ -88,15 +80,6 @@ def _warn_degenerate(name: str, spatial: tuple[int, ...], constant: float | None
     else:
         what = f"constant (every pixel {constant:g})"
     logger.warning("image '%s' is %s; %d such image(s) so far: check the file or remove it from the datalist.", name, what, _degenerate_count)
-
-
-def _filename_of(img: Any) -> str:
-    """Return the source file recorded in a MetaTensor's metadata, or ``"<unknown file>"``."""
-    if isinstance(img, MetaTensor):
-        name = img.meta.get(ImageMetaKey.FILENAME_OR_OBJ)
-        if name:
-            return f"{name}"
-    return "<unknown file>"
 
 
 class ReadImaged(MapTransform):
@@ -240,7 +223,7 @@ class CheckFinited(MapTransform):
             bad = count_nonfinite(torch.as_tensor(d[key]))
             if bad:
                 raise ValueError(
-                    f"CheckFinited: image '{_filename_of(d[key])}' (key '{key}') holds {bad} NaN/inf values; "
+                    f"CheckFinited: image '{source_filename(d[key])}' (key '{key}') holds {bad} NaN/inf values; "
                     "repair the file or remove it from the datalist."
                 )
         return d
@@ -273,7 +256,7 @@ class ToGreyscaled(MapTransform):
                 continue
             if channels not in (3, 4):
                 raise ValueError(
-                    f"ToGreyscaled: image '{_filename_of(img)}' (key '{key}') has {channels} channels; "
+                    f"ToGreyscaled: image '{source_filename(img)}' (key '{key}') has {channels} channels; "
                     "expected 1 (grey), 3 (RGB) or 4 (RGBA) channels first."
                 )
             t = torch.as_tensor(img)
@@ -358,12 +341,12 @@ class ScaleToUnitd(MapTransform):
             img = d[key]
             t = torch.as_tensor(img)
             if t.numel() == 0:
-                raise ValueError(f"ScaleToUnitd: image '{_filename_of(img)}' (key '{key}') is empty.")
+                raise ValueError(f"ScaleToUnitd: image '{source_filename(img)}' (key '{key}') is empty.")
             lo, hi = self._window(t)
             spatial = tuple(int(s) for s in t.shape[1:]) if t.ndim > 2 else tuple(int(s) for s in t.shape)
             constant = bool(t.min() == t.max())
             if min(spatial) < _MIN_SIDE or constant:
-                _warn_degenerate(_filename_of(img), spatial, float(t.reshape(-1)[0]) if constant else None)
+                _warn_degenerate(source_filename(img), spatial, float(t.reshape(-1)[0]) if constant else None)
             out = t.to(torch.float32)
             out = ((out - lo) / (hi - lo)).clamp_(0.0, 1.0) if hi > lo else torch.zeros_like(out)
             if self._is_monochrome1(img):

@@ -1,32 +1,27 @@
+# SPDX-License-Identifier: Apache-2.0
 """Engines: the ignite pre-training trainer, schedules, optimiser groups, checkpoint and log handlers."""
 
-from unimedi_monai.engines.checkpoint import (
-    CheckpointMismatchError,
-    atomic_save,
-    describe_mismatch,
-    load_latest_checkpoint,
-    load_network_weights,
-    safe_load,
-)
-from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler, ResumableTensorBoardStatsHandler
-from unimedi_monai.engines.optim import param_groups
-from unimedi_monai.engines.schedules import cosine_schedule
-from unimedi_monai.engines.trainer import UniMedITrainer, training_scalars, unwrap_model
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointHandler",
-    "CheckpointMismatchError",
-    "JsonlStatsWriter",
-    "ProgressBarHandler",
-    "ResumableTensorBoardStatsHandler",
-    "UniMedITrainer",
-    "atomic_save",
-    "cosine_schedule",
-    "describe_mismatch",
-    "load_latest_checkpoint",
-    "load_network_weights",
-    "param_groups",
-    "safe_load",
-    "training_scalars",
-    "unwrap_model",
-]
+from unimedi_monai.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "CheckpointMismatchError": "checkpoint",
+    "atomic_save": "checkpoint",
+    "describe_mismatch": "checkpoint",
+    "load_latest_checkpoint": "checkpoint",
+    "load_network_weights": "checkpoint",
+    "safe_load": "checkpoint",
+    "CheckpointHandler": "handlers",
+    "JsonlStatsWriter": "handlers",
+    "ProgressBarHandler": "handlers",
+    "ResumableTensorBoardStatsHandler": "handlers",
+    "param_groups": "optim",
+    "cosine_schedule": "schedules",
+    "UniMedITrainer": "trainer",
+    "training_scalars": "trainer",
+    "unwrap_model": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Atomic checkpoints, resume from the latest good one, and safe loading of network weights.
 
 Checkpoints are written to a temporary file in the target folder, flushed to disk and renamed

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Ignite handlers for pre-training: atomic checkpoints with resume, and a JSON-lines training log."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Optimiser parameter groups: no weight decay on biases, norms and embeddings; a scaled LR for the text model."""
 
 from __future__ import annotations

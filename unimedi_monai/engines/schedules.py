@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-iteration schedules, precomputed as arrays (as DINO's ``cosine_scheduler``)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The UniMedI pre-training engine: an ignite trainer built on ``monai.engines.Trainer``."""
 
 from __future__ import annotations

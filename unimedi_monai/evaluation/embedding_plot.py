@@ -1,6 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
-
+# SPDX-License-Identifier: Apache-2.0
 """
 Figures for inspecting the joint embedding space and the slice selection.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Evaluation of a pre-trained UniMedI on held-out image-report pairs.
 
 Computes, on the validation items of a datalist:

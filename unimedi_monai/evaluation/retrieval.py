@@ -1,6 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
-
+# SPDX-License-Identifier: Apache-2.0
 """
 Image-text retrieval metrics (Recall@k) for paired image / report embeddings.
 

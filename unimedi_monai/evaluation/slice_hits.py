@@ -1,6 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
-
+# SPDX-License-Identifier: Apache-2.0
 """
 Slice "hit" metrics for the 3D slice-selection module.
 

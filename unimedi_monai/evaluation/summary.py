@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Print the headline figures of a pre-training evaluation next to their chance levels.
 
     python -m unimedi_monai.evaluation.summary bundles/pretrain/eval/metrics.json
@@ -6,10 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from unimedi_monai.json_files import read_json_object
 
 __all__ = ["summarize", "main"]
 
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.metrics.is_file():
         print(f"error: {args.metrics} does not exist; run the evaluation first.", file=sys.stderr)
         return 1
-    table, ok = summarize(json.loads(args.metrics.read_text(encoding="utf-8")))
+    table, ok = summarize(read_json_object(args.metrics, "metrics file"))
     print(table)
     print("all targets met" if ok else "some targets not met")
     return 0

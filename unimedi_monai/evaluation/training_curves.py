@@ -1,6 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
-
+# SPDX-License-Identifier: Apache-2.0
 """
 Training-curve figures from a metric history or a JSON-lines training log.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The MONAI Label app that serves the project's bundles (``--app unimedi_monai/label/app_dir``)."""
 
 from __future__ import annotations

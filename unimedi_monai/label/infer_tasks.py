@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI Label infer tasks for the project's bundles (imported by the MONAI Label app only).
 
 - :class:`UniMedIBundleInferTask`: MONAI Label's ``BundleInferTask`` (segmentation bundles such as
@@ -8,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -20,6 +20,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 
 from unimedi_monai.label.writer_layout import mask_2d_for_label_writer
+from unimedi_monai.packaging.metadata import read_metadata
 
 __all__ = ["UniMedIBundleInferTask", "SliceSelectionInferTask", "inference_config", "selected_slices_label_map"]
 
@@ -144,7 +145,7 @@ class SliceSelectionInferTask(InferTask):
     def __init__(self, path: str, conf: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> None:
         self.bundle_path = str(path)
         self.config_path = inference_config(path)
-        metadata = json.loads((Path(path) / "configs" / "metadata.json").read_text(encoding="utf-8"))
+        metadata = read_metadata(path)
         self.overrides = dict(overrides or {})
         self._selector: Callable[[str], Any] | None = None
         super().__init__(

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Let PyPI's torchvision wheel import beside a CPU-only torch (for MONAI Label).
 
 MONAI Label imports ``torchvision.utils`` (pure Python: ``make_grid``, ``save_image``) when its
@@ -13,6 +14,12 @@ with PyTorch's "could not run ... with arguments from the 'CPU' backend" error; 
 not need torchvision's C++ ops works. A working torchvision (a CPU build, or a CUDA torch) is left
 untouched. ``scripts/setup_label_env.sh`` enables the hook in the MONAI Label environment through
 a ``.pth`` file; nothing in the main environment uses it.
+
+Why it ships inside the package: that ``.pth`` line runs at every interpreter start of the MONAI Label
+environment, before any script, so the hook must be importable from the installed package there
+(``import unimedi_monai.label.torchvision_cpu``); it imports nothing of the package and only the
+standard library until torchvision is imported. Remove it once PyPI has a CPU torchvision wheel
+matching the pinned torch (``constraints/label.txt``).
 """
 
 from __future__ import annotations

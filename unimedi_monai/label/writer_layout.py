@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The layout MONAI Label 0.8.5's result writer needs for 2D masks (import-light: numpy only, no monailabel)."""
 
 from __future__ import annotations

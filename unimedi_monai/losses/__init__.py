@@ -1,7 +1,15 @@
+# SPDX-License-Identifier: Apache-2.0
 """Losses of UniMedI: vision-language contrastive (L_vl), [CLS] (L_icl) and patch (L_pcl) distillation."""
 
-from unimedi_monai.losses.cls_distillation import ClsDistillationLoss
-from unimedi_monai.losses.contrastive import ContrastiveLoss
-from unimedi_monai.losses.patch_distillation import PatchDistillationLoss
+from __future__ import annotations
 
-__all__ = ["ClsDistillationLoss", "ContrastiveLoss", "PatchDistillationLoss"]
+from unimedi_monai.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "ClsDistillationLoss": "cls_distillation",
+    "ContrastiveLoss": "contrastive",
+    "PatchDistillationLoss": "patch_distillation",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """L_icl: DINO-style self-distillation of the student's [CLS] towards the EMA teacher's."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Vision-language contrastive loss (CLIP's symmetric InfoNCE) with a learnable temperature."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Small torch.distributed helpers shared by the losses (no-ops in a single process)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """L_pcl: iBOT-style self-distillation of patch tokens at the masked positions ("mask and recovery")."""
 
 from __future__ import annotations

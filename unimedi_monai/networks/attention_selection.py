@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Attention-guided masking and attentive slice selection, as pure tensor functions.
 
 Both use the EMA teacher's [CLS]-to-patch attention (``SharedBackbone(..., cls_attention=...)``).

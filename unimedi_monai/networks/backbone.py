@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The transformer backbone shared by the 2D and 3D tokenizers."""
 
 from __future__ import annotations

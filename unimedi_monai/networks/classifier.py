@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """UniMedI image classifier: the pre-trained vision encoder with a linear head on the [CLS] feature."""
 
 from __future__ import annotations

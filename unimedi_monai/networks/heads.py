@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Heads on the backbone: projection into the shared image-text space and the self-distillation head."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Patch tokenizers: the modality-specific front ends of the shared backbone.
 
 UniMedI keeps one tokenizer per input dimensionality and shares everything after it:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Backbone sizes declared as data.
 
 A preset names the width, depth, heads and MLP size of the shared transformer backbone and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Loading the pre-trained UniMedI vision encoder into a downstream network's encoder.
 
 The pre-training bundle's ``models/model.pt`` (or a training checkpoint's ``network`` entry) holds

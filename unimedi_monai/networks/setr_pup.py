@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """UniMedISETRPUP: a SETR-PUP segmentation decoder on UniMedI's 2D tokenizer and shared backbone.
 
 SETR's "progressive upsampling" decoder (Zheng et al., CVPR 2021), as the paper uses it for RSNA

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Report encoder: a Hugging Face BERT-family model behind a small, offline-safe wrapper.
 
 Choices:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """UniMedIUNETR: a UNETR-style segmentation decoder on UniMedI's 3D tokenizer and shared backbone.
 
 MONAI's :class:`monai.networks.nets.UNETR` assumes isotropic cubic patches (16^3). UniMedI cuts CTs

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """UniMedI: unified 2D/3D vision-language pre-training in one module.
 
 One call on a mixed batch (X-rays and CT volumes, each with its report) runs:

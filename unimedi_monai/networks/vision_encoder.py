@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The unified vision encoder: a 2D and a 3D tokenizer in front of one shared backbone."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI ecosystem tooling: metadata checks, the inference network of the pre-training bundle, model-zoo packing.
 
 - :mod:`~unimedi_monai.packaging.metadata`: bundle discovery, schema validation, the lock and version checks.
@@ -8,44 +9,33 @@
 Command line: ``python -m unimedi_monai.packaging pack bundles/<name> --out dist/`` (see ``__main__``).
 """
 
-from unimedi_monai.packaging.embed import embed_images, infer_modality, list_images
-from unimedi_monai.packaging.embedding_network import ImageEmbeddingNetwork, load_embedding_weights
-from unimedi_monai.packaging.metadata import (
-    META_SCHEMA,
-    bundle_name,
-    check_metadata,
-    declared_versions,
-    find_bundles,
-    installed_version,
-    read_lock,
-    read_metadata,
-    sync_metadata_versions,
-    validate_metadata,
-    version_mismatches,
-    warn_version_mismatches,
-)
-from unimedi_monai.packaging.pack import MAX_FILE_SIZE, PackResult, file_hash, pack_bundle
+from __future__ import annotations
 
-__all__ = [
-    "ImageEmbeddingNetwork",
-    "MAX_FILE_SIZE",
-    "META_SCHEMA",
-    "PackResult",
-    "bundle_name",
-    "check_metadata",
-    "declared_versions",
-    "embed_images",
-    "file_hash",
-    "find_bundles",
-    "infer_modality",
-    "installed_version",
-    "list_images",
-    "load_embedding_weights",
-    "pack_bundle",
-    "read_lock",
-    "read_metadata",
-    "sync_metadata_versions",
-    "validate_metadata",
-    "version_mismatches",
-    "warn_version_mismatches",
-]
+from unimedi_monai.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "embed_images": "embed",
+    "infer_modality": "embed",
+    "list_images": "embed",
+    "ImageEmbeddingNetwork": "embedding_network",
+    "load_embedding_weights": "embedding_network",
+    "META_SCHEMA": "metadata",
+    "bundle_name": "metadata",
+    "check_metadata": "metadata",
+    "declared_versions": "metadata",
+    "find_bundles": "metadata",
+    "installed_version": "metadata",
+    "read_lock": "metadata",
+    "read_metadata": "metadata",
+    "sync_metadata_versions": "metadata",
+    "validate_metadata": "metadata",
+    "version_mismatches": "metadata",
+    "warn_version_mismatches": "metadata",
+    "MAX_FILE_SIZE": "pack",
+    "PackResult": "pack",
+    "file_hash": "pack",
+    "pack_bundle": "pack",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line: pack bundles for the model zoo, check their metadata, keep versions in line with the lock.
 
     python -m unimedi_monai.packaging pack bundles/pretrain --out dist/ [--url_template URL] [--max_size_mb 25]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An image -> embedding network for inference, export and verification of the pre-training bundle."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bundle discovery, the checks on ``configs/metadata.json`` that MONAI's tools rely on, and the lock.
 
 The metadata schema ships inside the package (:data:`META_SCHEMA`, read through
@@ -18,6 +19,8 @@ from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from unimedi_monai.json_files import read_json_object
 
 __all__ = [
     "META_SCHEMA",
@@ -59,15 +62,7 @@ def find_bundles(bundles_dir: str | os.PathLike) -> list[Path]:
 def read_metadata(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     """``configs/metadata.json`` of a bundle, with a one-line error naming the file when it is missing or invalid."""
     path = Path(bundle_dir) / "configs" / "metadata.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; a bundle needs configs/metadata.json.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}).") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
-    return data
+    return read_json_object(path, "bundle metadata", missing=f"{path} does not exist; a bundle needs configs/metadata.json.")
 
 
 def bundle_name(bundle_dir: str | os.PathLike) -> str:

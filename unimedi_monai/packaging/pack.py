@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pack a bundle as a model-zoo zip: ``<name>_v<version>.zip`` holding ``<name>/``."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Segmentation: 3D organ segmentation (BCV, AMOS datalists, transforms, organ phantoms) and 2D X-ray
 segmentation (RSNA pneumonia boxes, generic 2D datalists, the lesion demo, PNG masks), metrics and helpers.
 
@@ -7,8 +8,7 @@ Names load on first use, like :mod:`unimedi_monai.data`, so bundle configs can r
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from unimedi_monai.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "AMOS_ORGANS": "organs",
@@ -50,13 +50,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

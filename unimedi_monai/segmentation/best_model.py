@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keep the best network by validation mean Dice: weights and their metrics, both written atomically."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Datalist adapters of the BCV (``dataset_0.json``) and AMOS (``dataset.json``) segmentation releases.
 
 - BCV, as MONAI's ``swin_unetr_btcv_segmentation`` bundle uses it: ``{"training": [{"image":
@@ -14,7 +15,6 @@ fraction (20 / 40 / 100 % in the protocol) with a fixed seed by
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,6 +23,7 @@ from typing import Any
 
 from unimedi_monai.data.datalist import OutsideDatasetLog, warn_duplicate_images
 from unimedi_monai.data.fractions import select_fraction
+from unimedi_monai.json_files import read_json_object
 
 __all__ = ["DEFAULT_DATALISTS", "load_segmentation_datalist", "amos_case_id"]
 
@@ -124,12 +125,7 @@ def load_segmentation_datalist(
         json_path = folder / json_path
     if not json_path.is_file():
         raise FileNotFoundError(f"datalist '{json_path}' does not exist; the {layout.upper()} layout expects {DEFAULT_DATALISTS[layout]} in dataset_dir (or set the datalist key).")
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno}).") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{json_path}: expected a JSON object with 'training' and 'validation' lists.")
+    data = read_json_object(json_path, "datalist", " with 'training' and 'validation' lists")
     if layout == "amos" and "modality" in data and isinstance(data["modality"], dict) and "CT" not in data["modality"].values():
         logger.warning("%s: modality %s does not name CT; keeping cases by their ids", json_path, data["modality"])
     base = json_path.parent

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Inputs and outputs of segmentation inference: input lists and an atomic NIfTI writer."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from monai.data import NibabelWriter
 from monai.data.folder_layout import FolderLayoutBase
 
 from unimedi_monai.atomic_io import TMP_SUFFIX, describe_target, file_mode
+from unimedi_monai.data.inputs import input_paths
 
 __all__ = ["AtomicNibabelWriter", "MappedLayout", "inference_items", "inference_outputs"]
 
@@ -74,18 +76,8 @@ def inference_items(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> 
     """
     if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
         raise ValueError("no input CT given; set the `input` key to a NIfTI file, a DICOM series folder or a list of them.")
-    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if len(paths) == 1 and str(paths[0]).endswith(".txt") and Path(paths[0]).is_file():
-        listing = Path(paths[0])
-        paths = [listing.parent / line.strip() if not os.path.isabs(line.strip()) else line.strip()
-                 for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
-    items = []
-    for i, p in enumerate(paths):
-        path = Path(p).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"input {i} '{path}' does not exist; set `input` to existing NIfTI files or DICOM series folders.")
-        items.append({"image": str(path.resolve())})
-    return items
+    paths = input_paths(inputs, "input", listing=True, hint="; set `input` to existing NIfTI files or DICOM series folders")
+    return [{"image": str(path.resolve())} for path in paths]
 
 
 def inference_outputs(
@@ -100,7 +92,7 @@ def inference_outputs(
         output_dir: the folder of the label maps.
         output_postfix: appended to the input's name with ``_`` (``""``: the input's name alone).
     """
-    from unimedi_monai.bundle import per_input_outputs
+    from unimedi_monai.bundle.output_names import per_input_outputs
 
     if inputs is None:
         return None

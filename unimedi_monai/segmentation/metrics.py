@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-organ and mean Dice of a MONAI evaluator, written to ``eval/metrics.json`` (atomically)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Network initialisation (pre-trained encoder or from scratch) and optimiser parameter groups."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Organ label tables of the BCV (BTCV) and AMOS CT benchmarks, and the TotalSegmentator -> BCV id map."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Synthetic abdominal organ phantoms: the segmentation bundles' built-in demo data.
 
 Each case is a CT-like volume (air at -1000 HU, an elliptic body of soft tissue at about 0 HU) holding

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI transform pipelines of the organ segmentation bundles (training, validation, inference).
 
 Deterministic part (cached by ``CacheDataset``): :class:`~unimedi_monai.data.transforms.ReadImaged`
@@ -42,17 +43,13 @@ from monai.transforms import (
 from monai.utils import convert_to_tensor
 
 from unimedi_monai.data.integrity import grid_mismatch
+from unimedi_monai.data.meta import source_filename
 from unimedi_monai.data.readers import SimpleITKReader
 from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged
 
 __all__ = ["CheckLabelRanged", "CheckSameGridd", "RemapLabelsd", "segmentation_transforms", "inference_postprocessing"]
 
 MODES = ("train", "validate", "infer")
-
-
-def _filename(img: Any) -> str:
-    meta = getattr(img, "meta", {}) or {}
-    return str(meta.get("filename_or_obj", "<in memory>"))
 
 
 class CheckLabelRanged(MapTransform):
@@ -75,13 +72,13 @@ class CheckLabelRanged(MapTransform):
             fractional = label[label != label.round()]
             if fractional.numel():
                 raise ValueError(
-                    f"label map '{_filename(d[key])}' (key '{key}') holds {fractional.numel()} non-integer values "
+                    f"label map '{source_filename(d[key])}' (key '{key}') holds {fractional.numel()} non-integer values "
                     f"(e.g. {float(fractional[0]):g}): a label map holds integer class ids; was it resampled with linear "
                     "interpolation or saved as float? Re-export it with nearest-neighbour resampling and an integer type."
                 )
             if lo < 0 or hi > self.num_classes - 1:
                 raise ValueError(
-                    f"label map '{_filename(d[key])}' (key '{key}') holds class ids {lo:g}..{hi:g}, but the network predicts "
+                    f"label map '{source_filename(d[key])}' (key '{key}') holds class ids {lo:g}..{hi:g}, but the network predicts "
                     f"classes 0..{self.num_classes - 1}; check the label file or the bundle's organ list."
                 )
         return d
@@ -114,7 +111,7 @@ class CheckSameGridd(MapTransform):
             )
             if problem:
                 raise ValueError(
-                    f"image '{_filename(ref)}' and {key} '{_filename(other)}' are not on the same voxel grid ({problem}); "
+                    f"image '{source_filename(ref)}' and {key} '{source_filename(other)}' are not on the same voxel grid ({problem}); "
                     f"a {key} must be drawn on its image's grid: resample it to the image or fix the datalist pair."
                 )
         return d

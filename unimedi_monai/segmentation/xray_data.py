@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """2D (X-ray) segmentation data: RSNA pneumonia boxes, a generic 2D datalist, and the built-in lesion demo.
 
 Every source gives ``{"training", "validation", "test"}`` lists of items with ``image`` (a PNG, JPEG
@@ -34,6 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.json_files import read_json_object
 from unimedi_monai.data.datalist import split_by_patient
 from unimedi_monai.data.demo.cache import build_folder, stored_parameters
 from unimedi_monai.data.fractions import select_fraction
@@ -118,12 +120,7 @@ def load_2d_datalist(
         json_path = folder / json_path
     if not json_path.is_file():
         raise FileNotFoundError(f"datalist '{json_path}' does not exist; set dataset_dir to the folder of your datalist.json (or the datalist key to the file).")
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno}).") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{json_path}: expected a JSON object with a 'training' list of {{'image': ..., 'label': ...}} entries.")
+    data = read_json_object(json_path, "datalist", " with a 'training' list of {'image': ..., 'label': ...} entries")
     sections = {s: _rows(data, s, json_path, json_path.parent, label_required=True) for s in ("training", "validation", "test") if s in data or s == "training"}
     for name, items in sections.items():
         for item in items:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Evaluation outputs of the 2D segmentation bundle: Dice and IoU to ``eval/metrics.json`` and an overlay figure.
 
 The metrics are MONAI's (``MeanDice`` and ``MeanIoU`` handlers with ``include_background=False``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MONAI transform pipelines of the 2D (X-ray) segmentation bundle, and its PNG mask writer.
 
 Deterministic part: :class:`~unimedi_monai.data.transforms.ReadImaged` (PNG / JPEG / BMP / DICOM,
@@ -37,6 +38,7 @@ from monai.transforms import (
 )
 
 from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.data.meta import UNKNOWN_SOURCE, source_filename
 from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
 from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled
 from unimedi_monai.segmentation.transforms import CheckLabelRanged
@@ -44,11 +46,6 @@ from unimedi_monai.segmentation.transforms import CheckLabelRanged
 __all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms", "xray_inference_postprocessing"]
 
 MODES = ("train", "validate", "infer")
-
-
-def _filename(img: Any) -> str:
-    meta = getattr(img, "meta", {}) or {}
-    return str(meta.get("filename_or_obj", "<in memory>"))
 
 
 def boxes_to_mask(boxes: Sequence[Sequence[float]], shape: Sequence[int]) -> np.ndarray:
@@ -108,14 +105,14 @@ class LoadXrayMaskd(MapTransform):
                 try:
                     mask = torch.from_numpy(boxes_to_mask(d[self.boxes_key], shape)).to(torch.float32)[None]
                 except ValueError as err:
-                    raise ValueError(f"image '{_filename(image)}': {err}") from None
+                    raise ValueError(f"image '{source_filename(image)}': {err}") from None
                 meta = dict(getattr(image, "meta", {}) or {})
                 d[key] = MetaTensor(mask, meta=meta)
                 d.pop(self.boxes_key)  # boxes differ in number per image: they would not collate into a batch
                 continue
             if key not in d:
                 if self._strict:
-                    raise KeyError(f"item of image '{_filename(image)}' has neither a '{key}' mask file nor '{self.boxes_key}'.")
+                    raise KeyError(f"item of image '{source_filename(image)}' has neither a '{key}' mask file nor '{self.boxes_key}'.")
                 continue
             path = d[key]
             label = self._reader({key: path})[key]
@@ -127,7 +124,7 @@ class LoadXrayMaskd(MapTransform):
                 array = array // 255
             if tuple(array.shape) != shape:
                 raise ValueError(
-                    f"mask '{path}' is {tuple(array.shape)} but its image '{_filename(image)}' is {shape}; a mask must have its image's size."
+                    f"mask '{path}' is {tuple(array.shape)} but its image '{source_filename(image)}' is {shape}; a mask must have its image's size."
                 )
             d[key] = MetaTensor(array.to(torch.float32)[None], meta=dict(getattr(label, "meta", {}) or {}))
         return d
@@ -232,9 +229,9 @@ class SavePNGMaskd(SaveImaged):
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
-            source = _filename(pred)
-            if source == "<in memory>" and "image" in d:
-                source = _filename(d["image"])
+            source = source_filename(pred)
+            if source == UNKNOWN_SOURCE and "image" in d:
+                source = source_filename(d["image"])
             array = np.asarray(torch.as_tensor(pred).detach().cpu()).astype(np.int64)
             array = array[0] if array.ndim == 3 else array
             array = (array * 255 if self.num_classes == 2 else array).astype(np.uint8)

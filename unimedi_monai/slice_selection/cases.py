@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The CTs the slice-selection evaluation runs on: LUNA16 nodules or the built-in demo lesions.
 
 A *case* is a dict with ``id``, ``image`` (a CT file or DICOM folder) and ``nodules_voxel``: the

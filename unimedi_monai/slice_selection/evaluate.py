@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """LUNA16-style evaluation of slice selection: does a selected slice lie near a nodule centre?
 
 Protocol (from the UniMedI authors' answers): for each CT holding nodules of at least 3 mm, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A UniMedI that scores the slices of a CT volume: the inference network of the slice-selection bundle."""
 
 from __future__ import annotations

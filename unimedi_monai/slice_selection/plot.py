@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Picture of a slice selection: the selected slices side by side above the score curve of the whole volume."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Run slice selection on one CT file and give the result in the file's own slice numbering."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from monai.transforms import Orientationd, SpatialCrop
 
 from unimedi_monai.atomic_io import write_json_atomic
-from unimedi_monai.bundle import output_stem
+from unimedi_monai.bundle.output_names import output_stem
 from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
 
 __all__ = ["SliceSelection", "SliceSelector", "output_files", "output_stem", "read_query"]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Datalist builder for the CT studies of BIMCV-COVID19+ (chest CT with Spanish reports).
 
 Supported layout (the MIDS/BIDS-like tree of the BIMCV-COVID19+ release, e.g. ``covid19_posi/``)::

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CheXpert datalist adapter: ``train.csv`` / ``valid.csv`` into multi-label classification items.
 
 The published layout (CheXpert-v1.0 and CheXpert-v1.0-small)::

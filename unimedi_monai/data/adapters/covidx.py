@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """COVIDx CXR datalist adapter: ``train.txt`` / ``test.txt`` into classification items.
 
 The published COVIDx layout (COVID-Net, versions 8 and 9)::

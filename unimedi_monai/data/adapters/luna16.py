@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """LUNA16 nodule annotations: reading ``annotations.csv`` and mapping world coordinates to voxels.
 
 LUNA16 (https://luna16.grand-challenge.org) ships its CTs as MetaImage files

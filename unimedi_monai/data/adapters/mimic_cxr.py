@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Datalist builder for MIMIC-CXR-JPG (chest X-rays with free-text reports).
 
 Supported layout (the published MIMIC-CXR-JPG 2.x tree; the CSVs may also be gzipped, ``.csv.gz``)::

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """RSNA Pneumonia Detection Challenge adapter: ``stage_2_train_labels.csv`` into patient-level items.
 
 The published layout::

@@ -8,8 +8,11 @@ those label maps. This checks that real CTs (NIfTI and DICOM) flow through readi
 training and sliding-window inference, and that the network fits them; it is training-set
 agreement with model predictions, not a benchmark Dice.
 
-    python -m unimedi_monai.segmentation.smoke --data_dir ../shared/data/totalsegmentator \\
+    python benchmarks/real_ct_smoke.py --data_dir ../shared/data/totalsegmentator \\
         --pretrained bundles/pretrain/models/model.pt --backbone demo --steps 60 --output eval_smoke/metrics.json
+
+A check of this repository on the shared data, not a tool of the package: it lives with the
+benchmarks (it used to be ``unimedi_monai.segmentation.smoke``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+
+import common  # noqa: F401  (puts the checkout on sys.path when the package is not installed)
 
 __all__ = ["run_smoke", "main"]
 
