@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """
 Built-in synthetic demo dataset: chest radiographs (PNG), chest CTs (NIfTI) and paired reports.
 
@@ -36,36 +35,25 @@ Modules: :mod:`~unimedi_monai.data.demo.spec` (findings, sides, zones, sizes, ge
 
 from __future__ import annotations
 
-from unimedi_monai.data.demo.cli import main
-from unimedi_monai.data.demo.ct import ct_affine, synth_ct
-from unimedi_monai.data.demo.generate import FORMAT_VERSION, generate_demo_dataset
-from unimedi_monai.data.demo.report_templates import make_report
-from unimedi_monai.data.demo.spec import (
-    CT_SHAPE,
-    CT_SPACING_MM,
-    FINDINGS,
-    SIDES,
-    SIZE_RANGES_MM,
-    XRAY_PIXEL_MM,
-    XRAY_SHAPE,
-    ZONES,
-)
-from unimedi_monai.data.demo.xray import synth_xray
+from unimedi_monai.lazy_exports import lazy_exports
 
-__all__ = [
-    "FORMAT_VERSION",
-    "FINDINGS",
-    "SIDES",
-    "ZONES",
-    "SIZE_RANGES_MM",
-    "XRAY_SHAPE",
-    "XRAY_PIXEL_MM",
-    "CT_SHAPE",
-    "CT_SPACING_MM",
-    "ct_affine",
-    "synth_xray",
-    "synth_ct",
-    "make_report",
-    "generate_demo_dataset",
-    "main",
-]
+_EXPORTS = {
+    "main": "cli",
+    "ct_affine": "ct",
+    "synth_ct": "ct",
+    "FORMAT_VERSION": "generate",
+    "generate_demo_dataset": "generate",
+    "make_report": "report_templates",
+    "CT_SHAPE": "spec",
+    "CT_SPACING_MM": "spec",
+    "FINDINGS": "spec",
+    "SIDES": "spec",
+    "SIZE_RANGES_MM": "spec",
+    "XRAY_PIXEL_MM": "spec",
+    "XRAY_SHAPE": "spec",
+    "ZONES": "spec",
+    "synth_xray": "xray",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """``python -m unimedi_monai.data.demo``: see :func:`unimedi_monai.data.demo.cli.main`."""
 
 import sys

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """Generate-once folders: a generated data set is built in a temporary sibling folder and renamed into place.
 
 Every built-in demo (the pre-training demo of :mod:`unimedi_monai.data.demo`, the lesion X-rays of

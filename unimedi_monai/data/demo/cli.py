@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """Command line of the demo generator: ``python -m unimedi_monai.data.demo OUT_DIR ...``."""
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """The synthetic chest CT: a mirror-symmetric template thorax in HU with one drawn lesion (or none)."""
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """Writing the demo dataset: rendering each planned case, ``datalist.json``, the manifest that lets a folder be reused."""
 
 from __future__ import annotations

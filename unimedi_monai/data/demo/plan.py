@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """Planning the demo: balanced findings / sides / zones / sizes, patients with follow-ups, the validation split."""
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """Report templates of the demo: every report states the drawn finding, its side, zone and size."""
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """What a demo case is: findings, sides, zones, size ranges, image geometry, the case check, shared drawing helpers."""
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-# Copyright (c) unimedi-monai contributors
-# Licensed under the Apache License, Version 2.0
+# SPDX-License-Identifier: Apache-2.0
 """The synthetic PA chest radiograph: a mirror-symmetric template chest with one drawn lesion (or none)."""
 
 from __future__ import annotations
