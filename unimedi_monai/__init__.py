@@ -1,6 +1,6 @@
 """unimedi-monai: UniMedI unified 2D/3D medical vision-language pre-training for MONAI.
 
-Subpackages load on first use (``unimedi_monai.networks``, ``.data``, ``.engines``, ``.evaluation``,
+Subpackages load on first use (``unimedi_monai.io``, ``.networks``, ``.data``, ``.engines``, ``.evaluation``,
 ``.bundle``), so bundle configs can ``$import unimedi_monai`` and reference any of them.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"bundle", "classification", "data", "engines", "evaluation", "losses", "networks", "packaging", "segmentation", "selection", "slice_selection"}
+_SUBMODULES = {"bundle", "classification", "data", "engines", "evaluation", "io", "losses", "networks", "packaging", "segmentation", "selection", "slice_selection"}
 
 
 def __getattr__(name: str) -> Any:

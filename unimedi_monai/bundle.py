@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from unimedi_monai.io.rank import is_rank0
+
 __all__ = [
     "ConfigKeyError",
     "OutputFolderError",
@@ -462,14 +464,6 @@ def check_dataset_dir(dataset_dir: str | os.PathLike | None, key: str = "dataset
     return str(folder.resolve())
 
 
-def _is_rank0() -> bool:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _read_owner(fd: int) -> tuple[int, str]:
     """``(pid, host)`` written in an open lock file; ``(-1, "?")`` when empty or unreadable."""
     try:
@@ -530,7 +524,7 @@ def acquire_lock(folder: str | os.PathLike) -> Path:
         if not _held_locks:
             atexit.register(release_locks)
         _held_locks[lock] = fd
-        from unimedi_monai.atomic_io import remove_stale_temporaries
+        from unimedi_monai.io.atomic_io import remove_stale_temporaries
 
         remove_stale_temporaries(folder)  # no live run writes here now: a killed write's temporaries go
         return lock
@@ -603,7 +597,7 @@ def guard_outputs(
         FileNotFoundError: a data folder does not exist (names its key).
         OutputFolderError: one line naming the config key and the path that is refused.
     """
-    from unimedi_monai.atomic_io import register_output_folder
+    from unimedi_monai.io.atomic_io import register_output_folder
 
     data = {k: check_dataset_dir(v, key=k) for k, v in (data_dirs or {}).items()}
     for out_key, out in outputs.items():
@@ -631,11 +625,11 @@ def guard_outputs(
                     "pass another --output_dir or a non-empty --output_postfix."
                 )
     for out_key, out in outputs.items():
-        if out is not None and _is_rank0():
+        if out is not None and is_rank0():
             folder = Path(out).expanduser().resolve()
             _check_writable(out_key, folder)
             register_output_folder(folder, out_key)
-    if lock and _is_rank0():
+    if lock and is_rank0():
         taken: list[Path] = []
         try:
             for out in outputs.values():

@@ -1,9 +1,8 @@
 """Downstream classification: tasks and splits, linear probe on cached features, fine-tuning pieces,
 metrics, inference and zero-shot classification with the pre-trained report encoder."""
 
-from unimedi_monai.classification.evaluate import evaluate_classifier, load_classifier_weights, predict_logits
+from unimedi_monai.classification.evaluate import evaluate_classifier, predict_logits
 from unimedi_monai.classification.features import extract_features, feature_cache_key, state_dict_hash
-from unimedi_monai.classification.handlers import BestModelSaver
 from unimedi_monai.classification.inference import list_input_images, predict_to_json, prediction_names
 from unimedi_monai.classification.linear_probe import LinearProbeResult, labels_tensor, run_linear_probe, train_linear_probe
 from unimedi_monai.classification.losses import MaskedBCEWithLogitsLoss
@@ -29,7 +28,6 @@ from unimedi_monai.classification.zero_shot import class_text_embeddings, zero_s
 
 __all__ = [
     "prediction_names",
-    "BestModelSaver",
     "ClassificationMetric",
     "ClassificationTask",
     "DATASETS",
@@ -48,7 +46,6 @@ __all__ = [
     "get_task",
     "labels_tensor",
     "list_input_images",
-    "load_classifier_weights",
     "plot_confusion_matrix",
     "predict_logits",
     "predict_probabilities",

@@ -9,7 +9,7 @@ Command line: ``python -m unimedi_monai.packaging pack bundles/<name> --out dist
 """
 
 from unimedi_monai.packaging.embed import embed_images, infer_modality, list_images
-from unimedi_monai.packaging.embedding_network import ImageEmbeddingNetwork, load_embedding_weights
+from unimedi_monai.packaging.embedding_network import ImageEmbeddingNetwork
 from unimedi_monai.packaging.metadata import (
     META_SCHEMA,
     bundle_name,
@@ -40,7 +40,6 @@ __all__ = [
     "infer_modality",
     "installed_version",
     "list_images",
-    "load_embedding_weights",
     "pack_bundle",
     "read_lock",
     "read_metadata",

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.data.datalist import split_by_patient
 from unimedi_monai.data.fractions import select_fraction
 from unimedi_monai.segmentation.datalists import _rows
