@@ -87,8 +87,9 @@ class OrganMeanDiceMetric(DiceMetric):
     :meth:`aggregate` is the mean organ Dice of :func:`organ_dice_report`: each organ's Dice averaged
     over the cases holding it, then the mean over the organs with a value (NaN if none).
 
-    MONAI's own ``"mean"`` reduction averages over every (case, organ) pair instead, so frequent organs
-    weigh more, and its ``"mean_batch"`` turns an organ absent from every case into 0.
+    MONAI's own ``"mean"`` reduction averages each case's mean organ Dice over the cases instead (an
+    organ present in few cases then weighs less than the others), and its ``"mean_batch"`` turns an
+    organ absent from every case into 0.
 
     Args:
         include_background: score the background channel too (False for organ Dice).
