@@ -681,7 +681,7 @@ def finite_or_none(value: Any) -> Any:
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` to ``path`` atomically (a half-written file never appears under its name)."""
-    from unimedi_monai.atomic_io import atomic_open
+    from unimedi_monai.io.atomic_io import atomic_open
 
     with atomic_open(path, "w") as f:
         f.write(text)

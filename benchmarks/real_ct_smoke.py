@@ -73,11 +73,11 @@ def run_smoke(
     from monai.utils import set_determinism
     from ignite.engine import Events
 
-    from unimedi_monai.atomic_io import write_json_atomic
+    from unimedi_monai.io.atomic_io import write_json_atomic
+    from unimedi_monai.io.checkpoint import load_weights
     from unimedi_monai.engines.handlers import ProgressBarHandler
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
     from unimedi_monai.segmentation.metrics import organ_dice_report, per_organ_dice
-    from unimedi_monai.segmentation.network_init import initialize_network
     from unimedi_monai.segmentation.organs import BCV_ORGANS, TOTALSEGMENTATOR_TO_BCV
     from unimedi_monai.segmentation.transforms import segmentation_transforms
 
@@ -94,7 +94,7 @@ def run_smoke(
     val_ds = CacheDataset(items, segmentation_transforms("validate", **common), progress=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = UniMedIUNETR(num_classes, backbone=backbone, feature_size=feature_size)
-    initialize_network(network, "pretrained" if pretrained else "random", pretrained)
+    load_weights(network, pretrained, source="student", init="pretrained" if pretrained else "random")
     network = network.to(device)
     loader = DataLoader(train_ds, batch_size=2, shuffle=True, num_workers=0)
     losses: list[float] = []

@@ -14,7 +14,7 @@ BUNDLE = "amos_segmentation"
 
 
 def test_evaluate_names_the_15_amos_organs(tmp_path, monkeypatch):
-    from unimedi_monai.engines.checkpoint import atomic_save
+    from unimedi_monai.io.checkpoint import atomic_save
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
     from unimedi_monai.segmentation.organs import AMOS_ORGANS
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from unimedi_monai.atomic_io import atomic_open, write_json_atomic
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 
 
 def test_atomic_open_replaces_only_on_success(tmp_path):

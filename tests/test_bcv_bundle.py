@@ -36,7 +36,7 @@ def single_thread():
 
 @pytest.fixture(scope="module")
 def pretrain_checkpoint(tmp_path_factory, text_encoder) -> Path:
-    from unimedi_monai.engines.checkpoint import atomic_save
+    from unimedi_monai.io.checkpoint import atomic_save
     from unimedi_monai.networks import UniMedI
 
     path = tmp_path_factory.mktemp("pretrain") / "model.pt"

@@ -234,13 +234,14 @@ def test_ckpt_export_matches_eager(bundle, tmp_path):
 def test_pretrain_inference_network_reproduces_unimedi(text_encoder, tmp_path):
     """The inference network with a whole UniMedI state dict (models/model.pt) computes encode_image."""
     from unimedi_monai.networks import UniMedI
-    from unimedi_monai.packaging import ImageEmbeddingNetwork, load_embedding_weights
+    from unimedi_monai.io import load_weights
+    from unimedi_monai.packaging import ImageEmbeddingNetwork
 
     model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2).eval()
     ckpt = tmp_path / "model.pt"
     torch.save(model.state_dict(), ckpt)
     net = ImageEmbeddingNetwork("tiny", slice_top_k=2).eval()
-    report = load_embedding_weights(net, ckpt)
+    report = load_weights(net, ckpt).load_report
     assert report["missing"] == [] and sorted(report["loaded"]) == sorted(net.state_dict())
     assert any(k.startswith("text_encoder.") for k in model.state_dict())  # dropped, not needed
     ct, xr = torch.rand(2, 1, 128, 128, 32), torch.rand(3, 1, 224, 224)
@@ -250,7 +251,7 @@ def test_pretrain_inference_network_reproduces_unimedi(text_encoder, tmp_path):
             assert torch.allclose(emb, model.encode_image(x)[0], atol=1e-6)
             assert torch.allclose(emb.norm(dim=-1), torch.ones(x.shape[0]), atol=1e-5)
     with pytest.raises(Exception, match="backbone preset"):
-        load_embedding_weights(ImageEmbeddingNetwork("demo"), ckpt)
+        load_weights(ImageEmbeddingNetwork("demo"), ckpt)
 
 
 def test_bundle_run_warns_about_other_versions(tmp_path, caplog):

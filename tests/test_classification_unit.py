@@ -17,14 +17,13 @@ from unimedi_monai.classification import (
     confusion_matrix,
     extract_features,
     get_task,
-    load_classifier_weights,
     predict_to_json,
     run_settings,
     train_linear_probe,
     write_classification_report,
     zero_shot_probabilities,
 )
-from unimedi_monai.engines.checkpoint import CheckpointMismatchError, atomic_save
+from unimedi_monai.io.checkpoint import CheckpointMismatchError, atomic_save, load_weights
 from unimedi_monai.networks.classifier import UniMedIClassifier
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 
@@ -104,7 +103,7 @@ def _tiny_checkpoint(tmp_path):
 
 def test_classifier_loads_encoder_and_traces(tmp_path):
     enc, path = _tiny_checkpoint(tmp_path)
-    net = UniMedIClassifier(3, "tiny", pretrained=path, freeze_encoder=True)
+    net = load_weights(UniMedIClassifier(3, "tiny", freeze_encoder=True), path, source="student")
     assert len(net.load_report["loaded"]) == len(enc.state_dict()) and not net.load_report["missing"]
     for k, v in enc.state_dict().items():
         assert torch.equal(net.encoder.state_dict()[k], v)
@@ -117,15 +116,15 @@ def test_classifier_loads_encoder_and_traces(tmp_path):
     traced = torch.jit.trace(net, x[:1])
     torch.testing.assert_close(traced(x), net(x))
     with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
-        UniMedIClassifier(3, "demo", pretrained=path)
+        load_weights(UniMedIClassifier(3, "demo"), path, source="student")
 
 
 def test_classifier_weights_class_mismatch(tmp_path):
     atomic_save(UniMedIClassifier(5, "tiny").state_dict(), tmp_path / "model.pt")
     with pytest.raises(CheckpointMismatchError, match="predicts 5 classes but the config builds 3; set the 'dataset'"):
-        load_classifier_weights(UniMedIClassifier(3, "tiny"), tmp_path / "model.pt")
+        load_weights(UniMedIClassifier(3, "tiny"), tmp_path / "model.pt")
     with pytest.raises(FileNotFoundError, match="run train.yaml first"):
-        load_classifier_weights(UniMedIClassifier(3, "tiny"), tmp_path / "none.pt")
+        load_weights(UniMedIClassifier(3, "tiny"), tmp_path / "none.pt")
 
 
 def _pngs(tmp_path, n):

@@ -19,7 +19,7 @@ from unimedi_monai.data import (
 )
 from unimedi_monai.data.demo import generate_demo_dataset
 from unimedi_monai.engines import CheckpointHandler, JsonlStatsWriter, UniMedITrainer, param_groups, training_scalars
-from unimedi_monai.engines.checkpoint import list_checkpoints, safe_load
+from unimedi_monai.io.checkpoint import list_checkpoints, safe_load
 from unimedi_monai.networks import UniMedI
 
 

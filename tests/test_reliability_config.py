@@ -28,7 +28,8 @@ from unimedi_monai.bundle import (
     parse_overrides,
     release_locks,
 )
-from unimedi_monai.engines import CheckpointHandler, CheckpointMismatchError, atomic_save, load_network_weights
+from unimedi_monai.engines import CheckpointHandler
+from unimedi_monai.io.checkpoint import CheckpointMismatchError, atomic_save, load_weights
 
 TRAIN = str(REPO_ROOT / "bundles" / "pretrain" / "configs" / "train.yaml")
 EVALUATE = str(REPO_ROOT / "bundles" / "pretrain" / "configs" / "evaluate.yaml")
@@ -204,15 +205,15 @@ def test_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path):
     path = tmp_path / "model.pt"
     atomic_save(_Net(extra=True).state_dict(), path)
     with pytest.raises(CheckpointMismatchError, match=r"2 unexpected keys \[b.weight, b.bias\].*strict=False") as info:
-        load_network_weights(_Net(), path)
+        load_weights(_Net(), path)
     assert "\n" not in str(info.value)
     with pytest.raises(CheckpointMismatchError, match=r"2 missing keys \[b.weight, b.bias\]"):
         atomic_save(_Net().state_dict(), path)
-        load_network_weights(_Net(extra=True), path)
+        load_weights(_Net(extra=True), path)
     atomic_save(_Net(width=5).state_dict(), path)
     with pytest.raises(CheckpointMismatchError, match=r"shape mismatch \[a.weight \(3, 5\) in the checkpoint vs \(3, 4\) in the network\].*backbone preset"):
-        load_network_weights(_Net(), path, strict=False)  # shapes are refused even when not strict
-    report = load_network_weights(_Net(extra=True), _save(tmp_path, _Net()), strict=False)
+        load_weights(_Net(), path, strict=False)  # shapes are refused even when not strict
+    report = load_weights(_Net(extra=True), _save(tmp_path, _Net()), strict=False).load_report
     assert report["missing"] == ["b.weight", "b.bias"] and set(report["loaded"]) == {"a.weight", "a.bias"}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import run_bundle
-from unimedi_monai.atomic_io import atomic_open, write_json_atomic
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.bundle import OutputFolderError, guard_outputs
 
 SMALL = ["--backbone", "tiny", "--feature_size", "8", "--num_workers", "0", "--pixdim", "[4.0, 4.0, 4.0]", "--roi_size", "[32, 32, 8]"]
@@ -32,7 +32,7 @@ def seg_root(tmp_path_factory) -> Path:
     """A bcv_segmentation bundle root whose models/model.pt is a tiny, randomly initialised network."""
     import torch
 
-    from unimedi_monai.engines.checkpoint import atomic_save
+    from unimedi_monai.io.checkpoint import atomic_save
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
 
     torch.manual_seed(0)
@@ -82,7 +82,7 @@ def test_guard_refuses_an_output_folder_it_cannot_create_or_write(tmp_path):
 
 
 def test_write_failures_name_the_config_key_and_the_file(tmp_path):
-    from unimedi_monai.atomic_io import register_output_folder
+    from unimedi_monai.io.atomic_io import register_output_folder
 
     out = tmp_path / "eval"
     guard_outputs({"eval_dir": out}, lock=False)

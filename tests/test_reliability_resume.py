@@ -15,7 +15,7 @@ import torch
 
 from conftest import REPO_ROOT, bundle_env
 from unimedi_monai.data.demo import generate_demo_dataset
-from unimedi_monai.engines.checkpoint import list_checkpoints, safe_load
+from unimedi_monai.io.checkpoint import list_checkpoints, safe_load
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from torch import nn
 from unimedi_monai.classification import classification_transforms, extract_features
 from unimedi_monai.data import build_pretrain_dataset, xray_transforms
 from unimedi_monai.engines import CheckpointHandler, JsonlStatsWriter
-from unimedi_monai.engines.checkpoint import list_checkpoints
+from unimedi_monai.io.checkpoint import list_checkpoints
 from unimedi_monai.networks.classifier import UniMedIClassifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

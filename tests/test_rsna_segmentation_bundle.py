@@ -23,7 +23,7 @@ TRAIN = SMALL + ["--demo", "{'n_train': 8, 'n_val': 2, 'n_test': 3}", "--max_epo
 
 @pytest.fixture(scope="module")
 def pretrain_checkpoint(tmp_path_factory, text_encoder) -> Path:
-    from unimedi_monai.engines.checkpoint import atomic_save
+    from unimedi_monai.io.checkpoint import atomic_save
     from unimedi_monai.networks import UniMedI
 
     path = tmp_path_factory.mktemp("pretrain") / "model.pt"

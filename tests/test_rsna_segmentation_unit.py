@@ -11,12 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from unimedi_monai.engines.checkpoint import CheckpointMismatchError
+from unimedi_monai.io.checkpoint import CheckpointMismatchError, load_weights
 from unimedi_monai.networks import UniMedISETRPUP, UnifiedVisionEncoder
 from unimedi_monai.segmentation import (
     boxes_to_mask,
     generate_lesion_demo,
-    initialize_network,
     load_2d_datalist,
     load_rsna_segmentation,
     load_xray_segmentation_data,
@@ -63,11 +62,11 @@ def test_encoder_weights_load_exactly(tmp_path, source, caplog):
     net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
     decoder_before = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
     with caplog.at_level("INFO"):
-        net = initialize_network(net, "pretrained", tmp_path / "model.pt", source)
+        net = load_weights(net, tmp_path / "model.pt", source=source, init="pretrained")
     own = net.encoder.state_dict()
     assert own and all(torch.equal(own[k], expected[k]) for k in own)  # every encoder tensor, exactly
     assert not all(torch.equal(own[k], (teacher if source == "student" else student)[k]) for k in own if own[k].is_floating_point())
-    report = net.pretrained_report
+    report = net.load_report
     assert sorted(report["loaded"]) == sorted(own) and report["missing"] == []
     assert {k.split(".")[0] for k in report["unexpected"]} == {"tokenizer_3d", "mask_token"}
     assert all(torch.equal(v, decoder_before[k]) for k, v in net.state_dict().items() if k in decoder_before)
@@ -81,7 +80,7 @@ def test_real_pretraining_checkpoint_keys_load(tmp_path, text_encoder):
     model = UniMedI("tiny", text_encoder=text_encoder)
     torch.save(model.state_dict(), tmp_path / "model.pt")
     net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
-    report = net.load_pretrained_encoder(tmp_path / "model.pt", "teacher")
+    report = load_weights(net, tmp_path / "model.pt", source="teacher").load_report
     assert report["missing"] == []
     ref = model.teacher["encoder"].state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in net.encoder.state_dict().items())
@@ -90,9 +89,9 @@ def test_real_pretraining_checkpoint_keys_load(tmp_path, text_encoder):
 def test_encoder_of_another_preset_is_refused(tmp_path):
     _checkpoint(tmp_path / "model.pt", backbone="demo")
     with pytest.raises(CheckpointMismatchError, match="does not fit the network"):
-        UniMedISETRPUP(2, backbone="tiny").load_pretrained_encoder(tmp_path / "model.pt")
+        load_weights(UniMedISETRPUP(2, backbone="tiny"), tmp_path / "model.pt", source="student")
     with pytest.raises(FileNotFoundError, match="--init random"):
-        initialize_network(UniMedISETRPUP(2, backbone="tiny"), "pretrained", tmp_path / "absent.pt")
+        load_weights(UniMedISETRPUP(2, backbone="tiny"), tmp_path / "absent.pt", source="student", init="pretrained")
 
 
 def test_freeze_encoder_trains_the_decoder_only():

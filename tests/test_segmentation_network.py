@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unimedi_monai.engines.checkpoint import CheckpointMismatchError, atomic_save
+from unimedi_monai.io.checkpoint import CheckpointMismatchError, atomic_save, load_weights
 from unimedi_monai.networks.unetr_decoder import UniMedIUNETR, decoder_strides, skip_layers_for
-from unimedi_monai.segmentation.network_init import initialize_network, segmentation_param_groups
+from unimedi_monai.segmentation.network_init import segmentation_param_groups
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,7 +81,7 @@ def test_load_pretrained_encoder_changes_encoder_not_decoder(pretrain_checkpoint
     path, model = pretrain_checkpoint
     net = UniMedIUNETR(14, backbone="tiny", feature_size=4)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    report = net.load_pretrained_encoder(path)
+    report = load_weights(net, path, source="student").load_report
     after = net.state_dict()
     encoder_keys = [k for k in after if k.startswith("encoder.")]
     assert sorted(report["loaded"]) == sorted(k[len("encoder."):] for k in encoder_keys)
@@ -100,7 +100,7 @@ def test_load_pretrained_encoder_changes_encoder_not_decoder(pretrain_checkpoint
 def test_load_teacher_encoder(pretrain_checkpoint):
     path, model = pretrain_checkpoint
     net = UniMedIUNETR(14, backbone="tiny", feature_size=4)
-    net.load_pretrained_encoder(path, source="teacher")
+    load_weights(net, path, source="teacher")
     teacher = model.teacher["encoder"].state_dict()
     student = model.encoder.state_dict()
     key = "backbone.blocks.0.qkv.weight"
@@ -111,22 +111,22 @@ def test_load_teacher_encoder(pretrain_checkpoint):
 def test_load_errors(pretrain_checkpoint, tmp_path):
     path, _ = pretrain_checkpoint
     with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
-        UniMedIUNETR(14, backbone="demo").load_pretrained_encoder(path)
+        load_weights(UniMedIUNETR(14, backbone="demo"), path, source="student")
     other = tmp_path / "other.pt"
     atomic_save({"head.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(CheckpointMismatchError, match="no keys starting with 'encoder.'"):
-        UniMedIUNETR(14, backbone="tiny").load_pretrained_encoder(other)
+        load_weights(UniMedIUNETR(14, backbone="tiny"), other, source="student")
     with pytest.raises(FileNotFoundError, match="--init random"):
-        initialize_network(UniMedIUNETR(14, backbone="tiny"), "pretrained", tmp_path / "absent.pt")
+        load_weights(UniMedIUNETR(14, backbone="tiny"), tmp_path / "absent.pt", source="student", init="pretrained")
     with pytest.raises(ValueError, match="init must be one of"):
-        initialize_network(UniMedIUNETR(14, backbone="tiny"), "imagenet")
+        load_weights(UniMedIUNETR(14, backbone="tiny"), None, source="student", init="imagenet")
 
 
-def test_initialize_network_and_param_groups(pretrain_checkpoint):
+def test_pretrained_or_random_init_and_param_groups(pretrain_checkpoint):
     path, _ = pretrain_checkpoint
-    net = initialize_network(UniMedIUNETR(14, backbone="tiny", feature_size=4), "pretrained", path)
-    assert net.pretrained_report["missing"] == [] and net.pretrained_report["loaded"]
-    assert initialize_network(UniMedIUNETR(14, backbone="tiny", feature_size=4), "random").pretrained_report is None
+    net = load_weights(UniMedIUNETR(14, backbone="tiny", feature_size=4), path, source="student", init="pretrained")
+    assert net.load_report["missing"] == [] and net.load_report["loaded"]
+    assert load_weights(UniMedIUNETR(14, backbone="tiny", feature_size=4), path, source="student", init="random").load_report is None
     groups = segmentation_param_groups(net, lr=1e-3, encoder_lr_scale=0.1)
     assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from unimedi_monai.segmentation.best_model import BestModelSaver
-from unimedi_monai.segmentation.metrics import OrganDiceWriter, organ_dice_report
+from unimedi_monai.engines import BestModelSaver
+from unimedi_monai.segmentation.metrics import OrganDiceWriter, mean_organ_dice, organ_dice_report
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -59,19 +59,31 @@ def _engine(values, epoch):
     return SimpleNamespace(state=SimpleNamespace(metrics={"val_organ_dice": torch.tensor(values)}, epoch=epoch), data_loader=[0, 1])
 
 
+def _evaluator(values, epoch):
+    """An evaluator after a validation: per-organ Dice and, as its key metric, their mean (what MeanOrganDice computes)."""
+    from ignite.engine import Engine
+
+    engine = Engine(lambda e, b: None)
+    engine.state.metrics = {"val_organ_dice": torch.tensor(values), "val_mean_dice": mean_organ_dice(torch.tensor(values))}
+    engine.state.key_metric_name, engine.state.epoch = "val_mean_dice", epoch
+    engine.data_loader = [0, 1]
+    return engine
+
+
 def test_best_model_saver_keeps_the_best(tmp_path):
     net = torch.nn.Linear(2, 2)
-    saver = BestModelSaver(net, tmp_path / "models" / "model.pt", tmp_path / "eval" / "metrics.json", ["liver", "spleen"])
-    saver(_engine([0.2, 0.4], 1))
+    writer = OrganDiceWriter(tmp_path / "eval" / "metrics.json", ["liver", "spleen"], extra={"checkpoint": str(tmp_path / "models" / "model.pt")}, record_epoch=True)
+    saver = BestModelSaver(net, tmp_path / "models" / "model.pt", on_save=[writer])
+    saver(_evaluator([0.2, 0.4], 1))
     first = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert first["mean_dice"] == pytest.approx(0.3) and first["epoch"] == 1
     with torch.no_grad():
         net.weight.add_(1.0)
-    saver(_engine([0.1, 0.1], 2))  # worse: nothing rewritten
+    saver(_evaluator([0.1, 0.1], 2))  # worse: nothing rewritten
     saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert not torch.equal(saved["weight"], net.weight)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["epoch"] == 1
-    saver(_engine([0.6, 0.8], 3))  # better: both files describe epoch 3
+    saver(_evaluator([0.6, 0.8], 3))  # better: both files describe epoch 3
     saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert torch.equal(saved["weight"], net.weight)
     final = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unimedi_monai.engines import atomic_save, load_network_weights, param_groups
-from unimedi_monai.engines.checkpoint import CheckpointMismatchError
+from unimedi_monai.engines import param_groups
+from unimedi_monai.io.checkpoint import CheckpointMismatchError, atomic_save, load_weights
 from unimedi_monai.networks import UniMedI
 
 REPORTS = [
@@ -93,16 +93,16 @@ def test_downstream_api(model):
 def test_checkpoint_roundtrip_and_mismatch(model, text_encoder, tmp_path):
     path = atomic_save(model.state_dict(), tmp_path / "model.pt")
     other = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2)
-    report = other.load_pretrained(str(path))
+    report = load_weights(other, str(path)).load_report
     assert not report["missing"] and not report["unexpected"] and len(report["loaded"]) == len(model.state_dict())
     for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
     wider = UniMedI({"preset": "tiny", "hidden_size": 96, "num_heads": 2}, text_encoder=text_encoder)
     with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
-        load_network_weights(wider, path)
+        load_weights(wider, path)
     (tmp_path / "bad.pt").write_bytes(path.read_bytes()[:1000])
     with pytest.raises(RuntimeError, match="bad.pt"):
-        load_network_weights(other, tmp_path / "bad.pt")
+        load_weights(other, tmp_path / "bad.pt")
 
 
 def test_few_steps_lower_the_loss(model):

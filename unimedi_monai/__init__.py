@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """unimedi-monai: UniMedI unified 2D/3D medical vision-language pre-training for MONAI.
 
-Subpackages load on first use (``unimedi_monai.networks``, ``.data``, ``.engines``, ``.evaluation``,
+Subpackages load on first use (``unimedi_monai.io``, ``.networks``, ``.data``, ``.engines``, ``.evaluation``,
 ``.bundle``), so bundle configs can ``$import unimedi_monai`` and reference any of them.
 """
 

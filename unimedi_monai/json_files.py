@@ -2,7 +2,7 @@
 """Reading a JSON file a user wrote (a datalist, a bundle's metadata) with one-line errors naming the file.
 
 The one reader of the package: :func:`read_json_object`. Writing goes through
-:func:`unimedi_monai.atomic_io.write_json_atomic`.
+:func:`unimedi_monai.io.atomic_io.write_json_atomic`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Every ``__init__.py`` maps each public name to the submodule defining it and ins
 
 so ``import unimedi_monai.data`` imports nothing (the command-line tools start without MONAI and
 torch), bundle configs can still write ``$unimedi_monai.data.load_datalist(...)`` or reach a
-submodule (``$unimedi_monai.engines.checkpoint.xxx``) after ``$import unimedi_monai``, and two
+submodule (``$unimedi_monai.engines.trainer.xxx``) after ``$import unimedi_monai``, and two
 packages never import each other merely by being imported.
 """
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from unimedi_monai.io.rank import is_rank0
 from unimedi_monai.bundle.run_lock import LOCK_FILENAME, OutputFolderError, _held_locks, acquire_lock
 
 __all__ = ["OutputFolderError", "check_dataset_dir", "guard_outputs"]
@@ -35,14 +36,6 @@ def check_dataset_dir(dataset_dir: str | os.PathLike | None, key: str = "dataset
     if not folder.is_dir():
         raise FileNotFoundError(f"{key} '{folder}' does not exist or is not a folder; pass --{key} with your data folder.")
     return str(folder.resolve())
-
-
-def _is_rank0() -> bool:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _paths(value: Any) -> list[Path]:
@@ -100,7 +93,7 @@ def guard_outputs(
         FileNotFoundError: a data folder does not exist (names its key).
         OutputFolderError: one line naming the config key and the path that is refused.
     """
-    from unimedi_monai.atomic_io import register_output_folder
+    from unimedi_monai.io.atomic_io import register_output_folder
 
     data = {k: check_dataset_dir(v, key=k) for k, v in (data_dirs or {}).items()}
     for out_key, out in outputs.items():
@@ -128,11 +121,11 @@ def guard_outputs(
                     "pass another --output_dir or a non-empty --output_postfix."
                 )
     for out_key, out in outputs.items():
-        if out is not None and _is_rank0():
+        if out is not None and is_rank0():
             folder = Path(out).expanduser().resolve()
             _check_writable(out_key, folder)
             register_output_folder(folder, out_key)
-    if lock and _is_rank0():
+    if lock and is_rank0():
         taken: list[Path] = []
         try:
             for out in outputs.values():

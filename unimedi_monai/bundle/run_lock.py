@@ -85,7 +85,7 @@ def acquire_lock(folder: str | os.PathLike) -> Path:
         if not _held_locks:
             atexit.register(release_locks)
         _held_locks[lock] = fd
-        from unimedi_monai.atomic_io import remove_stale_temporaries
+        from unimedi_monai.io.atomic_io import remove_stale_temporaries
 
         remove_stale_temporaries(folder)  # no live run writes here now: a killed write's temporaries go
         return lock

@@ -8,12 +8,10 @@ from unimedi_monai.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "evaluate_classifier": "evaluate",
-    "load_classifier_weights": "evaluate",
     "predict_logits": "evaluate",
     "extract_features": "features",
     "feature_cache_key": "features",
     "state_dict_hash": "features",
-    "BestModelSaver": "handlers",
     "list_input_images": "inference",
     "predict_to_json": "inference",
     "prediction_names": "inference",

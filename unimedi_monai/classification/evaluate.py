@@ -14,8 +14,9 @@ from torch import nn
 from unimedi_monai.classification.linear_probe import labels_tensor
 from unimedi_monai.classification.metrics import predict_probabilities, write_classification_report
 from unimedi_monai.classification.tasks import ClassificationTask
+from unimedi_monai.io.checkpoint import load_weights
 
-__all__ = ["predict_logits", "load_classifier_weights", "evaluate_classifier"]
+__all__ = ["predict_logits", "evaluate_classifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +40,6 @@ def predict_logits(
     return torch.cat([network(b["image"].to(device)).float().cpu() for b in tqdm(loader, desc="predict", disable=not progress, leave=False)])
 
 
-def load_classifier_weights(network: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
-    """Load a trained classifier (``models/model.pt`` of this bundle) strictly.
-
-    Raises:
-        FileNotFoundError: no trained model at ``path`` (run train.yaml first).
-        CheckpointMismatchError: the model has another number of classes or backbone than the
-            config (naming the ``dataset`` / ``backbone`` keys to set).
-    """
-    from unimedi_monai.engines.checkpoint import CheckpointMismatchError, load_network_weights, safe_load
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no trained classifier at {path}; run train.yaml first (fine-tuning writes it at each validation, "
-            "so val_interval must be <= max_epochs) or set model_path."
-        )
-    state = safe_load(path)
-    head = state.get("head.weight") if isinstance(state, Mapping) else None
-    expected = getattr(getattr(network, "head", None), "weight", None)
-    if head is not None and expected is not None and head.shape[0] != expected.shape[0]:
-        raise CheckpointMismatchError(
-            f"{path} predicts {head.shape[0]} classes but the config builds {expected.shape[0]}; "
-            "set the 'dataset' (and 'covidx_variant') keys to those the model was trained with."
-        )
-    return load_network_weights(network, path)
-
-
 def evaluate_classifier(
     network: nn.Module,
     task: ClassificationTask,
@@ -79,7 +54,7 @@ def evaluate_classifier(
     prefix: str = "",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Load ``model_path`` (when given), predict ``items`` and write ``metrics.json`` + the confusion matrix.
+    """Load ``model_path`` (when given, strictly: :func:`unimedi_monai.io.load_weights`), predict ``items`` and write ``metrics.json`` + the confusion matrix.
 
     Returns:
         the metrics (:func:`~unimedi_monai.classification.metrics.classification_metrics`).
@@ -87,7 +62,7 @@ def evaluate_classifier(
     if not items:
         raise ValueError("evaluate_classifier: the evaluation split is empty.")
     if model_path is not None:
-        load_classifier_weights(network, model_path)
+        load_weights(network, model_path)
     logits = predict_logits(network, items, transform, device, batch_size, num_workers, progress)
     probs = predict_probabilities(logits, task)
     metrics = write_classification_report(probs, labels_tensor(items, task), task, output_dir, settings, prefix)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from unimedi_monai.data.integrity import file_fingerprint
-from unimedi_monai.engines.checkpoint import atomic_save, safe_load
+from unimedi_monai.io.checkpoint import atomic_save, safe_load
 
 __all__ = ["state_dict_hash", "feature_cache_key", "extract_features"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
 from unimedi_monai.data.inputs import XRAY_SUFFIXES, folder_inputs, input_paths

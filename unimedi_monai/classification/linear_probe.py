@@ -16,7 +16,7 @@ from torch import nn
 from unimedi_monai.classification.features import extract_features
 from unimedi_monai.classification.metrics import classification_metrics, predict_probabilities, write_classification_report
 from unimedi_monai.classification.tasks import ClassificationTask, fraction_indices
-from unimedi_monai.engines.checkpoint import atomic_save
+from unimedi_monai.io.checkpoint import atomic_save
 
 __all__ = ["LinearProbeResult", "train_linear_probe", "labels_tensor", "run_linear_probe"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from ignite.metrics import Metric
 
-from unimedi_monai.atomic_io import atomic_open, write_json_atomic
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.classification.tasks import ClassificationTask
 
 __all__ = [

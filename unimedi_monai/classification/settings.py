@@ -8,14 +8,15 @@ from typing import Any
 
 from unimedi_monai.classification.metrics import ClassificationMetric
 from unimedi_monai.classification.tasks import ClassificationTask
+from unimedi_monai.io.checkpoint import INIT_MODES
 
 __all__ = ["MODES", "INITS", "run_settings", "validation_metrics"]
 
 MODES = ("linear_probe", "finetune")
 """Values of the ``mode`` key."""
 
-INITS = ("pretrained", "random")
-"""Values of the ``init`` key."""
+INITS = INIT_MODES
+"""Values of the ``init`` key (those of :func:`unimedi_monai.io.load_weights`)."""
 
 
 def run_settings(

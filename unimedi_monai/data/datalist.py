@@ -60,7 +60,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.io.atomic_io import atomic_open
 from unimedi_monai.json_files import read_json_object
 
 __all__ = [

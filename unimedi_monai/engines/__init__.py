@@ -1,17 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Engines: the ignite pre-training trainer, schedules, optimiser groups, checkpoint and log handlers."""
+"""Engines: the ignite pre-training trainer, schedules, optimiser groups, the training checkpoint, the
+best-model saver and log handlers. Checkpoint files themselves are read and written by :mod:`unimedi_monai.io`."""
 
 from __future__ import annotations
 
 from unimedi_monai.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "CheckpointMismatchError": "checkpoint",
-    "atomic_save": "checkpoint",
-    "describe_mismatch": "checkpoint",
-    "load_latest_checkpoint": "checkpoint",
-    "load_network_weights": "checkpoint",
-    "safe_load": "checkpoint",
+    "BestModelSaver": "best_model",
     "CheckpointHandler": "handlers",
     "JsonlStatsWriter": "handlers",
     "ProgressBarHandler": "handlers",

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Ignite handlers for pre-training: atomic checkpoints with resume, and a JSON-lines training log."""
+"""Ignite handlers: the training checkpoint with resume, the best model of a MONAI evaluator, and logs."""
 
 from __future__ import annotations
 
@@ -12,33 +12,30 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.handlers import TensorBoardStatsHandler
 
-from unimedi_monai.engines.checkpoint import (
+from unimedi_monai.io.checkpoint import (
     CheckpointMismatchError,
     atomic_save,
     describe_mismatch,
     list_checkpoints,
     load_latest_checkpoint,
+    non_finite_entries,
 )
+from unimedi_monai.io.rank import is_rank0
 
 __all__ = [
+    "BestModelSaver",
     "CheckpointHandler",
     "JsonlStatsWriter",
     "ProgressBarHandler",
     "ResumableTensorBoardStatsHandler",
     "rng_states",
     "set_rng_states",
-    "non_finite_entries",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _is_rank0() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def rng_states() -> dict[str, Any]:
@@ -67,11 +64,6 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
         torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def non_finite_entries(state_dict: Mapping[str, Any]) -> list[str]:
-    """Names of the floating-point tensors of a state dict that hold NaN or inf."""
-    return [k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 class CheckpointHandler:
@@ -169,7 +161,7 @@ class CheckpointHandler:
 
     def save(self, engine: Engine) -> None:
         """Write ``checkpoint_<iteration>.pt`` and prune old ones (rank 0); refuses non-finite weights."""
-        if not _is_rank0():
+        if not is_rank0():
             return
         self._check_finite(engine)
         atomic_save(self._state(engine), self.save_dir / f"checkpoint_{engine.state.iteration:08d}.pt")
@@ -178,7 +170,7 @@ class CheckpointHandler:
 
     def save_final(self, engine: Engine) -> None:
         """At completion: a last training checkpoint, then the network weights to ``final_path`` (rank 0)."""
-        if not _is_rank0():
+        if not is_rank0():
             return
         if self.interval > 0 and engine.state.iteration % self.interval != 0:
             self.save(engine)
@@ -247,7 +239,7 @@ class JsonlStatsWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.every), self._write)
 
     def _trim(self, engine: Engine) -> None:
-        if not _is_rank0() or not self.path.is_file():
+        if not is_rank0() or not self.path.is_file():
             return
         keep = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -262,7 +254,7 @@ class JsonlStatsWriter:
         os.replace(tmp, self.path)
 
     def _write(self, engine: Engine) -> None:
-        if not _is_rank0():
+        if not is_rank0():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         row = {"iteration": engine.state.iteration, "epoch": engine.state.epoch}
@@ -293,7 +285,7 @@ class ResumableTensorBoardStatsHandler(TensorBoardStatsHandler):
         super().attach(engine)
 
     def _purge_after_resume(self, engine: Engine) -> None:
-        if engine.state.iteration > 0 and self.internal_writer and _is_rank0():
+        if engine.state.iteration > 0 and self.internal_writer and is_rank0():
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer.close()
@@ -315,7 +307,7 @@ class ProgressBarHandler:
         self.disable = disable
 
     def attach(self, engine: Engine) -> None:
-        if self.disable or not _is_rank0():
+        if self.disable or not is_rank0():
             return
         from ignite.handlers import ProgressBar
 

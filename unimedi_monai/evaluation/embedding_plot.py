@@ -21,7 +21,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.io.atomic_io import atomic_open
 
 __all__ = [
     "save_figure_png",

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
 from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate, slice_hit_test

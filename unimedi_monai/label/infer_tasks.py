@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 
+from unimedi_monai.io.checkpoint import load_weights
 from unimedi_monai.label.writer_layout import mask_2d_for_label_writer
 from unimedi_monai.packaging.metadata import read_metadata
 
@@ -54,6 +57,12 @@ class UniMedIBundleInferTask(BundleInferTask):
     so the returned file (PNG unless the request asks for ``result_extension``) has the image's rows
     and columns and holds the class ids of ``labels``.
 
+    The bundle's ``models/model.pt`` (or the request's ``model_filename``) is loaded by
+    :func:`unimedi_monai.io.load_weights`, as the bundle's own ``inference.yaml`` loads it: strictly,
+    ``weights_only``, a checkpoint that does not fit refused in one line naming the file and the keys
+    (MONAI Label itself loads non-strictly and only warns). A TorchScript ``model.ts`` is loaded by
+    MONAI Label.
+
     Args:
         path: the bundle folder.
         conf: the server's ``--conf`` pairs.
@@ -70,6 +79,23 @@ class UniMedIBundleInferTask(BundleInferTask):
         for key, value in self._overrides.items():
             parser[key] = value
         return parser
+
+    def _get_network(self, device: str, data: Any) -> Any:
+        path = self.get_path()
+        name = data.get("model_filename") if data and self._config.get("model_filename") else None
+        if name:  # the request's choice among the bundle's models/*.pt, as MONAI Label resolves it
+            user_path = os.path.join(os.path.dirname(self.path[0]), name if isinstance(name, str) else name[0])
+            path = user_path if os.path.exists(user_path) else path
+        if self.network is None or not path:  # TorchScript model.ts, or MONAI Label's own error
+            return super()._get_network(device, data)
+        mtime = os.stat(path).st_mtime
+        cached = self._networks.get(device)
+        if cached and cached[1] == mtime:
+            return cached[0]
+        network = load_weights(copy.deepcopy(self.network), path).to(torch.device(device))
+        network.train(bool(self.train_mode))
+        self._networks[device] = (network, mtime)
+        return network
 
     def run_pre_transforms(self, data: dict[str, Any], transforms: Sequence[Callable]) -> dict[str, Any]:
         image_path = data.pop("image_path", None)

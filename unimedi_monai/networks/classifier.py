@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any, Literal, Mapping, Sequence
 
 import torch
@@ -14,8 +12,6 @@ from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 
 __all__ = ["UniMedIClassifier"]
-
-logger = logging.getLogger(__name__)
 
 
 class UniMedIClassifier(nn.Module):
@@ -37,13 +33,11 @@ class UniMedIClassifier(nn.Module):
         patch_size_3d: 3D patch size (H, W, D).
         pool: ``"cls"`` or ``"mean"``.
         dropout: dropout before the head (fine-tuning regulariser; 0 for linear probing).
-        pretrained: a pre-training checkpoint (``models/model.pt`` of the pretrain bundle) whose
-            ``encoder.*`` weights are loaded, or None for random initialisation.
         freeze_encoder: keep the encoder frozen and in eval mode (linear probe).
 
     Example::
 
-        net = UniMedIClassifier(3, backbone="demo", pretrained="pretrain/models/model.pt")
+        net = load_weights(UniMedIClassifier(3, backbone="demo"), "pretrain/models/model.pt", source="student")
         probs = net(torch.rand(2, 1, 224, 224)).softmax(-1)   # (2, 3)
     """
 
@@ -57,7 +51,6 @@ class UniMedIClassifier(nn.Module):
         patch_size_3d: Sequence[int] = (16, 16, 4),
         pool: Literal["cls", "mean"] = "cls",
         dropout: float = 0.0,
-        pretrained: str | os.PathLike | None = None,
         freeze_encoder: bool = False,
     ) -> None:
         super().__init__()
@@ -72,9 +65,6 @@ class UniMedIClassifier(nn.Module):
         self.head = nn.Linear(self.encoder.hidden_size, self.num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
-        self.load_report: dict[str, list[str]] | None = None
-        if pretrained:
-            self.load_report = self.load_pretrained(pretrained)
         self.freeze_encoder = bool(freeze_encoder)
         if self.freeze_encoder:
             self.encoder.requires_grad_(False)
@@ -91,23 +81,20 @@ class UniMedIClassifier(nn.Module):
             self.encoder.eval()
         return self
 
-    def load_pretrained(self, path: str | os.PathLike) -> dict[str, list[str]]:
-        """Load the vision encoder (student ``encoder.*`` keys) of a pre-training checkpoint.
+    def checkpoint_mismatch_hint(self, state: Mapping[str, Any]) -> str | None:
+        """Why a checkpoint of another classifier does not fit (read by :func:`unimedi_monai.io.load_weights`).
 
         Returns:
-            ``{"loaded", "missing", "unexpected"}`` key lists (also logged).
-
-        Raises:
-            CheckpointMismatchError: the checkpoint's encoder does not fit (e.g. another backbone preset).
+            a sentence when the checkpoint's head has another number of classes (the classification
+            bundle derives ``num_classes`` from its ``dataset`` and ``covidx_variant`` keys), else None.
         """
-        from unimedi_monai.engines.checkpoint import load_network_weights
-
-        report = load_network_weights(self.encoder, path, prefix="encoder.", strict=True)
-        logger.info(
-            "loaded %d encoder tensors from %s (%d missing, %d unexpected)",
-            len(report["loaded"]), path, len(report["missing"]), len(report["unexpected"]),
-        )
-        return report
+        head = state.get("head.weight")
+        if isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[0] != self.num_classes:
+            return (
+                f"predicts {head.shape[0]} classes but the config builds {self.num_classes}; "
+                "set the 'dataset' (and 'covidx_variant') keys to those the model was trained with."
+            )
+        return None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled encoder features ``(B, feature_size)`` of X-rays (4D) or CT volumes (5D)."""

@@ -11,7 +11,6 @@ logits. The number of stages follows the patch size (``log2(16) = 4``).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -21,7 +20,6 @@ from torch import nn
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
-from unimedi_monai.networks.pretrained import load_pretrained_encoder
 
 __all__ = ["UniMedISETRPUP"]
 
@@ -32,8 +30,8 @@ class UniMedISETRPUP(nn.Module):
     The encoder is the 2D tokenizer and the shared backbone, under the attribute names of
     ``UnifiedVisionEncoder`` (``encoder.tokenizer_2d``, ``encoder.backbone``), so the pre-training
     checkpoint's ``encoder.*`` (student) or ``teacher.encoder.*`` (EMA teacher) keys load unchanged
-    (:meth:`load_pretrained_encoder`). The forward pass is a plain tensor function (traceable for
-    TorchScript export).
+    (:func:`unimedi_monai.io.load_weights` with ``source="student"`` or ``"teacher"``). The forward
+    pass is a plain tensor function (traceable for TorchScript export).
 
     Args:
         out_channels: segmentation classes including background (2 for pneumonia / lung vs background).
@@ -53,8 +51,8 @@ class UniMedISETRPUP(nn.Module):
 
         net = UniMedISETRPUP(out_channels=2, backbone="tiny")
         net(torch.zeros(2, 1, 224, 224)).shape  # (2, 2, 224, 224)
-        report = net.load_pretrained_encoder("bundles/pretrain/models/model.pt")  # same preset
-        report["loaded"], report["missing"], report["unexpected"]
+        load_weights(net, "bundles/pretrain/models/model.pt", source="student")  # same preset
+        net.load_report["loaded"], net.load_report["missing"], net.load_report["unexpected"]
     """
 
     def __init__(
@@ -131,25 +129,3 @@ class UniMedISETRPUP(nn.Module):
         """Parameters of everything but the encoder (decoder stages and output layer)."""
         encoder = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder]
-
-    def load_pretrained_encoder(self, path: str | os.PathLike, source: str = "student") -> dict[str, list[str]]:
-        """Load the 2D tokenizer and the backbone of a pre-training checkpoint (student or EMA teacher).
-
-        The 3D tokenizer and the mask token of the checkpoint are reported as unexpected (unused for
-        2D segmentation); the decoder is left unchanged. See
-        :func:`~unimedi_monai.networks.pretrained.load_pretrained_encoder`.
-
-        Args:
-            path: the pre-training ``models/model.pt`` (or a training checkpoint).
-            source: ``"student"`` or ``"teacher"``.
-
-        Returns:
-            ``{"loaded": [...], "missing": [...], "unexpected": [...]}`` (keys relative to ``encoder.``).
-
-        Raises:
-            CheckpointMismatchError: another backbone preset or not a pre-training checkpoint.
-        """
-        report = load_pretrained_encoder(self.encoder, path, source)
-        if self.freeze_encoder:
-            self.encoder.eval()
-        return report

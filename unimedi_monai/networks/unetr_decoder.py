@@ -19,7 +19,6 @@ feature is the backbone's output after its final norm; the others are the raw bl
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -30,7 +29,6 @@ from torch import nn
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
-from unimedi_monai.networks.pretrained import PRETRAINED_PREFIXES, load_pretrained_encoder  # noqa: F401  (re-exported)
 
 __all__ = ["UniMedIUNETR", "VolumeEncoder", "decoder_strides", "skip_layers_for"]
 
@@ -147,8 +145,8 @@ class UniMedIUNETR(nn.Module):
 
         net = UniMedIUNETR(out_channels=14, backbone="tiny")
         net(torch.zeros(1, 1, 128, 128, 32)).shape  # (1, 14, 128, 128, 32)
-        report = net.load_pretrained_encoder("bundles/pretrain/models/model.pt")  # same preset
-        report["loaded"], report["missing"], report["unexpected"]
+        load_weights(net, "bundles/pretrain/models/model.pt", source="student")  # same preset
+        net.load_report["loaded"], net.load_report["missing"], net.load_report["unexpected"]
     """
 
     def __init__(
@@ -230,24 +228,3 @@ class UniMedIUNETR(nn.Module):
         """Parameters of everything but the encoder (decoder blocks and output layer)."""
         encoder = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder]
-
-    def load_pretrained_encoder(self, path: str | os.PathLike, source: str = "student") -> dict[str, list[str]]:
-        """Load the vision encoder of a pre-training checkpoint (or of a ``UniMedIUNETR`` checkpoint).
-
-        The pre-training bundle's ``models/model.pt`` (or a training checkpoint's ``network`` entry)
-        holds the student encoder under ``encoder.`` and the EMA teacher under ``teacher.encoder.``;
-        the keys of the 3D tokenizer and the backbone load here, the 2D tokenizer and the mask token
-        are reported as unexpected (not used for 3D segmentation). The decoder is left unchanged.
-
-        Args:
-            path: checkpoint file.
-            source: ``"student"`` or ``"teacher"`` (the EMA teacher, as DINO evaluates).
-
-        Returns:
-            ``{"loaded": [...], "missing": [...], "unexpected": [...]}`` (keys relative to ``encoder.``).
-
-        Raises:
-            CheckpointMismatchError: the checkpoint has no encoder keys, misses some of this encoder's,
-                or has other shapes (e.g. another backbone preset), in one line naming the file.
-        """
-        return load_pretrained_encoder(self.encoder, path, source)

@@ -505,17 +505,6 @@ class UniMedI(nn.Module):
             raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")
         return self.encoder(tokens)
 
-    def load_pretrained(self, path: str, strict: bool = True) -> dict[str, list[str]]:
-        """Load weights written by the pre-training bundle (``models/model.pt`` or a training checkpoint).
-
-        Returns the loaded / missing / unexpected keys; raises a one-line
-        :class:`~unimedi_monai.engines.checkpoint.CheckpointMismatchError` when they do not fit
-        (for example a different backbone preset).
-        """
-        from unimedi_monai.engines.checkpoint import load_network_weights
-
-        return load_network_weights(self, path, strict=strict)
-
     def encode_text(self, reports: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Embed reports ``(B, embed_dim)`` in the image embedding space."""
         return self.text_projection(self.text_encoder(reports), normalize=normalize)

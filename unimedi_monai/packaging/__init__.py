@@ -18,7 +18,6 @@ _EXPORTS = {
     "infer_modality": "embed",
     "list_images": "embed",
     "ImageEmbeddingNetwork": "embedding_network",
-    "load_embedding_weights": "embedding_network",
     "META_SCHEMA": "metadata",
     "bundle_name": "metadata",
     "check_metadata": "metadata",

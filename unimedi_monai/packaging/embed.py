@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.data.inputs import CT_SUFFIXES, XRAY_SUFFIXES, folder_inputs, infer_modality
 
 __all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "infer_modality", "list_images", "embed_images"]

@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from unimedi_monai.engines.checkpoint import CheckpointMismatchError, load_network_weights
 from unimedi_monai.networks.heads import ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 from unimedi_monai.networks.attention_selection import slice_scores, top_k_slices
 
-__all__ = ["ImageEmbeddingNetwork", "load_embedding_weights"]
+__all__ = ["ImageEmbeddingNetwork"]
 
 
 class ImageEmbeddingNetwork(nn.Module):
@@ -44,8 +42,7 @@ class ImageEmbeddingNetwork(nn.Module):
 
     Example::
 
-        net = ImageEmbeddingNetwork("demo")
-        net.load_state_dict(torch.load("models/model.pt", weights_only=True))
+        net = load_weights(ImageEmbeddingNetwork("demo"), "models/model.pt")   # unimedi_monai.io.load_weights
         embedding = net.eval()(torch.rand(1, 1, 128, 128, 32))   # (1, 256), unit norm
     """
 
@@ -113,24 +110,3 @@ class ImageEmbeddingNetwork(nn.Module):
                 "expected a UniMedI state dict (models/model.pt of the pre-training bundle)."
             )
         return super().load_state_dict(kept, strict=strict, assign=assign)
-
-
-def load_embedding_weights(network: ImageEmbeddingNetwork, path: str | os.PathLike) -> dict[str, list[str]]:
-    """Load ``models/model.pt`` (or a training checkpoint) of the pre-training bundle into ``network``.
-
-    The report encoder, heads and loss entries of the checkpoint are ignored; every weight of the
-    network must be present and fit (``weights_only`` loading, one-line errors naming the file).
-
-    Returns:
-        ``{"loaded": [...], "missing": [], "unexpected": [...]}``.
-
-    Raises:
-        CheckpointMismatchError: weights missing (e.g. another backbone preset or not a UniMedI checkpoint).
-    """
-    report = load_network_weights(network, path, strict=False)
-    if report["missing"]:
-        raise CheckpointMismatchError(
-            f"checkpoint '{path}' lacks {len(report['missing'])} weights of the image encoder {report['missing'][:3]}; "
-            "it must be the pre-training bundle's models/model.pt, trained with the same backbone preset (config key 'backbone')."
-        )
-    return report

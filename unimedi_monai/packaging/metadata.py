@@ -196,7 +196,7 @@ def sync_metadata_versions(bundle_dir: str | os.PathLike, versions: Mapping[str,
     Raises:
         ValueError: a declared package that ``versions`` does not hold, naming the metadata key.
     """
-    from unimedi_monai.atomic_io import atomic_open
+    from unimedi_monai.io.atomic_io import atomic_open
 
     path = Path(bundle_dir) / "configs" / "metadata.json"
     metadata = read_metadata(bundle_dir)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import yaml
 
-from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.io.atomic_io import atomic_open
 from unimedi_monai.packaging.metadata import bundle_name, check_metadata, read_metadata
 
 __all__ = ["MAX_FILE_SIZE", "EXCLUDED_PATTERNS", "PackResult", "file_hash", "pack_bundle"]

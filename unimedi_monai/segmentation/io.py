@@ -12,7 +12,7 @@ from monai.config import PathLike
 from monai.data import NibabelWriter
 from monai.data.folder_layout import FolderLayoutBase
 
-from unimedi_monai.atomic_io import TMP_SUFFIX, describe_target, file_mode
+from unimedi_monai.io.atomic_io import TMP_SUFFIX, describe_target, file_mode
 from unimedi_monai.data.inputs import input_paths
 
 __all__ = ["AtomicNibabelWriter", "MappedLayout", "inference_items", "inference_outputs"]

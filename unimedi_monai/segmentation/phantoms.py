@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import nibabel as nib
 import numpy as np
 
-from unimedi_monai.atomic_io import atomic_open, write_json_atomic
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.data.demo.cache import build_folder, stored_parameters
 from unimedi_monai.data.sources import resolve_data_folder
 from unimedi_monai.segmentation.datalists import DEFAULT_DATALISTS

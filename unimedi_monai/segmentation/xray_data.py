@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.json_files import read_json_object
 from unimedi_monai.data.datalist import split_by_patient
 from unimedi_monai.data.demo.cache import build_folder, stored_parameters

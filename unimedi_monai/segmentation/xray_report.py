@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from unimedi_monai.atomic_io import atomic_open, write_json_atomic
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.segmentation.metrics import organ_dice_report, per_organ_dice
 
 __all__ = ["SegmentationReportWriter", "save_overlays"]

@@ -37,7 +37,7 @@ from monai.transforms import (
     ScaleIntensityRanged,
 )
 
-from unimedi_monai.atomic_io import atomic_open
+from unimedi_monai.io.atomic_io import atomic_open
 from unimedi_monai.data.meta import UNKNOWN_SOURCE, source_filename
 from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
 from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled

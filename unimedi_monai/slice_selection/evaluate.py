@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.slice_hits import near_lesion_mask, poisson_binomial_tail, random_hit_probability
 from unimedi_monai.slice_selection.plot import plot_slice_selection
 from unimedi_monai.slice_selection.selector import SliceSelector

@@ -20,7 +20,7 @@ class SliceSelectionNet(UniMedI):
     """UniMedI weights, one score per slice of ``(B, 1, H, W, D)`` CT volumes as ``forward``.
 
     The module holds every UniMedI parameter under the same names, so the ``models/model.pt`` written
-    by the pre-training bundle loads strictly (:meth:`UniMedI.load_pretrained`) and
+    by the pre-training bundle loads strictly (:func:`unimedi_monai.io.load_weights`) and
     ``monai.bundle ckpt_export`` can copy it as is. Two scores:
 
     - ``"attention"`` (the paper's attentive slice selection): the EMA teacher's [CLS] attention over
@@ -44,7 +44,7 @@ class SliceSelectionNet(UniMedI):
     Example::
 
         net = SliceSelectionNet(backbone="demo")
-        net.load_pretrained("models/model.pt")
+        load_weights(net, "models/model.pt")
         scores = net.eval()(torch.rand(1, 1, 128, 128, 32))                    # (1, 32) attention scores
         net.mode, net.query = "text", "nodule in the right upper lobe"
         scores = net(torch.rand(1, 1, 128, 128, 32))                           # (1, 32) cosine similarities

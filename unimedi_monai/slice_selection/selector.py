@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from monai.transforms import Orientationd, SpatialCrop
 
-from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.bundle.output_names import output_stem
 from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
 
