@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keep the best network of a MONAI evaluator by its key metric: ignite's ``Checkpoint``, written atomically."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Checkpoint I/O: atomic writes, safe reads, the latest good training checkpoint, and the one weight loader.
 
 Checkpoints are written to a temporary file in the target folder, flushed to disk and renamed

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Which process writes: rank 0 of a distributed run, or the only process."""
 
 from __future__ import annotations
