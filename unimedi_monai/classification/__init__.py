@@ -4,7 +4,7 @@ metrics, inference and zero-shot classification with the pre-trained report enco
 from unimedi_monai.classification.evaluate import evaluate_classifier, load_classifier_weights, predict_logits
 from unimedi_monai.classification.features import extract_features, feature_cache_key, state_dict_hash
 from unimedi_monai.classification.handlers import BestModelSaver
-from unimedi_monai.classification.inference import list_input_images, predict_to_json, prediction_names
+from unimedi_monai.classification.inference import predict_to_json, prediction_names
 from unimedi_monai.classification.linear_probe import LinearProbeResult, labels_tensor, run_linear_probe, train_linear_probe
 from unimedi_monai.classification.losses import MaskedBCEWithLogitsLoss
 from unimedi_monai.classification.metrics import (
@@ -47,7 +47,6 @@ __all__ = [
     "fraction_indices",
     "get_task",
     "labels_tensor",
-    "list_input_images",
     "load_classifier_weights",
     "plot_confusion_matrix",
     "predict_logits",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -15,38 +14,9 @@ from unimedi_monai.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
 
-__all__ = ["IMAGE_SUFFIXES", "list_input_images", "prediction_names", "predict_to_json"]
+__all__ = ["prediction_names", "predict_to_json"]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")
-"""File suffixes :func:`list_input_images` picks up in a folder."""
-
-
-def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, input_dir: str | os.PathLike | None = None) -> list[str]:
-    """The images to classify: ``input_files`` (a path, glob pattern or list) or every image in ``input_dir``.
-
-    Raises:
-        ValueError: neither key is set, or nothing matches (naming the config keys).
-    """
-    files: list[str] = []
-    if input_files:
-        for entry in [input_files] if isinstance(input_files, (str, os.PathLike)) else input_files:
-            matches = sorted(glob.glob(os.path.expanduser(str(entry))))
-            if not matches:
-                raise FileNotFoundError(f"config key 'input_files': {entry} does not exist (or the pattern matches nothing).")
-            files += matches
-    elif input_dir:
-        folder = Path(input_dir).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"config key 'input_dir': {folder} is not a folder.")
-        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    else:
-        raise ValueError("set config key 'input_files' (a file, glob or list) or 'input_dir' (a folder of X-rays).")
-    if not files:
-        raise ValueError(f"config key 'input_dir': no {'/'.join(IMAGE_SUFFIXES)} files in {input_dir}.")
-    return files
-
 
 def prediction_names(files: Sequence[str]) -> list[str]:
     """The output name (without ``.json``) of each input: its file name, or its whole path with ``__`` for

@@ -32,6 +32,8 @@ _EXPORTS = {
     "world_to_voxel": "luna16",
     "lesion_slices_resampled": "demo",
     "SimpleITKReader": "readers",
+    "infer_modality": "inputs",
+    "list_inputs": "inputs",
     "clean_report": "reports",
     "extract_sections": "reports",
     "report_from_sections": "reports",

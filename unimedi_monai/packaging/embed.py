@@ -1,9 +1,8 @@
-"""Embed a folder or list of X-rays and CT volumes with a pre-trained image encoder (the pre-training bundle's inference)."""
+"""Embed the X-rays and CT volumes of ``datalist`` / ``dataset_dir`` and CT volumes with a pre-trained image encoder (the pre-training bundle's inference)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -11,50 +10,21 @@ from torch import nn
 from tqdm import tqdm
 
 from unimedi_monai.atomic_io import write_json_atomic
+from unimedi_monai.data.inputs import CT_SUFFIXES, XRAY_SUFFIXES, infer_modality, list_inputs
 
 __all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "infer_modality", "list_images", "embed_images"]
 
-CT_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
-XRAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm")
+def list_images(datalist: Any = None, dataset_dir: str | os.PathLike | None = None) -> list[dict[str, str]]:
+    """``[{"image": path, "modality": "xray" | "ct"}]`` for the inputs named by the config keys ``datalist`` / ``dataset_dir``.
 
-
-def infer_modality(path: str | os.PathLike) -> str:
-    """``"ct"`` for NIfTI / NRRD / MHA / MHD files and DICOM-series folders, ``"xray"`` for PNG / JPEG / BMP / single DICOM files.
-
-    Raises:
-        ValueError: another kind of file, naming it and the accepted suffixes.
-    """
-    p = Path(path)
-    name = p.name.lower()
-    if p.is_dir() or name.endswith(CT_SUFFIXES):
-        return "ct"
-    if name.endswith(XRAY_SUFFIXES):
-        return "xray"
-    raise ValueError(f"{p}: cannot tell the modality; CT volumes end in {CT_SUFFIXES} (or are DICOM-series folders), X-rays in {XRAY_SUFFIXES}.")
-
-
-def list_images(folder: str | os.PathLike | None) -> list[dict[str, str]]:
-    """``[{"image": path, "modality": "xray" | "ct"}]`` for every image file or DICOM-series folder in ``folder`` (sorted).
+    Args:
+        datalist: as for :func:`unimedi_monai.data.inputs.list_inputs`; each entry must be an X-ray or a CT.
+        dataset_dir: a folder: every image file and DICOM-series folder directly in it (sorted).
 
     Raises:
-        ValueError: ``folder`` is None, missing or holds no image (names the config key ``input_dir``).
+        ValueError: neither key is set, the folder holds no image, or a ``datalist`` entry is neither an X-ray nor a CT.
     """
-    if folder is None:
-        raise ValueError("input_dir is not set; pass --input_dir with a folder of X-rays (png/jpg/dcm) and CT volumes (nii/nii.gz/nrrd/mha or DICOM-series folders).")
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"input_dir {folder} is not a folder.")
-    items = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        try:
-            items.append({"image": str(p), "modality": infer_modality(p)})
-        except ValueError:
-            continue
-    if not items:
-        raise ValueError(f"input_dir {folder} holds no image; expected {CT_SUFFIXES + XRAY_SUFFIXES} files or DICOM-series folders.")
-    return items
+    return [{"image": path, "modality": infer_modality(path)} for path in list_inputs(datalist, dataset_dir, modality="any")]
 
 
 @torch.no_grad()
