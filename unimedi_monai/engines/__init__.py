@@ -8,7 +8,7 @@ from unimedi_monai.engines.checkpoint import (
     load_network_weights,
     safe_load,
 )
-from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler, ResumableTensorBoardStatsHandler
+from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler, ResumableTensorBoardStatsHandler, rank_handlers
 from unimedi_monai.engines.optim import param_groups
 from unimedi_monai.engines.schedules import cosine_schedule
 from unimedi_monai.engines.trainer import UniMedITrainer, training_scalars, unwrap_model
@@ -26,6 +26,7 @@ __all__ = [
     "load_latest_checkpoint",
     "load_network_weights",
     "param_groups",
+    "rank_handlers",
     "safe_load",
     "training_scalars",
     "unwrap_model",
