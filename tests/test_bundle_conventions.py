@@ -85,3 +85,27 @@ def test_bcv_and_amos_differ_only_in_data_and_organ_keys(name):
     amos = _flatten(_config(BUNDLES / "amos_segmentation" / "configs" / name))
     differing = {k for k in bcv.keys() | amos.keys() if bcv.get(k, "<absent>") != amos.get(k, "<absent>")}
     assert differing == BCV_AMOS_DIFFERENCES[name], sorted(differing)
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=lambda p: p.parts[-3])
+def test_inference_backbone_comes_from_the_weights(path):
+    assert str(_config(path)["backbone"]).startswith("$unimedi_monai.engines.trained_backbone(@model_path, default=")
+
+
+def test_trained_backbone(tmp_path):
+    import torch
+
+    from unimedi_monai.engines import trained_backbone
+    from unimedi_monai.networks import UniMedISETRPUP, UniMedIUNETR
+
+    seg3d = UniMedIUNETR(out_channels=3, backbone="tiny", img_size=[32, 32, 8], patch_size=[16, 16, 4], feature_size=8)
+    torch.save(seg3d.state_dict(), tmp_path / "unetr.pt")
+    torch.save({"network": UniMedISETRPUP(out_channels=2, backbone="demo", img_size=32, patch_size=16, decoder_channels=8).state_dict()}, tmp_path / "ckpt.pt")
+    assert trained_backbone(tmp_path / "unetr.pt", default="base") == "tiny"
+    assert trained_backbone(tmp_path / "ckpt.pt", default="base") == "demo"  # a training checkpoint's network entry
+    assert trained_backbone(tmp_path / "absent.pt", default="base") == "base"  # no weights yet
+    state = seg3d.state_dict()
+    state = {k: v for k, v in state.items() if "blocks.1." not in k}  # one block: no preset has that
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd.pt' match no backbone preset; pass --backbone"):
+        trained_backbone(tmp_path / "odd.pt", default="base")

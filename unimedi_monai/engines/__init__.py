@@ -11,6 +11,7 @@ from unimedi_monai.engines.checkpoint import (
 from unimedi_monai.engines.handlers import CheckpointHandler, JsonlStatsWriter, ProgressBarHandler, ResumableTensorBoardStatsHandler, rank_handlers
 from unimedi_monai.engines.optim import param_groups
 from unimedi_monai.engines.schedules import cosine_schedule
+from unimedi_monai.engines.trained_backbone import trained_backbone
 from unimedi_monai.engines.trainer import UniMedITrainer, training_scalars, unwrap_model
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "param_groups",
     "rank_handlers",
     "safe_load",
+    "trained_backbone",
     "training_scalars",
     "unwrap_model",
 ]

@@ -4,7 +4,7 @@ from unimedi_monai.networks.attention_block import SDPABlock
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
-from unimedi_monai.networks.presets import BACKBONE_PRESETS, BackboneConfig, resolve_backbone_config
+from unimedi_monai.networks.presets import BACKBONE_PRESETS, BackboneConfig, preset_of_state_dict, resolve_backbone_config
 from unimedi_monai.networks.text_encoder import ReportEncoder, TextModelNotFoundError, default_text_model_path
 from unimedi_monai.networks.unimedi import UniMedI
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
@@ -28,5 +28,6 @@ __all__ = [
     "UniMedIUNETR",
     "UnifiedVisionEncoder",
     "default_text_model_path",
+    "preset_of_state_dict",
     "resolve_backbone_config",
 ]

@@ -18,7 +18,6 @@ _EXPORTS = {
     "organ_names": "organs",
     "load_segmentation_datalist": "datalists",
     "segmentation_transforms": "transforms",
-    "inference_postprocessing": "transforms",
     "RemapLabelsd": "transforms",
     "CheckLabelRanged": "transforms",
     "CheckSameGridd": "transforms",
