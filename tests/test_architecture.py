@@ -3,15 +3,16 @@
 
 Layers, lowest first (a module takes the layer of the longest prefix of its name listed in ``LAYERS``):
 
-0. ``io``: atomic file writes (``atomic_io``, a future ``unimedi_monai.io``), reading JSON (``json_files``), the lazy-export helper
+0. ``io``: :mod:`unimedi_monai.io` (atomic file writes, checkpoint I/O and the one weight loader, rank 0),
+   reading JSON (``json_files``), the lazy-export helper
    every ``__init__`` uses, and the helpers of :mod:`unimedi_monai.bundle` that import only the standard
    library and ``atomic_io`` (finding the bundle folder, reading the command line, checking values,
    the one-line error, guarding outputs, the run lock, output file names): they are called from the
    bundle YAML, but the inference stages also name their outputs with ``bundle.output_names``, so
    they sit at the bottom, where their imports put them;
-1. ``networks/losses``, and ``selection`` (attention-guided masking and attentive slice selection as
+1. ``networks/losses``, with ``networks.attention_selection`` (attention-guided masking and attentive slice selection as
    pure tensor functions, importing only torch: the pre-training network's forward calls them, so
-   they sit with the networks; the slice-selection *stage* is ``slice_selection``);
+   the pre-training network's forward calls them; the slice-selection *stage* is ``slice_selection``);
 2. ``data``;
 3. ``engines``;
 4. ``stages``: ``evaluation``, ``classification``, ``segmentation``, ``slice_selection``;
@@ -31,7 +32,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "unimedi_monai"
 
 LAYER_NAMES = ("io", "networks/losses", "data", "engines", "stages", "packaging/label")
 LAYERS = {
-    "unimedi_monai.atomic_io": 0,
     "unimedi_monai.io": 0,
     "unimedi_monai.lazy_exports": 0,
     "unimedi_monai.json_files": 0,
@@ -46,7 +46,6 @@ LAYERS = {
     "unimedi_monai.bundle.overrides": 5,
     "unimedi_monai.networks": 1,
     "unimedi_monai.losses": 1,
-    "unimedi_monai.selection": 1,
     "unimedi_monai.data": 2,
     "unimedi_monai.engines": 3,
     "unimedi_monai.evaluation": 4,

@@ -73,7 +73,7 @@ def test_inference_on_real_ct_keeps_shape_and_affine(trained, shared_data):
     nifti, dicom = ts / "example_ct_sm.nii.gz", ts / "example_ct_dicom"
     out_dir = root / "seg"
     run_bundle(BUNDLE, ["inference.yaml"], root, SMALL + [
-        "--pixdim", "[4.0, 4.0, 4.0]", "--roi_size", "[64, 64, 16]", "--output_dir", str(out_dir), "--input", f"['{nifti}', '{dicom}']",
+        "--pixdim", "[4.0, 4.0, 4.0]", "--roi_size", "[64, 64, 16]", "--output_dir", str(out_dir), "--datalist", f"['{nifti}', '{dicom}']",
     ])
     assert sorted(p.name for p in out_dir.iterdir()) == ["example_ct_dicom_seg.nii.gz", "example_ct_sm_seg.nii.gz"]
     ref = nib.load(nifti)

@@ -58,8 +58,8 @@ def test_linear_probe_beats_chance(probe_root):
 def test_inference_json_and_verify_net_in_out(probe_root, pretrained_bundle):
     images = sorted((pretrained_bundle / "demo_data" / "xray").glob("*.png"))[:3]
     run_bundle(BUNDLE, ["inference.yaml"], probe_root,
-               ["--dataset", "demo", "--backbone", "demo", "--pool", "mean", "--input_files", str([str(p) for p in images])])
-    outputs = sorted((probe_root / "predictions").glob("*.json"))
+               ["--dataset", "demo", "--backbone", "demo", "--pool", "mean", "--datalist", str([str(p) for p in images])])
+    outputs = sorted((probe_root / "eval").glob("*.png.json"))  # next to train.yaml's metrics.json
     assert [p.name for p in outputs] == [f"{p.name}.json" for p in images]
     out = json.loads(outputs[0].read_text())
     assert set(out["probabilities"]) == {"normal", "nodule", "mass", "consolidation", "effusion"}

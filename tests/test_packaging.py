@@ -145,7 +145,7 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
     _write_inputs(inputs)
     proc = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.yaml"),
-         "--bundle_root", str(bundle), "--input_dir", str(inputs), "--backbone", "tiny", "--slice_top_k", "2"],
+         "--bundle_root", str(bundle), "--dataset_dir", str(inputs), "--backbone", "tiny", "--slice_top_k", "2"],
         cwd=tmp_path, capture_output=True, encoding="utf-8", errors="replace", timeout=600,
         env={**__import__("os").environ, "CI": "1"},
     )

@@ -112,7 +112,7 @@ def test_segmentation_inference_never_overwrites_its_input(seg_root, tmp_path):
     before = ct.read_bytes()
     proc = run_bundle(
         "bcv_segmentation", ["inference.yaml"], seg_root,
-        SMALL + ["--input", f"['{ct}']", "--output_dir", str(ct.parent), "--output_postfix", ""], check=False, timeout=300,
+        SMALL + ["--datalist", f"['{ct}']", "--output_dir", str(ct.parent), "--output_postfix", ""], check=False, timeout=300,
     )
     assert proc.returncode != 0
     assert ct.read_bytes() == before
@@ -127,7 +127,7 @@ def test_segmentation_inputs_sharing_a_name_get_one_output_each(seg_root, tmp_pa
     a = _ct(tmp_path / "data" / "a" / "ct.nii.gz", origin=0.0, seed=1)
     b = _ct(tmp_path / "data" / "b" / "ct.nii.gz", origin=-300.0, seed=2)
     out = a.parent  # the output folder may hold an input: the names differ
-    run_bundle("bcv_segmentation", ["inference.yaml"], seg_root, SMALL + ["--input", f"['{a}', '{b}']", "--output_dir", str(out)], timeout=300)
+    run_bundle("bcv_segmentation", ["inference.yaml"], seg_root, SMALL + ["--datalist", f"['{a}', '{b}']", "--output_dir", str(out)], timeout=300)
     assert sorted(p.name for p in out.iterdir()) == ["a_ct_seg.nii.gz", "b_ct_seg.nii.gz", "ct.nii.gz"]
     for src, name in ((a, "a_ct_seg.nii.gz"), (b, "b_ct_seg.nii.gz")):
         seg = nib.load(out / name)

@@ -75,7 +75,7 @@ def test_inference_writes_one_mask_per_input_at_its_size(trained, tmp_path):
         array = np.asarray(Image.open(src))
         Image.fromarray(array[20:220] if i == 0 else array[:, 30:].T.copy()).save(inputs / f"cxr{i}.png")
     out = tmp_path / "out"
-    run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--input_dir", str(inputs), "--output_dir", str(out)])
+    run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--dataset_dir", str(inputs), "--output_dir", str(out)])
     masks = sorted(p.name for p in out.iterdir())
     assert masks == ["cxr0_seg.png", "cxr1_seg.png"]
     for i in range(2):
@@ -94,12 +94,12 @@ def test_inference_never_overwrites_an_input_and_names_shared_names_apart(traine
     for sub in ("a", "b"):
         (folder / sub / "cxr.png").write_bytes(src.read_bytes())
     before = (folder / "a" / "cxr.png").read_bytes()
-    proc = run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--input_files", str(folder / "a" / "cxr.png"),
+    proc = run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--datalist", str(folder / "a" / "cxr.png"),
                       "--output_dir", str(folder / "a"), "--output_postfix", "''"], check=False)
     assert proc.returncode != 0 and "input" in proc.stderr.strip().splitlines()[-1]
     assert (folder / "a" / "cxr.png").read_bytes() == before  # the user's image is untouched
     out = tmp_path / "out"
-    run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--input_dir", str(folder), "--output_dir", str(out)])
+    run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--dataset_dir", str(folder), "--output_dir", str(out)])
     masks = sorted(p.name for p in out.glob("*.png"))
     assert len(masks) == 2 and masks[0] != masks[1] and all(m.endswith("cxr_seg.png") for m in masks)
 

@@ -20,7 +20,6 @@ from unimedi_monai.segmentation import (
     load_rsna_segmentation,
     load_xray_segmentation_data,
     segmentation_param_groups,
-    xray_inference_postprocessing,
     xray_segmentation_transforms,
 )
 
@@ -271,8 +270,15 @@ def test_inference_writes_one_mask_per_input_at_original_size_and_orientation(tm
             _dicom(tmp_path / "in" / f"x{i}.dcm", rows=48 + 8 * i, cols=64)
             inputs.append(str(tmp_path / "in" / f"x{i}.dcm"))
         sizes = [(48, 64), (56, 64)]
-    pre = xray_segmentation_transforms("infer", image_size=64)
-    post = xray_inference_postprocessing(pre, tmp_path / "out", "seg", num_classes=2)
+    from monai.bundle import ConfigParser
+
+    from conftest import REPO_ROOT
+
+    parser = ConfigParser()  # the bundle's own pre- and post-processing
+    parser.read_config(str(REPO_ROOT / "bundles" / "rsna_segmentation" / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "output_postfix": "seg", "num_classes": 2, "image_size": 64})
+    pre = parser.get_parsed_content("preprocessing")
+    post = parser.get_parsed_content("postprocessing")
     for path, (rows, cols) in zip(inputs, sizes):
         batch = list_data_collate([pre({"image": path})])  # as the evaluator's DataLoader
         logits = torch.zeros(1, 2, 64, 64)

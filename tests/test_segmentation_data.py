@@ -123,9 +123,9 @@ def test_remap_labels():
 
 
 def test_inference_items_and_atomic_writer(tmp_path):
-    with pytest.raises(FileNotFoundError, match="input 0 .*absent.nii.gz' does not exist"):
+    with pytest.raises(FileNotFoundError, match="config key 'datalist', entry 0: .*absent.nii.gz' does not exist"):
         inference_items(str(tmp_path / "absent.nii.gz"))
-    with pytest.raises(ValueError, match="`input` key"):
+    with pytest.raises(ValueError, match="set config key 'datalist'"):
         inference_items(None)
     (tmp_path / "a.nii.gz").write_bytes(b"")
     (tmp_path / "list.txt").write_text("a.nii.gz\n\n")

@@ -168,7 +168,7 @@ def test_json_and_png_written(tmp_path):
 
 
 def test_input_errors(tmp_path, selector):
-    with pytest.raises(ValueError, match="set the config key `image`"):
+    with pytest.raises(ValueError, match="set the config key `datalist`"):
         selector(None)
     with pytest.raises(FileNotFoundError, match="absent.nii.gz"):
         selector(tmp_path / "absent.nii.gz")

@@ -21,16 +21,16 @@ def test_inference_writes_scores_in_file_numbering_and_png(pretrained_bundle, tm
     datalist = json.loads((pretrained_bundle / "demo_data" / "datalist.json").read_text())
     item = next(i for i in datalist["validation"] if i["modality"] == "ct")
     image = pretrained_bundle / "demo_data" / item["image"]
-    args = ["--model_path", str(pretrained_bundle / "models" / "model.pt"), "--backbone", "demo", "--image", str(image)]
+    args = ["--model_path", str(pretrained_bundle / "models" / "model.pt"), "--backbone", "demo", "--datalist", str(image)]
     run_bundle("slice_selection", ["inference.yaml"], tmp_path, args)
     stem = image.name[: -len(".nii.gz")]
-    result = json.loads((tmp_path / "outputs" / f"{stem}_slices.json").read_text())
+    result = json.loads((tmp_path / "eval" / f"{stem}_slices.json").read_text())
     assert result["num_slices"] == item["num_slices"] == len(result["scores"]) == 48
     assert result["grid_size"] == 32 and len(result["grid_scores"]) == 32
     assert result["k"] == 4 and len(result["top_k"]) == 4 and result["mode"] == "attention"
     ranked = sorted(range(48), key=lambda s: -result["scores"][s])[:4]
     assert sorted(ranked) == result["top_k"]
-    png = Image.open(tmp_path / "outputs" / f"{stem}_slices.png")
+    png = Image.open(tmp_path / "eval" / f"{stem}_slices.png")
     assert png.format == "PNG" and png.size[0] >= 600
 
 

@@ -103,7 +103,7 @@ def test_bundle_zip_verifies_trains_and_infers_outside_the_repository(installed,
     infer = [
         str(installed), "-m", "monai.bundle", "run", "--config_file", str(configs / "inference.yaml"),
         "--meta_file", str(configs / "metadata.json"), "--logging_file", str(configs / "logging.conf"),
-        "--input_dir", str(inputs), "--backbone", "tiny", "--slice_top_k", "2",
+        "--dataset_dir", str(inputs), "--backbone", "tiny", "--slice_top_k", "2",
     ]
     _run(infer, users, env=env)
     doc = json.loads((bundle / "eval" / "embeddings.json").read_text())

@@ -217,7 +217,7 @@ def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
     # (0 / 255 there, class ids here), so a flipped or shifted result fails too
     bundle, ref_dir = tmp_path / "bundles" / name, tmp_path / "bundle_run"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.yaml"),
-           "--bundle_root", str(bundle), "--input_files", str(study), "--output_dir", str(ref_dir)]
+           "--bundle_root", str(bundle), "--datalist", str(study), "--output_dir", str(ref_dir)]
     for key, value in LABEL_BUNDLES[name].items():
         cmd += [f"--{key}", value]
     env = dict(os.environ, CI="1", PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO_ROOT)))

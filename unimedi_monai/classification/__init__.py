@@ -12,7 +12,6 @@ _EXPORTS = {
     "extract_features": "features",
     "feature_cache_key": "features",
     "state_dict_hash": "features",
-    "list_input_images": "inference",
     "predict_to_json": "inference",
     "prediction_names": "inference",
     "LinearProbeResult": "linear_probe",

@@ -14,28 +14,10 @@ from torch import nn
 from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
-from unimedi_monai.data.inputs import XRAY_SUFFIXES, folder_inputs, input_paths
 
-__all__ = ["IMAGE_SUFFIXES", "list_input_images", "prediction_names", "predict_to_json"]
+__all__ = ["prediction_names", "predict_to_json"]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = XRAY_SUFFIXES
-"""File suffixes :func:`list_input_images` picks up in a folder (:data:`unimedi_monai.data.inputs.XRAY_SUFFIXES`)."""
-
-
-def list_input_images(input_files: str | os.PathLike | Sequence[str] | None, input_dir: str | os.PathLike | None = None) -> list[str]:
-    """The images to classify: ``input_files`` (a path, glob pattern or list) or every image in ``input_dir``.
-
-    Raises:
-        ValueError: neither key is set, or nothing matches (naming the config keys).
-    """
-    if input_files:
-        return [str(p) for p in input_paths(input_files, "input_files", patterns=True)]
-    if input_dir:
-        return [str(p) for p in folder_inputs(input_dir, "input_dir", IMAGE_SUFFIXES, recursive=True)]
-    raise ValueError("set config key 'input_files' (a file, glob or list) or 'input_dir' (a folder of X-rays).")
-
 
 def prediction_names(files: Sequence[str]) -> list[str]:
     """The output name (without ``.json``) of each input: its file name, or its whole path with ``__`` for

@@ -36,6 +36,8 @@ _EXPORTS = {
     "world_to_voxel": "adapters.luna16",
     "lesion_slices_resampled": "slice_grid",
     "SimpleITKReader": "readers",
+    "infer_modality": "inputs",
+    "list_inputs": "inputs",
     "clean_report": "reports",
     "extract_sections": "reports",
     "report_from_sections": "reports",

@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The input images of an inference run, from what the user put in its config keys.
+"""The inputs of an inference bundle, named by the two config keys every bundle shares.
 
-The one place that turns ``input``/``input_files``/``input_dir`` values into paths, for every
-inference workflow: classification and 2D segmentation (:func:`unimedi_monai.classification.list_input_images`),
-3D segmentation (:func:`unimedi_monai.segmentation.inference_items`) and the pre-training bundle's
-embeddings (:func:`unimedi_monai.packaging.list_images`). Each keeps its own accepted forms; the suffix
-tables, the modality of a file, the existence checks and their messages (naming the config key and the
-input) are these.
+The MONAI model zoo's inference configs name their input folder ``dataset_dir`` (a required property of
+MONAI's ``InferProperties``) and the files to process ``datalist``; the project's bundles use the same
+two keys:
+
+- ``datalist``: one path, a glob pattern, a list of them, or a ``.txt`` file listing one path per line
+  (relative lines are read from the ``.txt``'s folder);
+- ``dataset_dir``: a folder; every input in it is processed (used when ``datalist`` is not set).
+
+:func:`list_inputs` turns the two keys into the sorted list of paths a bundle reads.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "folder_inputs", "infer_modality", "input_paths"]
+__all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "MODALITIES", "infer_modality", "list_inputs"]
 
-#: suffixes of CT volumes (a DICOM series is a folder).
 CT_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
-#: suffixes of X-ray images (single files).
+"""CT volume file suffixes (a DICOM series is a folder)."""
 XRAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")
+"""X-ray file suffixes."""
+MODALITIES = ("xray", "ct", "any")
+"""What :func:`list_inputs` picks up in ``dataset_dir``."""
 
 
 def infer_modality(path: str | os.PathLike) -> str:
@@ -39,75 +44,73 @@ def infer_modality(path: str | os.PathLike) -> str:
     raise ValueError(f"{p}: cannot tell the modality; CT volumes end in {CT_SUFFIXES} (or are DICOM-series folders), X-rays in {XRAY_SUFFIXES}.")
 
 
-def input_paths(
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
-    key: str,
-    patterns: bool = False,
-    listing: bool = False,
-    hint: str = "",
-) -> list[Path]:
-    """The existing paths named by config key ``key``: one path or a list of them, in order.
-
-    Args:
-        inputs: a path or a list of paths.
-        key: the config key they came from (named in the messages).
-        patterns: each entry may be a glob pattern (its matches, sorted).
-        listing: a single ``.txt`` file lists one path per line (relative ones to the listing's folder).
-        hint: appended to the message of a missing input (what to set ``key`` to).
-
-    Raises:
-        FileNotFoundError: an input does not exist (or its pattern matches nothing), naming the key, its
-            index and the path.
-    """
-    entries = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if listing and len(entries) == 1 and str(entries[0]).endswith(".txt") and Path(entries[0]).is_file():
-        text = Path(entries[0])
-        entries = [line.strip() if os.path.isabs(line.strip()) else text.parent / line.strip()
-                   for line in text.read_text(encoding="utf-8").splitlines() if line.strip()]
-    paths: list[Path] = []
+def _datalist_paths(datalist: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    entries = [datalist] if isinstance(datalist, (str, os.PathLike)) else list(datalist)
+    if len(entries) == 1 and str(entries[0]).lower().endswith(".txt") and Path(entries[0]).expanduser().is_file():
+        listing = Path(entries[0]).expanduser()
+        entries = [line.strip() if os.path.isabs(line.strip()) else str(listing.parent / line.strip())
+                   for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    paths: list[str] = []
     for i, entry in enumerate(entries):
-        path = Path(entry).expanduser()
-        if patterns and not path.exists():
-            matches = sorted(glob.glob(str(path)))
-            if not matches:
-                raise FileNotFoundError(f"config key '{key}': input {i} '{path}' does not exist (or the pattern matches nothing){hint}.")
-            paths += [Path(m) for m in matches]
+        path = os.path.expanduser(os.fspath(entry))
+        if os.path.exists(path):  # a literal path, even one holding glob characters
+            paths.append(path)
             continue
-        if not path.exists():
-            raise FileNotFoundError(f"config key '{key}': input {i} '{path}' does not exist{hint}.")
-        paths.append(path)
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise FileNotFoundError(f"config key 'datalist', entry {i}: '{path}' does not exist (or the pattern matches nothing).")
+        paths += matches
     return paths
 
 
-def folder_inputs(
-    folder: str | os.PathLike | None, key: str, suffixes: Sequence[str], recursive: bool = False, series_folders: bool = False
-) -> list[Path]:
-    """The images in ``folder`` (config key ``key``), sorted: files ending in one of ``suffixes`` (any case).
+def _folder_inputs(folder: Path, modality: str) -> list[str]:
+    if modality == "xray":  # every X-ray file, in sub-folders too
+        return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(XRAY_SUFFIXES))
+    found = []
+    for p in sorted(folder.iterdir()):  # files and DICOM-series folders directly in it
+        if p.name.startswith("."):
+            continue
+        try:
+            kind = infer_modality(p)
+        except ValueError:
+            continue
+        if modality == "any" or kind == modality:
+            found.append(str(p))
+    return found
+
+
+def list_inputs(
+    datalist: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    dataset_dir: str | os.PathLike | None = None,
+    modality: str = "any",
+) -> list[str]:
+    """The inputs of an inference run: ``datalist`` if set, else every input in ``dataset_dir``.
 
     Args:
-        folder: the folder.
-        key: the config key it came from (named in the messages).
-        suffixes: the accepted file suffixes.
-        recursive: look in its sub-folders too.
-        series_folders: also take its sub-folders themselves (DICOM series); not with ``recursive``.
+        datalist: one path, a glob pattern, a list of them, or a ``.txt`` file listing one path per line.
+        dataset_dir: a folder of inputs, read when ``datalist`` is None or empty.
+        modality: what ``dataset_dir`` contributes: ``"xray"`` every X-ray file (sub-folders too), ``"ct"`` the
+            CT files and DICOM-series folders directly in it, ``"any"`` both kinds directly in it.
+
+    Returns:
+        the paths (files or DICOM-series folders), ``datalist`` in its order, ``dataset_dir`` sorted.
 
     Raises:
-        ValueError: ``folder`` is not set, or holds no image (naming the key and the accepted suffixes).
-        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: neither key is set, ``dataset_dir`` holds no input, or ``modality`` is unknown.
+        FileNotFoundError: a ``datalist`` entry does not exist or ``dataset_dir`` is not a folder (naming the key).
     """
-    if folder is None or f"{folder}" == "":
-        raise ValueError(f"config key '{key}' is not set; pass --{key} with a folder of images ({'/'.join(suffixes)}).")
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"config key '{key}': {root} is not a folder.")
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    suffixes = tuple(s.lower() for s in suffixes)
-    found = sorted(
-        p for p in candidates
-        if not p.name.startswith(".")
-        and ((p.is_file() and p.name.lower().endswith(suffixes)) or (series_folders and not recursive and p.is_dir()))
-    )
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}; got {modality!r}.")
+    if datalist is not None and not (isinstance(datalist, (list, tuple)) and not datalist):
+        return _datalist_paths(datalist)
+    if dataset_dir is None or not os.fspath(dataset_dir):
+        raise ValueError("no input given: set config key 'datalist' (a file, glob, list or .txt listing) or 'dataset_dir' (a folder of inputs).")
+    folder = Path(dataset_dir).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"config key 'dataset_dir': {folder} is not a folder.")
+    found = _folder_inputs(folder, modality)
     if not found:
-        kinds = "/".join(suffixes) + (" files or DICOM-series folders" if series_folders else " files")
-        raise ValueError(f"config key '{key}': no {kinds} in {root}.")
+        kinds = {"xray": XRAY_SUFFIXES, "ct": CT_SUFFIXES, "any": CT_SUFFIXES + XRAY_SUFFIXES}[modality]
+        raise ValueError(f"config key 'dataset_dir': {folder} holds no input; expected {'/'.join(kinds)} files"
+                         + (" or DICOM-series folders." if modality != "xray" else "."))
     return found

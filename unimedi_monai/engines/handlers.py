@@ -8,7 +8,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "ResumableTensorBoardStatsHandler",
     "rng_states",
     "set_rng_states",
+    "rank_handlers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -313,3 +314,29 @@ class ProgressBarHandler:
 
         kwargs = {} if self.output_transform is None else {"output_transform": self.output_transform}
         ProgressBar(persist=self.persist).attach(engine, **kwargs)
+
+
+def rank_handlers(handlers: Sequence[Any], rank0_only: Sequence[str]) -> list[Any]:
+    """The handlers this process attaches in a distributed run: all of them on rank 0 (or without
+    ``torch.distributed``), on the other ranks those whose class (or a base class) is not named in
+    ``rank0_only``, so that one process logs and saves.
+
+    Args:
+        handlers: the handler list of the single-process config (``train#handlers``, ``validate#handlers``).
+        rank0_only: class names of the handlers only rank 0 runs, e.g. ``["StatsHandler",
+            "TensorBoardStatsHandler"]`` (a subclass such as ``ResumableTensorBoardStatsHandler`` matches its base).
+
+    Raises:
+        ValueError: a name in ``rank0_only`` matches no handler of the list (a renamed or removed handler
+            would otherwise run on every rank unnoticed).
+    """
+    def names(handler: Any) -> set[str]:
+        return {cls.__name__ for cls in type(handler).__mro__}
+
+    unknown = [n for n in rank0_only if not any(n in names(h) for h in handlers)]
+    if unknown:
+        present = sorted({type(h).__name__ for h in handlers})
+        raise ValueError(f"rank0_only names {unknown}, which match no handler of the list {present}.")
+    if is_rank0():
+        return list(handlers)
+    return [h for h in handlers if not names(h) & set(rank0_only)]

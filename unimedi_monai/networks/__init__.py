@@ -13,6 +13,7 @@ _EXPORTS = {
     "PatchTokenizer": "patch_tokenizer",
     "BACKBONE_PRESETS": "presets",
     "BackboneConfig": "presets",
+    "preset_of_state_dict": "presets",
     "resolve_backbone_config": "presets",
     "ReportEncoder": "text_encoder",
     "TextModelNotFoundError": "text_encoder",

@@ -17,10 +17,11 @@ Presets:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-__all__ = ["BackboneConfig", "BACKBONE_PRESETS", "resolve_backbone_config"]
+__all__ = ["BackboneConfig", "BACKBONE_PRESETS", "preset_of_state_dict", "resolve_backbone_config"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,31 @@ def resolve_backbone_config(backbone: str | Mapping[str, Any] | BackboneConfig) 
     if unknown:
         raise ValueError(f"unknown backbone key(s) {unknown}; valid keys are 'preset' and {sorted(valid)}.")
     return replace(base, **overrides)
+
+
+def preset_of_state_dict(state: Mapping[str, Any]) -> str | None:
+    """The name of the :data:`BACKBONE_PRESETS` entry whose transformer sizes a state dict has, or None.
+
+    The sizes are read from the first ``backbone.blocks.<i>.`` parameters of any network built on the
+    shared backbone (pre-training, classification, 2D / 3D segmentation): token width, MLP width, number
+    of blocks.
+
+    Args:
+        state: a state dict (parameter name -> tensor).
+    """
+    pattern = re.compile(r"(.*\bbackbone\.blocks\.)(\d+)\.norm1\.weight$")
+    prefix, depth, width = None, 0, None
+    for key, value in state.items():
+        match = pattern.match(key)
+        if match and (prefix is None or match.group(1) == prefix):
+            prefix = match.group(1)
+            depth = max(depth, int(match.group(2)) + 1)
+            width = int(value.shape[0])
+    if prefix is None:
+        return None
+    mlp = state.get(f"{prefix}0.mlp.0.weight")
+    mlp_dim = None if mlp is None else int(mlp.shape[0])
+    for name, config in BACKBONE_PRESETS.items():
+        if (config.hidden_size, config.num_layers) == (width, depth) and mlp_dim in (None, config.mlp_dim):
+            return name
+    return None

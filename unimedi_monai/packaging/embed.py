@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Embed a folder or list of X-rays and CT volumes with a pre-trained image encoder (the pre-training bundle's inference)."""
+"""Embed the X-rays and CT volumes of ``datalist`` / ``dataset_dir`` and CT volumes with a pre-trained image encoder (the pre-training bundle's inference)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ from torch import nn
 from tqdm import tqdm
 
 from unimedi_monai.io.atomic_io import write_json_atomic
-from unimedi_monai.data.inputs import CT_SUFFIXES, XRAY_SUFFIXES, folder_inputs, infer_modality
+from unimedi_monai.data.inputs import CT_SUFFIXES, XRAY_SUFFIXES, infer_modality, list_inputs
 
 __all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "infer_modality", "list_images", "embed_images"]
 
+def list_images(datalist: Any = None, dataset_dir: str | os.PathLike | None = None) -> list[dict[str, str]]:
+    """``[{"image": path, "modality": "xray" | "ct"}]`` for the inputs named by the config keys ``datalist`` / ``dataset_dir``.
 
-def list_images(folder: str | os.PathLike | None) -> list[dict[str, str]]:
-    """``[{"image": path, "modality": "xray" | "ct"}]`` for every image file or DICOM-series folder in ``folder`` (sorted).
+    Args:
+        datalist: as for :func:`unimedi_monai.data.inputs.list_inputs`; each entry must be an X-ray or a CT.
+        dataset_dir: a folder: every image file and DICOM-series folder directly in it (sorted).
 
     Raises:
-        ValueError: ``folder`` is None or holds no image (names the config key ``input_dir``).
-        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: neither key is set, the folder holds no image, or a ``datalist`` entry is neither an X-ray nor a CT.
     """
-    paths = folder_inputs(folder, "input_dir", CT_SUFFIXES + XRAY_SUFFIXES, series_folders=True)
-    return [{"image": str(p), "modality": infer_modality(p)} for p in paths]
+    return [{"image": path, "modality": infer_modality(path)} for path in list_inputs(datalist, dataset_dir, modality="any")]
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ _EXPORTS = {
     "organ_names": "organs",
     "load_segmentation_datalist": "datalists",
     "segmentation_transforms": "transforms",
-    "inference_postprocessing": "transforms",
     "RemapLabelsd": "transforms",
     "CheckLabelRanged": "transforms",
     "CheckSameGridd": "transforms",
@@ -46,7 +45,6 @@ _EXPORTS = {
     "SavePNGMaskd": "xray_transforms",
     "boxes_to_mask": "xray_transforms",
     "xray_segmentation_transforms": "xray_transforms",
-    "xray_inference_postprocessing": "xray_transforms",
     "SegmentationReportWriter": "xray_report",
     "save_overlays": "xray_report",
 }

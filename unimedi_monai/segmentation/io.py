@@ -13,7 +13,7 @@ from monai.data import NibabelWriter
 from monai.data.folder_layout import FolderLayoutBase
 
 from unimedi_monai.io.atomic_io import TMP_SUFFIX, describe_target, file_mode
-from unimedi_monai.data.inputs import input_paths
+from unimedi_monai.data.inputs import list_inputs
 
 __all__ = ["AtomicNibabelWriter", "MappedLayout", "inference_items", "inference_outputs"]
 
@@ -64,37 +64,42 @@ class MappedLayout(FolderLayoutBase):
         return self.files[key]
 
 
-def inference_items(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, str]]:
+def inference_items(
+    datalist: str | os.PathLike | Sequence[str | os.PathLike] | None, dataset_dir: str | os.PathLike | None = None
+) -> list[dict[str, str]]:
     """``[{"image": path}, ...]`` for CT files (NIfTI, NRRD, MHA) and DICOM series folders.
 
     Args:
-        inputs: one path, a list of paths, or a ``.txt`` file listing one path per line.
+        datalist: one path, a glob, a list of them, or a ``.txt`` file listing one path per line
+            (:func:`unimedi_monai.data.inputs.list_inputs`).
+        dataset_dir: a folder: every CT file and DICOM-series folder directly in it (when ``datalist`` is not set).
 
     Raises:
-        FileNotFoundError: a path does not exist (naming it).
+        FileNotFoundError: a path does not exist (naming it and the config key).
         ValueError: no input given.
     """
-    if inputs is None or (isinstance(inputs, (list, tuple)) and not inputs):
-        raise ValueError("no input CT given; set the `input` key to a NIfTI file, a DICOM series folder or a list of them.")
-    paths = input_paths(inputs, "input", listing=True, hint="; set `input` to existing NIfTI files or DICOM series folders")
-    return [{"image": str(path.resolve())} for path in paths]
+    return [{"image": str(Path(path).resolve())} for path in list_inputs(datalist, dataset_dir, modality="ct")]
 
 
 def inference_outputs(
-    inputs: str | os.PathLike | Sequence[str | os.PathLike] | None, output_dir: str | os.PathLike, output_postfix: str = "seg"
+    datalist: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    output_dir: str | os.PathLike,
+    output_postfix: str = "seg",
+    dataset_dir: str | os.PathLike | None = None,
 ) -> dict[str, str] | None:
     """``{input: output_dir/<name>_<postfix>.nii.gz}`` for the inputs of :func:`inference_items`, names made
-    unique by :func:`unimedi_monai.bundle.per_input_outputs`; None when ``inputs`` is None (e.g. MONAI Label,
-    which gives its images itself).
+    unique by :func:`unimedi_monai.bundle.per_input_outputs`; None when neither ``datalist`` nor ``dataset_dir``
+    is set (e.g. MONAI Label, which gives its images itself).
 
     Args:
-        inputs: as for :func:`inference_items`.
+        datalist: as for :func:`inference_items`.
         output_dir: the folder of the label maps.
         output_postfix: appended to the input's name with ``_`` (``""``: the input's name alone).
+        dataset_dir: as for :func:`inference_items`.
     """
     from unimedi_monai.bundle.output_names import per_input_outputs
 
-    if inputs is None:
+    if datalist is None and dataset_dir is None:
         return None
     suffix = (f"_{output_postfix}" if output_postfix else "") + ".nii.gz"
-    return per_input_outputs([item["image"] for item in inference_items(inputs)], output_dir, suffix)
+    return per_input_outputs([item["image"] for item in inference_items(datalist, dataset_dir)], output_dir, suffix)

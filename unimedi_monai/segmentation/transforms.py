@@ -14,7 +14,6 @@ background voxels with ratio ``pos:neg``), ``RandFlipd`` along each axis and ``R
 
 from __future__ import annotations
 
-import os
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -22,19 +21,15 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import (
-    Activationsd,
-    AsDiscreted,
     Compose,
     CropForegroundd,
     EnsureChannelFirstd,
     EnsureTyped,
-    Invertd,
     MapTransform,
     Orientationd,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandShiftIntensityd,
-    SaveImaged,
     ScaleIntensityRanged,
     Spacingd,
     SpatialPadd,
@@ -45,9 +40,11 @@ from monai.utils import convert_to_tensor
 from unimedi_monai.data.integrity import grid_mismatch
 from unimedi_monai.data.meta import source_filename
 from unimedi_monai.data.readers import SimpleITKReader
-from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged
+from unimedi_monai.data.intensity_transforms import CheckFinited
+from unimedi_monai.data.pipeline_compose import PipelineCompose
+from unimedi_monai.data.read_image import ReadImaged
 
-__all__ = ["CheckLabelRanged", "CheckSameGridd", "RemapLabelsd", "segmentation_transforms", "inference_postprocessing"]
+__all__ = ["CheckLabelRanged", "CheckSameGridd", "RemapLabelsd", "segmentation_transforms"]
 
 MODES = ("train", "validate", "infer")
 
@@ -242,44 +239,3 @@ def segmentation_transforms(
         ]
     return PipelineCompose(transforms)
 
-
-def inference_postprocessing(
-    preprocessing: Compose,
-    output_dir: str | os.PathLike,
-    output_postfix: str = "seg",
-    pred_key: str = "pred",
-    image_key: str = "image",
-    output_files: Mapping[str, str] | None = None,
-) -> Compose:
-    """Network logits -> a label map in the original image's space, written as NIfTI (atomically).
-
-    Softmax, ``Invertd`` (undoes spacing and orientation of ``preprocessing``, probabilities
-    resampled linearly), argmax, then ``SaveImaged`` to ``<output_dir>/<input name>_<postfix>.nii.gz``
-    (uint8, the input's affine and shape; a DICOM series folder ``ct/`` gives ``ct_seg.nii.gz``).
-
-    Args:
-        preprocessing: the ``segmentation_transforms("infer", ...)`` pipeline applied to the input.
-        output_dir: folder of the label maps.
-        output_postfix: appended to the input's name.
-        pred_key: key of the network output.
-        image_key: key of the pre-processed image whose transforms are inverted.
-        output_files: ``{input: output file}`` from :func:`unimedi_monai.bundle.per_input_outputs` (unique
-            names, checked against the inputs by :func:`unimedi_monai.bundle.guard_outputs`); None: MONAI's
-            ``<output_dir>/<input name>_<postfix>.nii.gz``.
-    """
-    from unimedi_monai.segmentation.io import AtomicNibabelWriter, MappedLayout
-
-    layout = {} if output_files is None else {"folder_layout": MappedLayout(output_files)}
-
-    return Compose(
-        [
-            Activationsd(keys=pred_key, softmax=True),
-            Invertd(keys=pred_key, transform=preprocessing, orig_keys=image_key, nearest_interp=False, to_tensor=True),
-            AsDiscreted(keys=pred_key, argmax=True),
-            SaveImaged(
-                keys=pred_key, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".nii.gz",
-                output_dtype=np.uint8, resample=False, separate_folder=False, print_log=False, writer=AtomicNibabelWriter,
-                **layout,
-            ),
-        ]
-    )

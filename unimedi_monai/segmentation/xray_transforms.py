@@ -24,12 +24,9 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import (
-    Activationsd,
-    AsDiscreted,
     Compose,
     EnsureChannelFirstd,
     EnsureTyped,
-    Invertd,
     MapTransform,
     RandAffined,
     Resized,
@@ -43,7 +40,7 @@ from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
 from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled
 from unimedi_monai.segmentation.transforms import CheckLabelRanged
 
-__all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms", "xray_inference_postprocessing"]
+__all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms"]
 
 MODES = ("train", "validate", "infer")
 
@@ -252,30 +249,3 @@ class SavePNGMaskd(SaveImaged):
                 f.write(buffer.getvalue())
         return d
 
-
-def xray_inference_postprocessing(
-    preprocessing: Compose, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2,
-    pred_key: str = "pred", image_key: str = "image", output_files: Mapping[str, str] | None = None,
-) -> Compose:
-    """Network logits -> a mask at the input's original size and orientation, written as PNG.
-
-    Softmax, ``Invertd`` (undoes the resize of ``preprocessing``, probabilities resampled linearly),
-    argmax, then :class:`SavePNGMaskd`.
-
-    Args:
-        preprocessing: the ``xray_segmentation_transforms("infer", ...)`` pipeline of the input.
-        output_dir: folder of the masks.
-        output_postfix: appended to the input's name.
-        num_classes: classes of the network.
-        pred_key: key of the network output.
-        image_key: key of the pre-processed image whose transforms are inverted.
-        output_files: ``{input: mask file}`` (see :class:`SavePNGMaskd`); None names masks after their inputs.
-    """
-    return Compose(
-        [
-            Activationsd(keys=pred_key, softmax=True),
-            Invertd(keys=pred_key, transform=preprocessing, orig_keys=image_key, nearest_interp=False, to_tensor=True),
-            AsDiscreted(keys=pred_key, argmax=True),
-            SavePNGMaskd(keys=pred_key, output_dir=output_dir, output_postfix=output_postfix, num_classes=num_classes, files=output_files),
-        ]
-    )

@@ -230,7 +230,7 @@ class SliceSelector:
                 nodule of the authors' LUNA16 check; the other slices get no score (NaN).
         """
         if image is None or not os.fspath(image):
-            raise ValueError("no CT given: set the config key `image` (--image PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM folder).")
+            raise ValueError("no CT given: set the config key `datalist` (--datalist PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM folder).")
         image = os.fspath(image)
         batch, volume, affine, spacing, bounds = self._load(image, window)
         if volume.ndim != 3:
