@@ -152,3 +152,19 @@ def test_every_package_exports_its_names_lazily():
         if imports != expected or not {"_EXPORTS", "__all__"} <= assigned or "__getattr__" not in init.read_text(encoding="utf-8"):
             eager.append(f"{init.relative_to(PACKAGE.parent)}: imports {imports}")
     assert not eager, "packages not in the lazy_exports style:\n" + "\n".join(eager)
+
+
+def test_no_exported_name_is_also_a_submodule_name():
+    """A lazily exported name equal to a submodule's name is shadowed by that submodule once anything
+    imports it (Python sets the package attribute), so ``$pkg.name(...)`` in a bundle YAML would call a module."""
+    clashes = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        exports: set[str] = set()
+        for node in tree.body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+            if isinstance(target, ast.Name) and target.id == "_EXPORTS" and isinstance(node.value, ast.Dict):
+                exports = {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+        submodules = {p.stem for p in init.parent.glob("*.py")} | {p.parent.name for p in init.parent.glob("*/__init__.py")}
+        clashes += [f"{init.relative_to(PACKAGE.parent)}: {name}" for name in sorted(exports & submodules)]
+    assert not clashes, "exported names that are also submodules:\n" + "\n".join(clashes)

@@ -15,7 +15,7 @@ _EXPORTS = {
     "rank_handlers": "handlers",
     "param_groups": "optim",
     "cosine_schedule": "schedules",
-    "trained_backbone": "trained_backbone",
+    "trained_backbone": "weights_preset",
     "UniMedITrainer": "trainer",
     "training_scalars": "trainer",
     "unwrap_model": "trainer",
