@@ -35,7 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "pretrain" / "configs"
 
 ROWS: dict[str, tuple[str, list[str]]] = {
-    "a": ("VL contrastive only", ["--mask_ratio", "0.0", "--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"]),
+    "a": (
+        "VL contrastive only",
+        ["--mask_ratio", "0.0", "--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"],
+    ),
     "b": ("+ attention-guided masking", ["--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"]),
     "c": ("+ L_icl and L_pcl", ["--slice_selection", "uniform"]),
     "d": ("+ attentive slice selection (UniMedI)", []),
@@ -56,9 +59,28 @@ COLUMNS = (
 
 def _run(configs: list[str], root: Path, args: list[str]) -> None:
     files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--meta_file", str(CONFIGS / "metadata.json"),
-           "--logging_file", str(CONFIGS / "logging.conf"), "--bundle_root", str(root)] + args
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        files,
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+        "--bundle_root",
+        str(root),
+    ] + args
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        CI="1",
+    )
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"bundle run failed in {root}:\n{proc.stderr[-3000:]}")
@@ -74,10 +96,17 @@ def run_row(row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: li
         root.mkdir(parents=True, exist_ok=True)
         os.symlink(work / "demo_data", root / "demo_data")  # one generated training set for every row
         os.symlink(work / "demo_eval_data", root / "demo_eval_data")
-    common = ["--max_epochs", str(epochs), "--mask_warmup_epochs", str(max(epochs // 2, 1)), "--seed", str(seed)] + ROWS[row][1] + extra
+    common = (
+        ["--max_epochs", str(epochs), "--mask_warmup_epochs", str(max(epochs // 2, 1)), "--seed", str(seed)]
+        + ROWS[row][1]
+        + extra
+    )
     _run(["train.yaml"], root, common)
-    _run(["train.yaml", "evaluate.yaml"], root, common + [
-        "--eval_demo", f"{{'n_xray': {eval_n}, 'n_ct': {eval_n}, 'seed': 1000, 'val_fraction': 0.0}}"])
+    _run(
+        ["train.yaml", "evaluate.yaml"],
+        root,
+        common + ["--eval_demo", f"{{'n_xray': {eval_n}, 'n_ct': {eval_n}, 'seed': 1000, 'val_fraction': 0.0}}"],
+    )
     if not (work / "demo_data").exists():
         os.symlink(root / "demo_data", work / "demo_data")
         os.symlink(root / "demo_eval_data", work / "demo_eval_data")
@@ -107,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--eval-n", type=int, default=128, help="X-rays and CTs of the held-out evaluation set")
-    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "ablation_runs", help="run folders (reused when complete)")
+    p.add_argument(
+        "--work", type=Path, default=REPO / "benchmarks" / "ablation_runs", help="run folders (reused when complete)"
+    )
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("overrides", nargs="*", help="extra bundle overrides for every row, e.g. --batch_size 8 (after --)")
     args = p.parse_args(argv)
@@ -119,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             t = time.time()
             results.setdefault(row, []).append(run_row(row, seed, args.epochs, args.work, args.eval_n, args.overrides))
             print(f"[ablation] row {row} seed {seed}: {time.time() - t:.0f} s", flush=True)
-    print(f"\n{args.epochs} epochs x 24 steps, seeds {args.seeds}, mean over seeds; value (baseline: chance, random "
-          f"selection or random-init probe); {time.time() - start:.0f} s in all\n")
+    print(
+        f"\n{args.epochs} epochs x 24 steps, seeds {args.seeds}, mean over seeds; value (baseline: chance, random "
+        f"selection or random-init probe); {time.time() - start:.0f} s in all\n"
+    )
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -37,8 +37,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from common import (  # noqa: F401  (re-exported: the comparison pieces used to live here)
@@ -86,7 +87,9 @@ def bench_size(
     train_rows, teacher_rows = [], []
     worst = 0.0
     for length in lengths:
-        t_row, f_row, diff = bench_length(ours, monai_models, preset, length, args.batch, args.warmup, args.repeats, dtype)
+        t_row, f_row, diff = bench_length(
+            ours, monai_models, preset, length, args.batch, args.warmup, args.repeats, dtype
+        )
         worst = max(worst, diff)
         train_rows.append(t_row)
         teacher_rows.append(f_row)
@@ -102,8 +105,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; defaults for batch, warm-up and repeats depend on the device."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "fp32", "bf16"], default="float32",
-                        help="bfloat16 (bf16) uses autocast")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "fp32", "bf16"],
+        default="float32",
+        help="bfloat16 (bf16) uses autocast",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile every variant (ours and MONAI's)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 2 on CPU, 32 on CUDA)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5 on CPU, 20 on CUDA)")
@@ -201,34 +208,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n1. Backbone forward+backward, median ms ({args.dtype}; target ours/MONAI <= {TRAIN_TARGET})\n")
     print(
         format_table(
-            ["size", "tokens", "batch", "ours ms", "MONAI ms", "MONAI(save_attn) ms", "MONAI(flash) ms",
-             "ours/MONAI", "ours/MONAI(flash)"],
             [
-                [r["size"], r["tokens"], r["batch"], r["ours_ms"], r["monai_ms"], r["monai_save_attn_ms"],
-                 r["monai_flash_ms"], r["ratio_ours_monai"], r["ratio_ours_monai_flash"]]
+                "size",
+                "tokens",
+                "batch",
+                "ours ms",
+                "MONAI ms",
+                "MONAI(save_attn) ms",
+                "MONAI(flash) ms",
+                "ours/MONAI",
+                "ours/MONAI(flash)",
+            ],
+            [
+                [
+                    r["size"],
+                    r["tokens"],
+                    r["batch"],
+                    r["ours_ms"],
+                    r["monai_ms"],
+                    r["monai_save_attn_ms"],
+                    r["monai_flash_ms"],
+                    r["ratio_ours_monai"],
+                    r["ratio_ours_monai_flash"],
+                ]
                 for r in train_rows
             ],
         )
     )
     print(
-        "\n2. Teacher forward (eval, no grad), median ms "
-        f"(target with/without [CLS] attention <= {TEACHER_TARGET})\n"
+        f"\n2. Teacher forward (eval, no grad), median ms (target with/without [CLS] attention <= {TEACHER_TARGET})\n"
     )
     print(
         format_table(
-            ["size", "tokens", "batch", "ours ms", "ours+last ms", "ours+all ms", "last/none", "all/none",
-             "MONAI ms", "MONAI(save_attn)+CLS ms"],
             [
-                [r["size"], r["tokens"], r["batch"], r["ours_ms"], r["ours_last_ms"], r["ours_all_ms"],
-                 r["ratio_last_none"], r["ratio_all_none"], r["monai_ms"], r["monai_save_attn_cls_ms"]]
+                "size",
+                "tokens",
+                "batch",
+                "ours ms",
+                "ours+last ms",
+                "ours+all ms",
+                "last/none",
+                "all/none",
+                "MONAI ms",
+                "MONAI(save_attn)+CLS ms",
+            ],
+            [
+                [
+                    r["size"],
+                    r["tokens"],
+                    r["batch"],
+                    r["ours_ms"],
+                    r["ours_last_ms"],
+                    r["ours_all_ms"],
+                    r["ratio_last_none"],
+                    r["ratio_all_none"],
+                    r["monai_ms"],
+                    r["monai_save_attn_cls_ms"],
+                ]
                 for r in teacher_rows
             ],
         )
     )
-    missed = [f"train {r['size']} L={r['tokens']} ({r['ratio_ours_monai']:.3f})" for r in train_rows
-              if r["ratio_ours_monai"] > TRAIN_TARGET]
-    missed += [f"teacher {r['size']} L={r['tokens']} {k} ({r[f'ratio_{k}_none']:.3f})" for r in teacher_rows
-               for k in ("last", "all") if r[f"ratio_{k}_none"] > TEACHER_TARGET]
+    missed = [
+        f"train {r['size']} L={r['tokens']} ({r['ratio_ours_monai']:.3f})"
+        for r in train_rows
+        if r["ratio_ours_monai"] > TRAIN_TARGET
+    ]
+    missed += [
+        f"teacher {r['size']} L={r['tokens']} {k} ({r[f'ratio_{k}_none']:.3f})"
+        for r in teacher_rows
+        for k in ("last", "all")
+        if r[f"ratio_{k}_none"] > TEACHER_TARGET
+    ]
     print(f"\ntargets missed: {', '.join(missed) if missed else 'none'}")
     print(f"elapsed {meta['elapsed_s']:.0f} s, CPU utilisation {meta['cpu_utilisation']:.2f} per thread")
     if device.type == "cpu" and meta["cpu_utilisation"] < 0.85:

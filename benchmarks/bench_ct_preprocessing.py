@@ -40,11 +40,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
 from common import REPO, cpu_name, format_table, load_average
 
 TIME_TARGET = 1.5
@@ -176,8 +176,9 @@ def bench_cache(volume: Path, n: int, epochs: int, workdir: Path) -> list[dict[s
         cache_dir = workdir / f"cache_{cache}"
         times = []
         start = time.perf_counter()
-        ds = build_pretrain_dataset(items, None, ct_transforms(spatial_size=SIZE, train=True), cache=cache,
-                                    cache_dir=cache_dir, progress=False)
+        ds = build_pretrain_dataset(
+            items, None, ct_transforms(spatial_size=SIZE, train=True), cache=cache, cache_dir=cache_dir, progress=False
+        )
         for epoch in range(epochs):
             if epoch > 0:
                 start = time.perf_counter()
@@ -186,16 +187,28 @@ def bench_cache(volume: Path, n: int, epochs: int, workdir: Path) -> list[dict[s
                 assert tuple(sample["image"].shape) == (1, *SIZE)
             times.append(time.perf_counter() - start)
         later = statistics.median(times[1:])
-        rows.append({"cache": cache, "volumes": n, "first_epoch_s": times[0], "cached_epoch_s": later,
-                     "speedup": times[0] / later, "epochs_s": [round(t, 4) for t in times]})
+        rows.append(
+            {
+                "cache": cache,
+                "volumes": n,
+                "first_epoch_s": times[0],
+                "cached_epoch_s": later,
+                "speedup": times[0] / later,
+                "epochs_s": [round(t, 4) for t in times],
+            }
+        )
     return rows
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "unimedi_ct_bench",
-                        help="where the synthetic volumes are written once and reused")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "unimedi_ct_bench",
+        help="where the synthetic volumes are written once and reused",
+    )
     parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300], help="volume size (x y z)")
     parser.add_argument("--spacing", type=float, nargs=3, default=[0.7, 0.7, 1.0], help="voxel spacing (mm)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -204,8 +217,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-cache", action="store_true")
     parser.add_argument("--volumes", type=int, default=4, help="CTs in the cached-epoch dataset")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the cached-epoch run (first + cached)")
-    parser.add_argument("--cache-shape", type=int, nargs=3, default=None,
-                        help="size of the volume used for the cached-epoch run (default: --shape)")
+    parser.add_argument(
+        "--cache-shape",
+        type=int,
+        nargs=3,
+        default=None,
+        help="size of the volume used for the cached-epoch run (default: --shape)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     args.cache_shape = args.cache_shape or args.shape
@@ -237,12 +255,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  took {meta['write_s']:.1f} s", flush=True)
         rows = bench_preprocessing(path, args.methods, args.repeats)
         out["preprocessing"] = rows
-        print(f"\n4a. CT pre-processing of one {'x'.join(map(str, args.shape))} int16 .nii.gz to 128x128x32 "
-              f"(median of {args.repeats}, fresh process each; targets: ours/sitk <= {TIME_TARGET}, "
-              f"peak <= {MEMORY_TARGET_MB:.0f} MB)\n")
-        print(format_table(["method", "seconds", "ratio to sitk", "peak MB", "MB after imports"],
-                           [[r["method"], f"{r['seconds']:.3f}", r["ratio_to_sitk"], f"{r['peak_mb']:.0f}",
-                             f"{r['after_imports_mb']:.0f}"] for r in rows]))
+        print(
+            f"\n4a. CT pre-processing of one {'x'.join(map(str, args.shape))} int16 .nii.gz to 128x128x32 "
+            f"(median of {args.repeats}, fresh process each; targets: ours/sitk <= {TIME_TARGET}, "
+            f"peak <= {MEMORY_TARGET_MB:.0f} MB)\n"
+        )
+        print(
+            format_table(
+                ["method", "seconds", "ratio to sitk", "peak MB", "MB after imports"],
+                [
+                    [
+                        r["method"],
+                        f"{r['seconds']:.3f}",
+                        r["ratio_to_sitk"],
+                        f"{r['peak_mb']:.0f}",
+                        f"{r['after_imports_mb']:.0f}",
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     if not args.skip_cache:
         name = "ct_{}x{}x{}.nii.gz".format(*args.cache_shape)
         path = args.cache_dir / name
@@ -251,11 +283,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(dir=args.cache_dir) as work:
             rows = bench_cache(path, args.volumes, args.epochs, Path(work))
         out["cache"] = rows
-        print(f"\n4b. Cached epochs: {args.volumes} CTs of {'x'.join(map(str, args.cache_shape))}, "
-              f"ct_transforms(train=True), {args.epochs} epochs (target first/cached >= {CACHE_TARGET})\n")
-        print(format_table(["cache", "volumes", "first epoch s", "cached epoch s", "first/cached"],
-                           [[r["cache"], r["volumes"], f"{r['first_epoch_s']:.2f}", f"{r['cached_epoch_s']:.4f}",
-                             f"{r['speedup']:.0f}"] for r in rows]))
+        print(
+            f"\n4b. Cached epochs: {args.volumes} CTs of {'x'.join(map(str, args.cache_shape))}, "
+            f"ct_transforms(train=True), {args.epochs} epochs (target first/cached >= {CACHE_TARGET})\n"
+        )
+        print(
+            format_table(
+                ["cache", "volumes", "first epoch s", "cached epoch s", "first/cached"],
+                [
+                    [
+                        r["cache"],
+                        r["volumes"],
+                        f"{r['first_epoch_s']:.2f}",
+                        f"{r['cached_epoch_s']:.4f}",
+                        f"{r['speedup']:.0f}",
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     meta["load_average_end"] = load_average()
     missed = []
     for r in out.get("preprocessing", []):
@@ -264,8 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r["method"] == "ours" and r["peak_mb"] > MEMORY_TARGET_MB:
             missed.append(f"memory ({r['peak_mb']:.0f} MB)")
     missed += [f"cache {r['cache']} ({r['speedup']:.1f}x)" for r in out.get("cache", []) if r["speedup"] < CACHE_TARGET]
-    print(f"\ntargets missed: {', '.join(missed) if missed else 'none'}   load {meta['load_average_start']} -> "
-          f"{meta['load_average_end']}")
+    print(
+        f"\ntargets missed: {', '.join(missed) if missed else 'none'}   load {meta['load_average_start']} -> "
+        f"{meta['load_average_end']}"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

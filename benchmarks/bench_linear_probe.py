@@ -29,13 +29,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-import torch
-
 import common  # noqa: F401  (first: puts the checkout on sys.path when the package is not installed)
+import torch
 
 from unimedi_monai.classification import get_task, train_linear_probe  # noqa: E402
 from unimedi_monai.classification.tasks import fraction_indices  # noqa: E402
@@ -86,7 +84,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.n, args.n_val, args.epochs, args.preset, args.batches = 2_000, 500, 100, "tiny", 2
     device = torch.device(args.device)
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1) * 0.5:
-        print(f"warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: timings are inflated by other processes")
+        print(
+            f"warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: timings are inflated by other processes"
+        )
     torch.manual_seed(0)
     task = get_task("covidx")
     net = UniMedIClassifier(task.num_classes, args.preset, freeze_encoder=True).to(device).eval()
@@ -126,21 +126,38 @@ def main(argv: list[str] | None = None) -> dict:
 
     n_all = args.n + args.n_val
     cached_total = n_all * t_extract + sum(r["seconds"] for r in probe.values())
-    uncached_total = sum(args.epochs * r["n_train"] * t_through + args.n_val * t_extract * (args.epochs // 10) for r in probe.values())
-    print(f"\nlinear probe, {args.n} training + {args.n_val} validation feature vectors of width {width}, "
-          f"{args.epochs} epochs, device {device}")
+    uncached_total = sum(
+        args.epochs * r["n_train"] * t_through + args.n_val * t_extract * (args.epochs // 10) for r in probe.values()
+    )
+    print(
+        f"\nlinear probe, {args.n} training + {args.n_val} validation feature vectors of width {width}, "
+        f"{args.epochs} epochs, device {device}"
+    )
     print(f"{'data_pct':>8} {'n_train':>8} {'probe s':>9} {'val acc':>8}")
     for pct, r in probe.items():
         print(f"{pct:>8} {r['n_train']:>8} {r['seconds']:>9.2f} {r['val_accuracy']:>8.3f}")
-    print(f"\nfeature extraction ({args.preset}, 224x224, batch {args.batch}): {t_extract * 1000:.1f} ms/image "
-          f"({1 / t_extract:.1f} images/s); one pass over {n_all} images: {n_all * t_extract / 60:.1f} min")
+    print(
+        f"\nfeature extraction ({args.preset}, 224x224, batch {args.batch}): {t_extract * 1000:.1f} ms/image "
+        f"({1 / t_extract:.1f} images/s); one pass over {n_all} images: {n_all * t_extract / 60:.1f} min"
+    )
     print(f"baseline, head trained through the frozen encoder: {t_through * 1000:.1f} ms/image/step")
-    print(f"1% + 10% + 100% runs: with the cache {cached_total / 60:.1f} min (projected from the timings above), "
-          f"without {uncached_total / 3600:.1f} h; ratio without/with {uncached_total / cached_total:.0f}x")
+    print(
+        f"1% + 10% + 100% runs: with the cache {cached_total / 60:.1f} min (projected from the timings above), "
+        f"without {uncached_total / 3600:.1f} h; ratio without/with {uncached_total / cached_total:.0f}x"
+    )
     out = {
-        "device": str(device), "preset": args.preset, "width": width, "n": args.n, "n_val": args.n_val, "epochs": args.epochs,
-        "probe": {str(k): v for k, v in probe.items()}, "extract_s_per_image": t_extract, "through_encoder_s_per_image": t_through,
-        "cached_total_s": cached_total, "uncached_total_s": uncached_total, "ratio": uncached_total / cached_total,
+        "device": str(device),
+        "preset": args.preset,
+        "width": width,
+        "n": args.n,
+        "n_val": args.n_val,
+        "epochs": args.epochs,
+        "probe": {str(k): v for k, v in probe.items()},
+        "extract_s_per_image": t_extract,
+        "through_encoder_s_per_image": t_through,
+        "cached_total_s": cached_total,
+        "uncached_total_s": uncached_total,
+        "ratio": uncached_total / cached_total,
     }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -40,11 +40,11 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-
 from common import (  # noqa: F401  (re-exported: the step pieces used to live here)
     GEMM_N,
     REPORTS,
@@ -61,6 +61,7 @@ from common import (  # noqa: F401  (re-exported: the step pieces used to live h
 
 CPU_TARGET = 0.70
 GPU_TARGET = 0.35
+
 
 def bench_preset(preset: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """Time one preset's training step against the GEMM rate, interleaved; returns a result row."""
@@ -81,7 +82,7 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device, dt
     for _ in range(args.repeats):
         gemm_ms.append(timer(gemm))
         holder: list[float] = []
-        step_ms.append(timer(lambda: holder.append(step())))
+        step_ms.append(timer(lambda holder=holder, step=step: holder.append(step())))
         losses += holder
     med_step = statistics.median(step_ms)
     med_gemm = statistics.median(gemm_ms)
@@ -100,7 +101,7 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device, dt
         "gemm_gflops": gemm_rate / 1e9,
         "fraction_of_gemm": achieved / gemm_rate,
         "per_op_gflop": {k: v / 1e9 for k, v in per_op.items()},
-        "phase_ms": {k: statistics.median(v[-args.repeats:]) for k, v in phases.items()},
+        "phase_ms": {k: statistics.median(v[-args.repeats :]) for k, v in phases.items()},
         "step_ms_all": [round(t, 1) for t in step_ms],
         "gemm_ms_all": [round(t, 2) for t in gemm_ms],
         "losses": [round(v, 4) for v in losses],
@@ -118,8 +119,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ct", type=int, default=2, help="CT volumes per batch (128x128x32)")
     parser.add_argument("--ct-size", type=int, nargs=3, default=[128, 128, 32], help="CT size H W D")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "fp32", "bf16"],
-                        help="autocast dtype; default float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "fp32", "bf16"],
+        help="autocast dtype; default float32 on CPU, bfloat16 on CUDA",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the student and teacher backbones")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 CPU, 5 CUDA)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps (default 3 CPU, 20 CUDA)")
@@ -130,7 +135,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write medians and raw timings here")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
-    args.dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(args.dtype, args.dtype) or ("bfloat16" if cuda else "float32")
+    args.dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(args.dtype, args.dtype) or (
+        "bfloat16" if cuda else "float32"
+    )
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     args.repeats = args.repeats if args.repeats is not None else (20 if cuda else 3)
     if args.xray < 0 or args.ct < 0 or args.xray + args.ct == 0:
@@ -144,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table (and profiles), optionally write JSON; returns the exit status."""
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda was asked for but torch.cuda.is_available() is False; use --device cpu.",
-              file=sys.stderr)
+        print(
+            "error: --device cuda was asked for but torch.cuda.is_available() is False; use --device cpu.",
+            file=sys.stderr,
+        )
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,8 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     if device.type == "cpu" and (meta["load_average_start"] or 0.0) > 0.5:
-        print(f"warning: 1-minute load average {meta['load_average_start']} on {os.cpu_count()} cores: "
-              "other processes compete for the CPU; both the steps and the GEMM baseline will be slowed.", flush=True)
+        print(
+            f"warning: 1-minute load average {meta['load_average_start']} on {os.cpu_count()} cores: "
+            "other processes compete for the CPU; both the steps and the GEMM baseline will be slowed.",
+            flush=True,
+        )
     start, cpu_start = time.perf_counter(), time.process_time()
     rows = []
     for preset in args.presets:
@@ -188,30 +200,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["load_average_end"] = load_average()
     target = GPU_TARGET if device.type == "cuda" else CPU_TARGET
     gemm_label = "bf16" if device.type == "cuda" and dtype == torch.bfloat16 else "fp32"
-    print(f"\n3. Pre-training step ({args.xray} X-rays 224^2 + {args.ct} CTs {'x'.join(map(str, args.ct_size))}, "
-          f"{args.dtype}); "
-          f"baseline: {args.gemm_size}x{args.gemm_size} {gemm_label} GEMM in the same run; target >= {target}\n")
-    print(format_table(
-        ["preset", "params M", "step ms", "samples/s", "GFLOP/step", "achieved GFLOP/s", "GEMM GFLOP/s",
-         "fraction of GEMM"],
-        [[r["preset"], f"{r['params_M']}", r["step_ms"], r["samples_per_s"], r["gflop_per_step"],
-          r["achieved_gflops"], r["gemm_gflops"], r["fraction_of_gemm"]] for r in rows],
-    ))
+    print(
+        f"\n3. Pre-training step ({args.xray} X-rays 224^2 + {args.ct} CTs {'x'.join(map(str, args.ct_size))}, "
+        f"{args.dtype}); "
+        f"baseline: {args.gemm_size}x{args.gemm_size} {gemm_label} GEMM in the same run; target >= {target}\n"
+    )
+    print(
+        format_table(
+            [
+                "preset",
+                "params M",
+                "step ms",
+                "samples/s",
+                "GFLOP/step",
+                "achieved GFLOP/s",
+                "GEMM GFLOP/s",
+                "fraction of GEMM",
+            ],
+            [
+                [
+                    r["preset"],
+                    f"{r['params_M']}",
+                    r["step_ms"],
+                    r["samples_per_s"],
+                    r["gflop_per_step"],
+                    r["achieved_gflops"],
+                    r["gemm_gflops"],
+                    r["fraction_of_gemm"],
+                ]
+                for r in rows
+            ],
+        )
+    )
     for r in rows:
-        print(f"\n{r['preset']}: median ms per part of the step: "
-              + ", ".join(f"{k} {v:.0f}" for k, v in r["phase_ms"].items()))
-        print(f"{r['preset']}: matmul GFLOP of one step by op: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in r["per_op_gflop"].items()))
+        print(
+            f"\n{r['preset']}: median ms per part of the step: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r["phase_ms"].items())
+        )
+        print(
+            f"{r['preset']}: matmul GFLOP of one step by op: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in r["per_op_gflop"].items())
+        )
         if "profile" in r:
             prof = r["profile"]
-            print(f"{r['preset']}: profile of one step: {prof['total_ms']:.0f} ms of aten self time, "
-                  f"{prof['matmul_ms']:.0f} ms ({prof['matmul_ms'] / max(prof['total_ms'], 1e-9):.0%}) in matrix "
-                  f"products, {prof['other_ms']:.0f} ms elsewhere; top ops:")
+            print(
+                f"{r['preset']}: profile of one step: {prof['total_ms']:.0f} ms of aten self time, "
+                f"{prof['matmul_ms']:.0f} ms ({prof['matmul_ms'] / max(prof['total_ms'], 1e-9):.0%}) in matrix "
+                f"products, {prof['other_ms']:.0f} ms elsewhere; top ops:"
+            )
             print(format_table(["op", "self ms", "calls"], [list(t) for t in prof["top"]]))
     missed = [f"{r['preset']} ({r['fraction_of_gemm']:.3f})" for r in rows if r["fraction_of_gemm"] < target]
     print(f"\ntargets missed: {', '.join(missed) if missed else 'none'}")
-    print(f"elapsed {meta['elapsed_s']:.0f} s, CPU utilisation {meta['cpu_utilisation']:.2f} per thread, "
-          f"load {meta['load_average_start']} -> {meta['load_average_end']}")
+    print(
+        f"elapsed {meta['elapsed_s']:.0f} s, CPU utilisation {meta['cpu_utilisation']:.2f} per thread, "
+        f"load {meta['load_average_start']} -> {meta['load_average_end']}"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

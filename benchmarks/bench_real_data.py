@@ -39,9 +39,28 @@ def data_dir() -> Path:
 def _run(bundle: str, configs: list[str], root: Path, args: list[str]) -> None:
     cfg = REPO / "bundles" / bundle / "configs"
     files = "[" + ",".join(f"'{cfg / c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--meta_file", str(cfg / "metadata.json"),
-           "--logging_file", str(cfg / "logging.conf"), "--bundle_root", str(root)] + args
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        files,
+        "--meta_file",
+        str(cfg / "metadata.json"),
+        "--logging_file",
+        str(cfg / "logging.conf"),
+        "--bundle_root",
+        str(root),
+    ] + args
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        CI="1",
+    )
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{bundle} run failed in {root}:\n{proc.stderr[-3000:]}")
@@ -60,21 +79,56 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.time()
     pre = args.work / "pretrain"
-    common = ["--dataset_dir", str(data), "--backbone", "demo", "--batch_size", str(args.batch_size), "--max_epochs", str(args.epochs),
-              "--lr", "5e-4", "--teacher_momentum", "0.99", "--teacher_momentum_end", "0.996",
-              "--mask_warmup_epochs", str(max(args.epochs // 2, 1)), "--num_workers", "0"]
+    common = [
+        "--dataset_dir",
+        str(data),
+        "--backbone",
+        "demo",
+        "--batch_size",
+        str(args.batch_size),
+        "--max_epochs",
+        str(args.epochs),
+        "--lr",
+        "5e-4",
+        "--teacher_momentum",
+        "0.99",
+        "--teacher_momentum_end",
+        "0.996",
+        "--mask_warmup_epochs",
+        str(max(args.epochs // 2, 1)),
+        "--num_workers",
+        "0",
+    ]
     if not (pre / "eval" / "metrics.json").is_file():
         _run("pretrain", ["train.yaml"], pre, common)
         _run("pretrain", ["train.yaml", "evaluate.yaml"], pre, common + ["--eval_probe", "false"])
     m = json.loads((pre / "eval" / "metrics.json").read_text())
-    rows = {"pretrain_val": {k: m[k] for k in ("i2t_R@5", "t2i_R@5", "chance_R@5", "i2t_R@1", "t2i_R@1", "chance_R@1") if k in m}}
+    rows = {
+        "pretrain_val": {
+            k: m[k] for k in ("i2t_R@5", "t2i_R@5", "chance_R@5", "i2t_R@1", "t2i_R@1", "chance_R@1") if k in m
+        }
+    }
     probe = {}
     for init in ("pretrained", "random"):
         root = args.work / f"covidx_{init}"
         if not (root / "eval" / "metrics.json").is_file():
-            _run("covidx_classification", ["train.yaml"], root, [
-                "--dataset_dir", str(data / "covidx"), "--backbone", "demo", "--init", init,
-                "--pretrained_path", str(pre / "models" / "model.pt"), "--num_workers", "0"])
+            _run(
+                "covidx_classification",
+                ["train.yaml"],
+                root,
+                [
+                    "--dataset_dir",
+                    str(data / "covidx"),
+                    "--backbone",
+                    "demo",
+                    "--init",
+                    init,
+                    "--pretrained_path",
+                    str(pre / "models" / "model.pt"),
+                    "--num_workers",
+                    "0",
+                ],
+            )
         probe[init] = json.loads((root / "eval" / "metrics.json").read_text())
     rows["covidx_probe_auc"] = {init: probe[init].get("auc") for init in probe}
     v = rows["pretrain_val"]
@@ -82,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     print("| check | value | baseline | ratio / difference | target |\n|---|---|---|---|---|")
     for d in ("i2t", "t2i"):
         ratio = v[f"{d}_R@5"] / v["chance_R@5"]
-        print(f"| validation {d} R@5 | {v[f'{d}_R@5']:.3f} | chance {v['chance_R@5']:.3f} | {ratio:.2f}x | >= 1.5x {'met' if ratio >= 1.5 else 'NOT met'} |")
+        print(
+            f"| validation {d} R@5 | {v[f'{d}_R@5']:.3f} | chance {v['chance_R@5']:.3f} | {ratio:.2f}x | >= 1.5x {'met' if ratio >= 1.5 else 'NOT met'} |"
+        )
     a, b = rows["covidx_probe_auc"]["pretrained"], rows["covidx_probe_auc"]["random"]
-    print(f"| COVIDx probe macro AUC | {a:.3f} | random init {b:.3f} | {a - b:+.3f} | > 0 {'met' if a > b else 'NOT met'} |")
+    print(
+        f"| COVIDx probe macro AUC | {a:.3f} | random init {b:.3f} | {a - b:+.3f} | > 0 {'met' if a > b else 'NOT met'} |"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

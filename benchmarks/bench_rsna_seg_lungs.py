@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from common import REPO as REPO_ROOT  # first: puts the checkout on sys.path when the package is not installed
 
 from unimedi_monai.data.datalist import split_by_patient  # noqa: E402
@@ -63,24 +62,56 @@ def write_datalist(items: list[dict], folder: Path, test_fraction: float, val_fr
     train, val = split_by_patient(rest, val_fraction, seed)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "datalist.json"
-    path.write_text(json.dumps({"description": "covid_cxr_notes lung masks (read in place)", "labels": {"0": "background", "1": "lung"},
-                                "training": train, "validation": val, "test": test}, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "description": "covid_cxr_notes lung masks (read in place)",
+                "labels": {"0": "background", "1": "lung"},
+                "training": train,
+                "validation": val,
+                "test": test,
+            },
+            indent=1,
+        )
+    )
     return path
 
 
 def _env() -> dict:
-    return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1", PYTHONUTF8="1",
-                PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        CI="1",
+        PYTHONUTF8="1",
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
 
 
 def run_bundle(bundle: Path, configs: list[str], root: Path, args: list[str]) -> str:
     """``python -m monai.bundle run`` of ``bundle`` with outputs under ``root``; the log on failure."""
     files = "[" + ",".join(f"'{bundle / 'configs' / c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--meta_file", str(bundle / "configs" / "metadata.json"),
-           "--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(root), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        files,
+        "--meta_file",
+        str(bundle / "configs" / "metadata.json"),
+        "--logging_file",
+        str(bundle / "configs" / "logging.conf"),
+        "--bundle_root",
+        str(root),
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(configs)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(configs)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout + proc.stderr
 
 
@@ -103,26 +134,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared-data", type=Path, default=DEFAULT_SHARED, help="folder holding covid_cxr_notes/")
     parser.add_argument("--workdir", type=Path, default=None, help="outputs (default: a temporary folder)")
-    parser.add_argument("--pretrained", type=Path, default=None, help="a pre-training models/model.pt (default: a demo pre-training run here)")
-    parser.add_argument("--pretrain-args", default="", help="extra arguments of the demo pre-training run, e.g. \"--max_epochs 6\"")
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="a pre-training models/model.pt (default: a demo pre-training run here)",
+    )
+    parser.add_argument(
+        "--pretrain-args", default="", help='extra arguments of the demo pre-training run, e.g. "--max_epochs 6"'
+    )
     parser.add_argument("--backbone", default="demo")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--decoder-channels", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--label-fraction", type=float, default=1.0, help="share of the training X-rays used (the bundle's label_fraction)")
+    parser.add_argument(
+        "--label-fraction",
+        type=float,
+        default=1.0,
+        help="share of the training X-rays used (the bundle's label_fraction)",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu | cuda (default: the bundle's choice)")
-    parser.add_argument("--inits", default="pretrained,random", help="which encoder initialisations to run (comma-separated)")
+    parser.add_argument(
+        "--inits", default="pretrained,random", help="which encoder initialisations to run (comma-separated)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
 
     data_root = args.shared_data / "covid_cxr_notes"
     if not (data_root / "masks").is_dir():
-        print(f"lung masks not found at {data_root / 'masks'}; clone with ../shared beside the repository or set UNIMEDI_SHARED_DATA.")
+        print(
+            f"lung masks not found at {data_root / 'masks'}; clone with ../shared beside the repository or set UNIMEDI_SHARED_DATA."
+        )
         return 2
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_rsna_seg_lungs-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -148,10 +195,34 @@ def main(argv: list[str] | None = None) -> int:
         pretrained, source = args.pretrained.resolve(), f"checkpoint {args.pretrained}"
     pretrain_s = time.perf_counter() - started
 
-    common = ["--dataset", "datalist", "--dataset_dir", str(datalist.parent), "--class_names", "['lung']", "--backbone", args.backbone,
-              "--image_size", str(args.image_size), "--decoder_channels", str(args.decoder_channels), "--max_epochs", str(args.epochs),
-              "--val_interval", "1", "--batch_size", str(args.batch_size), "--lr", str(args.lr), "--num_workers", "0", "--seed", str(args.seed),
-              "--label_fraction", str(args.label_fraction)]
+    common = [
+        "--dataset",
+        "datalist",
+        "--dataset_dir",
+        str(datalist.parent),
+        "--class_names",
+        "['lung']",
+        "--backbone",
+        args.backbone,
+        "--image_size",
+        str(args.image_size),
+        "--decoder_channels",
+        str(args.decoder_channels),
+        "--max_epochs",
+        str(args.epochs),
+        "--val_interval",
+        "1",
+        "--batch_size",
+        str(args.batch_size),
+        "--lr",
+        str(args.lr),
+        "--num_workers",
+        "0",
+        "--seed",
+        str(args.seed),
+        "--label_fraction",
+        str(args.label_fraction),
+    ]
     if args.device:
         common += ["--device", f"$torch.device('{args.device}')"]
     results = {}
@@ -160,32 +231,61 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--init", init, "--pretrained_path", str(pretrained)]
         t0 = time.perf_counter()
         log = run_bundle(BUNDLE, ["train.yaml"], root, common + extra)
-        loaded = next((line.split(" - ")[-1] for line in log.splitlines() if "pre-trained student encoder from" in line), None)
+        loaded = next(
+            (line.split(" - ")[-1] for line in log.splitlines() if "pre-trained student encoder from" in line), None
+        )
         if init == "pretrained" and loaded is None:
             raise RuntimeError(f"the pretrained run logged no encoder load:\n{log[-2000:]}")
         run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], root, common)
         metrics = json.loads((root / "eval" / "metrics.json").read_text())
         best = json.loads((root / "eval" / "best_validation.json").read_text())
-        results[init] = {"test_dice": metrics["dice"], "test_iou": metrics["iou"], "best_val_dice": best["mean_dice"], "best_epoch": best["epoch"],
-                         "seconds": round(time.perf_counter() - t0, 1), "overlays": metrics.get("overlays"), "encoder_load": loaded}
+        results[init] = {
+            "test_dice": metrics["dice"],
+            "test_iou": metrics["iou"],
+            "best_val_dice": best["mean_dice"],
+            "best_epoch": best["epoch"],
+            "seconds": round(time.perf_counter() - t0, 1),
+            "overlays": metrics.get("overlays"),
+            "encoder_load": loaded,
+        }
     trivial = trivial_foreground_dice(datalist, args.image_size)
 
-    print(f"lung segmentation on covid_cxr_notes/masks: {sizes['training']} train / {sizes['validation']} val / {sizes['test']} test X-rays "
-          f"(patient split, seed {args.seed}); backbone {args.backbone}, {args.image_size} px, {args.epochs} epochs, "
-          f"label fraction {args.label_fraction:g}")
+    print(
+        f"lung segmentation on covid_cxr_notes/masks: {sizes['training']} train / {sizes['validation']} val / {sizes['test']} test X-rays "
+        f"(patient split, seed {args.seed}); backbone {args.backbone}, {args.image_size} px, {args.epochs} epochs, "
+        f"label fraction {args.label_fraction:g}"
+    )
     print(f"pre-trained encoder: {source}")
     print(f"{'init':<12}{'test Dice':>10}{'test IoU':>10}{'best val Dice':>15}{'epoch':>7}{'time s':>9}")
     for init, r in results.items():
-        print(f"{init:<12}{r['test_dice']:>10.3f}{r['test_iou']:>10.3f}{r['best_val_dice']:>15.3f}{r['best_epoch']:>7}{r['seconds']:>9.0f}")
+        print(
+            f"{init:<12}{r['test_dice']:>10.3f}{r['test_iou']:>10.3f}{r['best_val_dice']:>15.3f}{r['best_epoch']:>7}{r['seconds']:>9.0f}"
+        )
     for init, r in results.items():
         if r["encoder_load"]:
             print(f"{init}: {r['encoder_load']}")
     print(f"{'all-lung':<12}{trivial:>10.3f}  (trivial mask)")
     if args.json:
-        args.json.write_text(json.dumps({"sizes": sizes, "settings": vars(args) | {"json": str(args.json), "shared_data": str(args.shared_data),
-                                         "workdir": str(work), "pretrained": str(pretrained)},
-                                         "pretrained_source": source, "pretrain_seconds": round(pretrain_s, 1), "results": results,
-                                         "trivial_all_foreground_dice": trivial}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "sizes": sizes,
+                    "settings": vars(args)
+                    | {
+                        "json": str(args.json),
+                        "shared_data": str(args.shared_data),
+                        "workdir": str(work),
+                        "pretrained": str(pretrained),
+                    },
+                    "pretrained_source": source,
+                    "pretrain_seconds": round(pretrain_s, 1),
+                    "results": results,
+                    "trivial_all_foreground_dice": trivial,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0
 
 

@@ -18,9 +18,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -133,7 +134,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v, h) for v, h in zip(row, headers)) + " |" for row in rows]
     return "\n".join(lines)
-
 
 
 # ------------------------------------------------------------------ our backbone against MONAI's ViT
@@ -440,12 +440,24 @@ REPORTS = (
 )
 # aten ops whose time counts as matrix-product work in the profile summary.
 _MATMUL_OPS = (
-    "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
-    "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution", "aten::convolution_backward",
-    "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
-    "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_flash_attention",
-    "aten::_efficient_attention_backward", "aten::_flash_attention_backward",
-    "aten::_scaled_dot_product_efficient_attention_backward", "aten::_scaled_dot_product_flash_attention_backward",
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::matmul",
+    "aten::linear",
+    "aten::convolution",
+    "aten::_convolution",
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+    "aten::_scaled_dot_product_efficient_attention",
+    "aten::_scaled_dot_product_flash_attention",
+    "aten::_efficient_attention_backward",
+    "aten::_flash_attention_backward",
+    "aten::_scaled_dot_product_efficient_attention_backward",
+    "aten::_scaled_dot_product_flash_attention_backward",
 )
 
 
@@ -599,7 +611,9 @@ def count_step_flops(step: Callable[[], float]) -> tuple[int, dict[str, int]]:
     return total, per_op
 
 
-def gemm_fn(device: torch.device, dtype: torch.dtype, n: int = GEMM_N, calls: int = 3) -> tuple[Callable[[], None], int]:
+def gemm_fn(
+    device: torch.device, dtype: torch.dtype, n: int = GEMM_N, calls: int = 3
+) -> tuple[Callable[[], None], int]:
     """A closure running ``calls`` ``n x n`` matmuls, and its FLOP count (``2 n^3`` per matmul)."""
     gemm_dtype = torch.float32 if device.type == "cpu" or dtype == torch.float32 else dtype
     a = torch.randn(n, n, device=device, dtype=gemm_dtype)
@@ -639,8 +653,6 @@ def profile_step(step: Callable[[], float], top: int = 15) -> dict[str, Any]:
         "other_ms": total - matmul,
         "top": [(e.key, round(self_ms(e), 1), int(e.count)) for e in ranked],
     }
-
-
 
 
 # ---------------------------------------------------------------------------- machines and results
@@ -716,7 +728,7 @@ class Deadline:
     def expired(self) -> bool:
         return self.left <= 0
 
-    def sub(self, seconds: float) -> "Deadline":
+    def sub(self, seconds: float) -> Deadline:
         """A budget of ``seconds`` from now, cut to what is left of this one."""
         return Deadline(max(0.0, min(seconds, self.left)))
 

@@ -57,12 +57,12 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-
 from common import (
     REPO,
     Deadline,
@@ -96,28 +96,87 @@ MFU_TARGET = 0.35
 
 PLANS: dict[str, dict[str, Any]] = {
     "gpu": {
-        "s1": {"preset": "base", "tokens": [197, 513, 769], "compile_tokens": [769, 197, 513], "batch": 32,
-               "warmup": 3, "repeats": 10, "compile_backend": "inductor"},
-        "s2": {"preset": "base", "batch": 64, "ct_size": [128, 128, 32], "warmup": 3, "repeats": 10,
-               "gemm_n": 8192, "bert": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-                                        "intermediate_size": 3072}},
-        "s3": {"xray_px": [2500, 2048], "ct_shape": [512, 512, 300], "n_png": 4, "n_jpeg": 4, "n_ct_files": 2,
-               "xray_items": 192, "ct_items": 64, "workers": [0, 4, 8, 16], "batch": 8, "window_s": 6.0,
-               "batch_timeout_s": 25.0},
-        "s4": {"backbone": "base", "demo": {"n_xray": 240, "n_ct": 120, "seed": 0}, "batch_size": None,
-               "num_workers": 4, "overhead_s": 55.0, "default_step_s": 0.25},
+        "s1": {
+            "preset": "base",
+            "tokens": [197, 513, 769],
+            "compile_tokens": [769, 197, 513],
+            "batch": 32,
+            "warmup": 3,
+            "repeats": 10,
+            "compile_backend": "inductor",
+        },
+        "s2": {
+            "preset": "base",
+            "batch": 64,
+            "ct_size": [128, 128, 32],
+            "warmup": 3,
+            "repeats": 10,
+            "gemm_n": 8192,
+            "bert": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+        },
+        "s3": {
+            "xray_px": [2500, 2048],
+            "ct_shape": [512, 512, 300],
+            "n_png": 4,
+            "n_jpeg": 4,
+            "n_ct_files": 2,
+            "xray_items": 192,
+            "ct_items": 64,
+            "workers": [0, 4, 8, 16],
+            "batch": 8,
+            "window_s": 6.0,
+            "batch_timeout_s": 25.0,
+        },
+        "s4": {
+            "backbone": "base",
+            "demo": {"n_xray": 240, "n_ct": 120, "seed": 0},
+            "batch_size": None,
+            "num_workers": 4,
+            "overhead_s": 55.0,
+            "default_step_s": 0.25,
+        },
     },
     "smoke": {
-        "s1": {"preset": "tiny", "tokens": [17, 33, 65], "compile_tokens": [17], "batch": 2,
-               "warmup": 1, "repeats": 2, "compile_backend": "eager"},
-        "s2": {"preset": "tiny", "batch": 4, "ct_size": [32, 32, 16], "warmup": 1, "repeats": 2,
-               "gemm_n": 256, "bert": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                       "intermediate_size": 128}},
-        "s3": {"xray_px": [320, 256], "ct_shape": [64, 64, 40], "n_png": 1, "n_jpeg": 1, "n_ct_files": 1,
-               "xray_items": 6, "ct_items": 2, "workers": [0, 1], "batch": 4, "window_s": 1.0,
-               "batch_timeout_s": 60.0},
-        "s4": {"backbone": "tiny", "demo": {"n_xray": 16, "n_ct": 8, "seed": 0}, "batch_size": 8,
-               "num_workers": 0, "overhead_s": 40.0, "default_step_s": 0.5, "max_epochs": 1},
+        "s1": {
+            "preset": "tiny",
+            "tokens": [17, 33, 65],
+            "compile_tokens": [17],
+            "batch": 2,
+            "warmup": 1,
+            "repeats": 2,
+            "compile_backend": "eager",
+        },
+        "s2": {
+            "preset": "tiny",
+            "batch": 4,
+            "ct_size": [32, 32, 16],
+            "warmup": 1,
+            "repeats": 2,
+            "gemm_n": 256,
+            "bert": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
+        },
+        "s3": {
+            "xray_px": [320, 256],
+            "ct_shape": [64, 64, 40],
+            "n_png": 1,
+            "n_jpeg": 1,
+            "n_ct_files": 1,
+            "xray_items": 6,
+            "ct_items": 2,
+            "workers": [0, 1],
+            "batch": 4,
+            "window_s": 1.0,
+            "batch_timeout_s": 60.0,
+        },
+        "s4": {
+            "backbone": "tiny",
+            "demo": {"n_xray": 16, "n_ct": 8, "seed": 0},
+            "batch_size": 8,
+            "num_workers": 0,
+            "overhead_s": 40.0,
+            "default_step_s": 0.5,
+            "max_epochs": 1,
+        },
     },
 }
 
@@ -160,15 +219,24 @@ class Results:
             f"elapsed {meta['elapsed_s']:.0f} s; dtype {meta['dtype']}",
             "",
         ]
-        status = [[SECTIONS[i], s.get("status", "?"), f"{s.get('wall_s', 0.0):.1f}", s.get("note", "")]
-                  for i in sorted(SECTIONS) if (s := data["sections"].get(SECTIONS[i]))]
+        status = [
+            [SECTIONS[i], s.get("status", "?"), f"{s.get('wall_s', 0.0):.1f}", s.get("note", "")]
+            for i in sorted(SECTIONS)
+            if (s := data["sections"].get(SECTIONS[i]))
+        ]
         head += [format_table(["section", "status", "wall s", "note"], status), ""]
         body = [self.md[SECTIONS[i]] for i in sorted(SECTIONS) if SECTIONS[i] in self.md]
         write_text_atomic("\n".join(head + body) + "\n", self.md_path)
 
 
-def run_section(results: Results, number: int, selected: Sequence[int], deadline: Deadline, budget_s: float,
-                fn: Callable[[Deadline], tuple[dict[str, Any], str]]) -> dict[str, Any]:
+def run_section(
+    results: Results,
+    number: int,
+    selected: Sequence[int],
+    deadline: Deadline,
+    budget_s: float,
+    fn: Callable[[Deadline], tuple[dict[str, Any], str]],
+) -> dict[str, Any]:
     """Run one section under its time cap; record it (also when it fails or is skipped)."""
     key = SECTIONS[number]
     title = f"## {number}. {key.replace('_', ' ')}\n"
@@ -186,8 +254,12 @@ def run_section(results: Results, number: int, selected: Sequence[int], deadline
     try:
         section, md = fn(cap)
     except Exception as err:  # recorded, and the next sections still run
-        section = {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-                   "note": f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"}
+        section = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "note": f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}",
+        }
         first = str(err).splitlines()[0] if str(err) else ""
         md = f"failed: `{type(err).__name__}: {first[:300]}`\n\n```\n{section['traceback'][-3000:]}\n```\n"
         print(section["traceback"], file=sys.stderr, flush=True)
@@ -210,8 +282,9 @@ def met(flag: bool) -> str:
 # ------------------------------------------------------------------------------ 1. backbone
 
 
-def section_backbone(cap: Deadline, plan: dict[str, Any], device: torch.device, dtype: torch.dtype,
-                     compile_scope: str = "blocks") -> tuple[dict, str]:
+def section_backbone(
+    cap: Deadline, plan: dict[str, Any], device: torch.device, dtype: torch.dtype, compile_scope: str = "blocks"
+) -> tuple[dict, str]:
     """Ours against MONAI ``ViT`` (plain, ``save_attn``, flash) eager, then compiled; targets per length."""
     ours, monai_models = build_comparison(plan["preset"], device)
     rows: dict[str, list] = {"train": [], "teacher": [], "train_compiled": [], "teacher_compiled": []}
@@ -221,97 +294,206 @@ def section_backbone(cap: Deadline, plan: dict[str, Any], device: torch.device, 
         if eager_cap.expired():
             notes.append(f"eager: time cap reached before {length} tokens")
             break
-        t_row, f_row, diff = bench_length(ours, monai_models, plan["preset"], length, plan["batch"], plan["warmup"],
-                                          plan["repeats"], dtype)
+        t_row, f_row, diff = bench_length(
+            ours, monai_models, plan["preset"], length, plan["batch"], plan["warmup"], plan["repeats"], dtype
+        )
         worst = max(worst, diff)
         rows["train"].append(t_row)
         rows["teacher"].append(f_row)
-        print(f"  eager L={length}: ours {t_row['ours_ms']:.1f} ms, MONAI {t_row['monai_ms']:.1f}, "
-              f"save_attn {t_row['monai_save_attn_ms']:.1f}; [CLS] last/none {f_row['ratio_last_none']:.3f}", flush=True)
+        print(
+            f"  eager L={length}: ours {t_row['ours_ms']:.1f} ms, MONAI {t_row['monai_ms']:.1f}, "
+            f"save_attn {t_row['monai_save_attn_ms']:.1f}; [CLS] last/none {f_row['ratio_last_none']:.3f}",
+            flush=True,
+        )
     compile_info: dict[str, Any] = {"backend": plan["compile_backend"], "scope": compile_scope}
     # lengths x train/eval x [CLS] modes recompile the shared block code more often than dynamo's default limit
     # of 8 allows (past it, calls fall back to eager without a word)
     for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit", "accumulated_recompile_limit"):
         if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64 if "accumulated" not in name else 512))
+            setattr(
+                torch._dynamo.config,
+                name,
+                max(getattr(torch._dynamo.config, name), 64 if "accumulated" not in name else 512),
+            )
     try:
         for m in [ours, monai_models["plain"], monai_models["save_attn"]]:
             # "blocks": each transformer block compiled (PyTorch's regional compilation: the identical blocks share
             # one compiled graph, so compiling takes seconds, not minutes); "model": the whole module
-            for part in (m.blocks if compile_scope == "blocks" else [m]):
+            for part in m.blocks if compile_scope == "blocks" else [m]:
                 part.compile(backend=plan["compile_backend"])
         for length in plan["compile_tokens"]:
             if cap.expired():
                 notes.append(f"compile: time cap reached before {length} tokens")
                 break
             t_row, f_row, _ = bench_length(
-                ours, monai_models, plan["preset"], length, plan["batch"], max(plan["warmup"], 2), plan["repeats"],
-                dtype, train_variants=("ours", "monai", "monai_save_attn"),
-                teacher_variants=("ours", "ours_last", "monai_save_attn_cls"), check=False)
+                ours,
+                monai_models,
+                plan["preset"],
+                length,
+                plan["batch"],
+                max(plan["warmup"], 2),
+                plan["repeats"],
+                dtype,
+                train_variants=("ours", "monai", "monai_save_attn"),
+                teacher_variants=("ours", "ours_last", "monai_save_attn_cls"),
+                check=False,
+            )
             for row in (t_row, f_row):  # first call = compilation + one call; the median call is the rest
-                row["compile_s"] = {k: round(max(0.0, v - row[f"{k}_ms"]) / 1000.0, 2) for k, v in row["first_ms"].items()}
+                row["compile_s"] = {
+                    k: round(max(0.0, v - row[f"{k}_ms"]) / 1000.0, 2) for k, v in row["first_ms"].items()
+                }
             rows["train_compiled"].append(t_row)
             rows["teacher_compiled"].append(f_row)
-            print(f"  compiled L={length}: ours {t_row['ours_ms']:.1f} ms (compile {t_row['compile_s']['ours']:.1f} s)",
-                  flush=True)
+            print(
+                f"  compiled L={length}: ours {t_row['ours_ms']:.1f} ms (compile {t_row['compile_s']['ours']:.1f} s)",
+                flush=True,
+            )
     except Exception as err:  # eager figures stay; the compile failure is recorded
         compile_info["error"] = f"{type(err).__name__}: {str(err)[:2000]}"
         notes.append(f"torch.compile failed: {type(err).__name__}")
     finally:
         torch._dynamo.reset()
     targets = []
-    for mode, train_key, teacher_key in (("eager", "train", "teacher"), ("compiled", "train_compiled", "teacher_compiled")):
+    for mode, train_key, teacher_key in (
+        ("eager", "train", "teacher"),
+        ("compiled", "train_compiled", "teacher_compiled"),
+    ):
         for t_row, f_row in zip(rows[train_key], rows[teacher_key]):
             L = t_row["tokens"]
             targets += [
-                {"mode": mode, "tokens": L, "target": f">= {SPEEDUP_SAVE_ATTN_TARGET}x faster than MONAI save_attn",
-                 "value": t_row["speedup_vs_monai_save_attn"],
-                 "met": t_row["speedup_vs_monai_save_attn"] >= SPEEDUP_SAVE_ATTN_TARGET},
-                {"mode": mode, "tokens": L, "target": f"ours/MONAI plain <= {PLAIN_RATIO_TARGET}",
-                 "value": t_row["ratio_ours_monai"], "met": t_row["ratio_ours_monai"] <= PLAIN_RATIO_TARGET},
-                {"mode": mode, "tokens": L, "target": f"[CLS] attention (last) / none <= {CLS_COST_TARGET}",
-                 "value": f_row["ratio_last_none"], "met": f_row["ratio_last_none"] <= CLS_COST_TARGET},
+                {
+                    "mode": mode,
+                    "tokens": L,
+                    "target": f">= {SPEEDUP_SAVE_ATTN_TARGET}x faster than MONAI save_attn",
+                    "value": t_row["speedup_vs_monai_save_attn"],
+                    "met": t_row["speedup_vs_monai_save_attn"] >= SPEEDUP_SAVE_ATTN_TARGET,
+                },
+                {
+                    "mode": mode,
+                    "tokens": L,
+                    "target": f"ours/MONAI plain <= {PLAIN_RATIO_TARGET}",
+                    "value": t_row["ratio_ours_monai"],
+                    "met": t_row["ratio_ours_monai"] <= PLAIN_RATIO_TARGET,
+                },
+                {
+                    "mode": mode,
+                    "tokens": L,
+                    "target": f"[CLS] attention (last) / none <= {CLS_COST_TARGET}",
+                    "value": f_row["ratio_last_none"],
+                    "met": f_row["ratio_last_none"] <= CLS_COST_TARGET,
+                },
             ]
-    complete = (len(rows["train"]) == len(plan["tokens"]) and len(rows["train_compiled"]) == len(plan["compile_tokens"])
-                and "error" not in compile_info)
+    complete = (
+        len(rows["train"]) == len(plan["tokens"])
+        and len(rows["train_compiled"]) == len(plan["compile_tokens"])
+        and "error" not in compile_info
+    )
     section = {
         "status": "ok" if complete else "partial",
         "note": "; ".join(notes),
-        "preset": plan["preset"], "batch": plan["batch"], "dtype": str(dtype).replace("torch.", ""),
-        "max_abs_diff_vs_monai": worst, "compile": compile_info, "targets": targets, **rows,
+        "preset": plan["preset"],
+        "batch": plan["batch"],
+        "dtype": str(dtype).replace("torch.", ""),
+        "max_abs_diff_vs_monai": worst,
+        "compile": compile_info,
+        "targets": targets,
+        **rows,
     }
-    md = [f"Preset `{plan['preset']}`, batch {plan['batch']}, {autocast_words(dtype)}, median of "
-          f"{plan['repeats']} interleaved repeats after {plan['warmup']} warm-ups; MONAI models carry our weights "
-          f"(max |diff| of fp32 outputs {worst:.1e}).", "",
-          "Forward + backward, ms (ratios against MONAI measured in the same run):", ""]
-    hdr = ["mode", "tokens", "ours ms", "MONAI ms", "MONAI save_attn ms", "MONAI flash ms", "ours/MONAI",
-           "speed-up vs save_attn", "ours/MONAI flash"]
+    md = [
+        f"Preset `{plan['preset']}`, batch {plan['batch']}, {autocast_words(dtype)}, median of "
+        f"{plan['repeats']} interleaved repeats after {plan['warmup']} warm-ups; MONAI models carry our weights "
+        f"(max |diff| of fp32 outputs {worst:.1e}).",
+        "",
+        "Forward + backward, ms (ratios against MONAI measured in the same run):",
+        "",
+    ]
+    hdr = [
+        "mode",
+        "tokens",
+        "ours ms",
+        "MONAI ms",
+        "MONAI save_attn ms",
+        "MONAI flash ms",
+        "ours/MONAI",
+        "speed-up vs save_attn",
+        "ours/MONAI flash",
+    ]
     table = []
     for mode, key in (("eager", "train"), ("compiled", "train_compiled")):
         for r in rows[key]:
-            table.append([mode, r["tokens"], r["ours_ms"], r["monai_ms"], r["monai_save_attn_ms"],
-                          r.get("monai_flash_ms", "-"), r["ratio_ours_monai"], r["speedup_vs_monai_save_attn"],
-                          r.get("ratio_ours_monai_flash", "-")])
+            table.append(
+                [
+                    mode,
+                    r["tokens"],
+                    r["ours_ms"],
+                    r["monai_ms"],
+                    r["monai_save_attn_ms"],
+                    r.get("monai_flash_ms", "-"),
+                    r["ratio_ours_monai"],
+                    r["speedup_vs_monai_save_attn"],
+                    r.get("ratio_ours_monai_flash", "-"),
+                ]
+            )
     md += [format_table(hdr, table), "", "Teacher forward (eval, no grad), ms:", ""]
     table = []
     for mode, key in (("eager", "teacher"), ("compiled", "teacher_compiled")):
         for r in rows[key]:
-            table.append([mode, r["tokens"], r["ours_ms"], r["ours_last_ms"], r.get("ours_all_ms", "-"),
-                          r["ratio_last_none"], r.get("ratio_all_none", "-"), r.get("monai_ms", "-"),
-                          r["monai_save_attn_cls_ms"]])
-    md += [format_table(["mode", "tokens", "ours ms", "ours+[CLS] last ms", "ours+[CLS] all ms", "last/none",
-                         "all/none", "MONAI ms", "MONAI save_attn+[CLS] ms"], table), ""]
+            table.append(
+                [
+                    mode,
+                    r["tokens"],
+                    r["ours_ms"],
+                    r["ours_last_ms"],
+                    r.get("ours_all_ms", "-"),
+                    r["ratio_last_none"],
+                    r.get("ratio_all_none", "-"),
+                    r.get("monai_ms", "-"),
+                    r["monai_save_attn_cls_ms"],
+                ]
+            )
+    md += [
+        format_table(
+            [
+                "mode",
+                "tokens",
+                "ours ms",
+                "ours+[CLS] last ms",
+                "ours+[CLS] all ms",
+                "last/none",
+                "all/none",
+                "MONAI ms",
+                "MONAI save_attn+[CLS] ms",
+            ],
+            table,
+        ),
+        "",
+    ]
     if rows["train_compiled"]:
-        md += [f"Compile time (`torch.compile`, backend `{plan['compile_backend']}`, "
-               f"{'each transformer block (regional compilation)' if compile_scope == 'blocks' else 'whole model'}), "
-               "s, first call minus a steady call:",
-               "", format_table(["tokens", "ours", "MONAI", "MONAI save_attn"],
-                                [[r["tokens"], r["compile_s"]["ours"], r["compile_s"]["monai"],
-                                  r["compile_s"]["monai_save_attn"]] for r in rows["train_compiled"]]), ""]
+        md += [
+            f"Compile time (`torch.compile`, backend `{plan['compile_backend']}`, "
+            f"{'each transformer block (regional compilation)' if compile_scope == 'blocks' else 'whole model'}), "
+            "s, first call minus a steady call:",
+            "",
+            format_table(
+                ["tokens", "ours", "MONAI", "MONAI save_attn"],
+                [
+                    [r["tokens"], r["compile_s"]["ours"], r["compile_s"]["monai"], r["compile_s"]["monai_save_attn"]]
+                    for r in rows["train_compiled"]
+                ],
+            ),
+            "",
+        ]
     if "error" in compile_info:
         md += [f"torch.compile failed: `{compile_info['error'][:300]}`", ""]
-    md += ["Targets:", "", format_table(["mode", "tokens", "target", "value", "result"],
-                                        [[t["mode"], t["tokens"], t["target"], t["value"], met(t["met"])] for t in targets]), ""]
+    md += [
+        "Targets:",
+        "",
+        format_table(
+            ["mode", "tokens", "target", "value", "result"],
+            [[t["mode"], t["tokens"], t["target"], t["value"], met(t["met"])] for t in targets],
+        ),
+        "",
+    ]
     return section, "\n".join(md)
 
 
@@ -343,14 +525,24 @@ def write_bert_folder(folder: Path, shape: dict[str, int]) -> Path:
     return folder
 
 
-def bench_step_variant(name: str, text_model: str | None, plan: dict[str, Any], cap: Deadline, device: torch.device,
-                       dtype: torch.dtype, peak_tflops: float | None, profile: str) -> dict[str, Any]:
+def bench_step_variant(
+    name: str,
+    text_model: str | None,
+    plan: dict[str, Any],
+    cap: Deadline,
+    device: torch.device,
+    dtype: torch.dtype,
+    peak_tflops: float | None,
+    profile: str,
+) -> dict[str, Any]:
     """One full pre-training step of the bundle's network with one report encoder, against the GEMM rate."""
     base = bundle_parser({})
     ct_fraction = float(base.get_parsed_content("ct_fraction"))
     n_ct = min(plan["batch"] - 1, max(1, round(plan["batch"] * ct_fraction)))  # as MixedBatchSampler composes
     n_xray = plan["batch"] - n_ct
-    parser = bundle_parser({"backbone": plan["preset"], "text_model": text_model, "network_def#ct_size": plan["ct_size"]})
+    parser = bundle_parser(
+        {"backbone": plan["preset"], "text_model": text_model, "network_def#ct_size": plan["ct_size"]}
+    )
     t0 = time.perf_counter()
     net = parser.get_parsed_content("network_def").to(device)
     fused = bool(parser.get_parsed_content("optimizer#fused")) if "fused" in parser["optimizer"] else False
@@ -374,7 +566,7 @@ def bench_step_variant(name: str, text_model: str | None, plan: dict[str, Any], 
             break
         gemm_ms.append(timer(gemm))
         holder: list[float] = []
-        step_ms.append(timer(lambda: holder.append(step())))
+        step_ms.append(timer(lambda holder=holder, step=step: holder.append(step())))
         losses += holder
     if device.type == "cuda":
         peak_gib, peak_source = torch.cuda.max_memory_allocated(device) / 2**30, "torch.cuda.max_memory_allocated"
@@ -387,19 +579,32 @@ def bench_step_variant(name: str, text_model: str | None, plan: dict[str, Any], 
     gemm_rate = gemm_flops / (med_gemm / 1000.0)
     peak = peak_tflops * 1e12 if peak_tflops else gemm_rate
     row: dict[str, Any] = {
-        "text_encoder": name, "text_model": text_model or "MiniLM-L6 (default)",
+        "text_encoder": name,
+        "text_model": text_model or "MiniLM-L6 (default)",
         "text_hidden": int(model.text_encoder.hidden_size),
         "trainable_text_layers": parser.get_parsed_content("text_trainable_layers"),
-        "preset": plan["preset"], "xray": n_xray, "ct": n_ct, "fused_adamw": fused,
-        "params_M": round(sum(q.numel() for q in model.parameters()) / 1e6, 1), "build_s": round(build_s, 1),
-        "step_ms": med_step, "samples_per_s": plan["batch"] / (med_step / 1000.0),
-        "tflop_per_step": flops / 1e12, "achieved_tflops": achieved / 1e12, "gemm_tflops": gemm_rate / 1e12,
-        "peak_tflops": peak / 1e12, "mfu": achieved / peak, "fraction_of_gemm": achieved / gemm_rate,
-        "peak_memory_gib": peak_gib, "peak_memory_source": peak_source,
+        "preset": plan["preset"],
+        "xray": n_xray,
+        "ct": n_ct,
+        "fused_adamw": fused,
+        "params_M": round(sum(q.numel() for q in model.parameters()) / 1e6, 1),
+        "build_s": round(build_s, 1),
+        "step_ms": med_step,
+        "samples_per_s": plan["batch"] / (med_step / 1000.0),
+        "tflop_per_step": flops / 1e12,
+        "achieved_tflops": achieved / 1e12,
+        "gemm_tflops": gemm_rate / 1e12,
+        "peak_tflops": peak / 1e12,
+        "mfu": achieved / peak,
+        "fraction_of_gemm": achieved / gemm_rate,
+        "peak_memory_gib": peak_gib,
+        "peak_memory_source": peak_source,
         "phase_ms": {k: statistics.median(v) if v else float("nan") for k, v in phases.items()},
         "per_op_tflop": {k: v / 1e12 for k, v in per_op.items()},
-        "step_ms_all": [round(t, 2) for t in step_ms], "gemm_ms_all": [round(t, 3) for t in gemm_ms],
-        "repeats_done": len(step_ms), "losses": [round(v, 4) for v in losses],
+        "step_ms_all": [round(t, 2) for t in step_ms],
+        "gemm_ms_all": [round(t, 3) for t in gemm_ms],
+        "repeats_done": len(step_ms),
+        "losses": [round(v, 4) for v in losses],
         "losses_finite": all(math.isfinite(v) for v in losses),
     }
     if profile == "always" or (profile == "auto" and row["mfu"] < MFU_TARGET):
@@ -410,8 +615,15 @@ def bench_step_variant(name: str, text_model: str | None, plan: dict[str, Any], 
     return row
 
 
-def section_step(cap: Deadline, plan: dict[str, Any], device: torch.device, dtype: torch.dtype, peak_tflops: float | None,
-                 profile: str, workdir: Path) -> tuple[dict, str]:
+def section_step(
+    cap: Deadline,
+    plan: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    peak_tflops: float | None,
+    profile: str,
+    workdir: Path,
+) -> tuple[dict, str]:
     """The full step with the MiniLM default and with a BERT-base-shaped random-init report encoder."""
     bert_dir = write_bert_folder(workdir / "bert_base_random", plan["bert"])
     variants = [("minilm", None), ("bert_base_shaped_random", str(bert_dir))]
@@ -420,36 +632,94 @@ def section_step(cap: Deadline, plan: dict[str, Any], device: torch.device, dtyp
         if i > 0 and cap.left < 0.3 * cap.seconds:
             notes.append(f"time cap reached before {name}")
             break
-        rows.append(bench_step_variant(name, text_model, plan, cap.sub(cap.left / (len(variants) - i)), device, dtype,
-                                       peak_tflops, profile))
+        rows.append(
+            bench_step_variant(
+                name, text_model, plan, cap.sub(cap.left / (len(variants) - i)), device, dtype, peak_tflops, profile
+            )
+        )
         r = rows[-1]
-        print(f"  {name}: {r['samples_per_s']:.1f} samples/s, MFU {r['mfu']:.3f}, {r['fraction_of_gemm']:.3f} of GEMM, "
-              f"peak {r['peak_memory_gib']:.1f} GiB", flush=True)
-    peak_note = (f"{peak_tflops:.0f} TFLOP/s" + (" (H200 dense bf16 spec)" if peak_tflops == H200_BF16_DENSE_TFLOPS else "")
-                 if peak_tflops else "none given for this device: the measured GEMM rate stands in")
-    section = {"status": "ok" if len(rows) == len(variants) else "partial", "note": "; ".join(notes),
-               "peak_tflops_used": peak_tflops, "peak_source": peak_note, "rows": rows,
-               "targets": [{"text_encoder": r["text_encoder"], "target": f"MFU >= {MFU_TARGET}", "value": r["mfu"],
-                            "met": r["mfu"] >= MFU_TARGET} for r in rows]}
-    md = [f"Batch {plan['batch']} ({rows[0]['xray'] if rows else '?'} X-rays 224^2 + {rows[0]['ct'] if rows else '?'} CTs "
-          f"{'x'.join(map(str, plan['ct_size']))}), the bundle's network (`network_def`, backbone `{plan['preset']}`), "
-          f"AdamW as the bundle builds it, {autocast_words(dtype)}. Peak used for MFU: "
-          f"{peak_note}; practical limit: a {plan['gemm_n']}^2 GEMM timed between the steps. FLOPs: every matrix "
-          "product of the step (forward, backward, teacher passes, report encoder), from FlopCounterMode.", ""]
-    md.append(format_table(
-        ["text encoder", "params M", "step ms", "samples/s", "TFLOP/step", "achieved TFLOP/s", "GEMM TFLOP/s",
-         "MFU (of peak)", "of GEMM", "peak mem GiB", f"MFU >= {MFU_TARGET}"],
-        [[r["text_encoder"], r["params_M"], r["step_ms"], r["samples_per_s"], r["tflop_per_step"], r["achieved_tflops"],
-          r["gemm_tflops"], r["mfu"], r["fraction_of_gemm"], r["peak_memory_gib"], met(r["mfu"] >= MFU_TARGET)] for r in rows]))
+        print(
+            f"  {name}: {r['samples_per_s']:.1f} samples/s, MFU {r['mfu']:.3f}, {r['fraction_of_gemm']:.3f} of GEMM, "
+            f"peak {r['peak_memory_gib']:.1f} GiB",
+            flush=True,
+        )
+    peak_note = (
+        f"{peak_tflops:.0f} TFLOP/s" + (" (H200 dense bf16 spec)" if peak_tflops == H200_BF16_DENSE_TFLOPS else "")
+        if peak_tflops
+        else "none given for this device: the measured GEMM rate stands in"
+    )
+    section = {
+        "status": "ok" if len(rows) == len(variants) else "partial",
+        "note": "; ".join(notes),
+        "peak_tflops_used": peak_tflops,
+        "peak_source": peak_note,
+        "rows": rows,
+        "targets": [
+            {
+                "text_encoder": r["text_encoder"],
+                "target": f"MFU >= {MFU_TARGET}",
+                "value": r["mfu"],
+                "met": r["mfu"] >= MFU_TARGET,
+            }
+            for r in rows
+        ],
+    }
+    md = [
+        f"Batch {plan['batch']} ({rows[0]['xray'] if rows else '?'} X-rays 224^2 + {rows[0]['ct'] if rows else '?'} CTs "
+        f"{'x'.join(map(str, plan['ct_size']))}), the bundle's network (`network_def`, backbone `{plan['preset']}`), "
+        f"AdamW as the bundle builds it, {autocast_words(dtype)}. Peak used for MFU: "
+        f"{peak_note}; practical limit: a {plan['gemm_n']}^2 GEMM timed between the steps. FLOPs: every matrix "
+        "product of the step (forward, backward, teacher passes, report encoder), from FlopCounterMode.",
+        "",
+    ]
+    md.append(
+        format_table(
+            [
+                "text encoder",
+                "params M",
+                "step ms",
+                "samples/s",
+                "TFLOP/step",
+                "achieved TFLOP/s",
+                "GEMM TFLOP/s",
+                "MFU (of peak)",
+                "of GEMM",
+                "peak mem GiB",
+                f"MFU >= {MFU_TARGET}",
+            ],
+            [
+                [
+                    r["text_encoder"],
+                    r["params_M"],
+                    r["step_ms"],
+                    r["samples_per_s"],
+                    r["tflop_per_step"],
+                    r["achieved_tflops"],
+                    r["gemm_tflops"],
+                    r["mfu"],
+                    r["fraction_of_gemm"],
+                    r["peak_memory_gib"],
+                    met(r["mfu"] >= MFU_TARGET),
+                ]
+                for r in rows
+            ],
+        )
+    )
     md.append("")
     for r in rows:
-        md.append(f"{r['text_encoder']}: median ms per part: " + ", ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items()))
+        md.append(
+            f"{r['text_encoder']}: median ms per part: " + ", ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items())
+        )
         if "profile" in r:
             prof = r["profile"]
-            md += ["", f"{r['text_encoder']}: profile of one step, top 15 aten ops by self "
-                       f"{'CUDA' if device.type == 'cuda' else 'CPU'} time ({prof['total_ms']:.1f} ms in all, "
-                       f"{prof['matmul_ms']:.1f} ms in matrix products):", "",
-                   format_table(["op", "self ms", "calls"], [list(t) for t in prof["top"]])]
+            md += [
+                "",
+                f"{r['text_encoder']}: profile of one step, top 15 aten ops by self "
+                f"{'CUDA' if device.type == 'cuda' else 'CPU'} time ({prof['total_ms']:.1f} ms in all, "
+                f"{prof['matmul_ms']:.1f} ms in matrix products):",
+                "",
+                format_table(["op", "self ms", "calls"], [list(t) for t in prof["top"]]),
+            ]
         md.append("")
     return section, "\n".join(md)
 
@@ -473,9 +743,8 @@ def synthetic_xray(shape: Sequence[int], seed: int) -> np.ndarray:
 def generate_pipeline_data(root: str, plan: dict[str, Any]) -> dict[str, Any]:
     """Write the X-ray PNGs / JPEGs and CT ``.nii.gz`` files and a ``datalist.json`` listing them (run in a
     background process at the start, so that the files are ready when section 3 begins)."""
-    from PIL import Image
-
     from bench_ct_preprocessing import write_volume  # a sibling script: this folder is on sys.path (see common.py)
+    from PIL import Image
 
     from unimedi_monai.data import write_datalist
 
@@ -496,17 +765,33 @@ def generate_pipeline_data(root: str, plan: dict[str, Any]) -> dict[str, Any]:
     for i in range(1, plan["n_ct_files"]):  # copies: decoding cost is the same, writing one took the time
         shutil.copyfile(first, folder / "ct" / f"ct_{i:03d}.nii.gz")
         files["ct"].append(f"ct_{i:03d}.nii.gz")
-    reports = ("Heart size is normal. The lungs are clear.", "Small nodule in the right upper lobe. No effusion.",
-               "Patchy opacity at the left lung base.", "Mild cardiomegaly. Small bilateral pleural effusions.")
+    reports = (
+        "Heart size is normal. The lungs are clear.",
+        "Small nodule in the right upper lobe. No effusion.",
+        "Patchy opacity at the left lung base.",
+        "Mild cardiomegaly. Small bilateral pleural effusions.",
+    )
     xrays = [f"xray/{n}" for n in files["png"] + files["jpeg"]]
-    items = [{"image": xrays[i % len(xrays)], "report": reports[i % 4], "modality": "xray", "case": f"x{i}"}
-             for i in range(plan["xray_items"])]
-    items += [{"image": f"ct/{files['ct'][i % len(files['ct'])]}", "report": reports[i % 4], "modality": "ct",
-               "case": f"c{i}"} for i in range(plan["ct_items"])]
+    items = [
+        {"image": xrays[i % len(xrays)], "report": reports[i % 4], "modality": "xray", "case": f"x{i}"}
+        for i in range(plan["xray_items"])
+    ]
+    items += [
+        {
+            "image": f"ct/{files['ct'][i % len(files['ct'])]}",
+            "report": reports[i % 4],
+            "modality": "ct",
+            "case": f"c{i}",
+        }
+        for i in range(plan["ct_items"])
+    ]
     write_datalist(folder / "datalist.json", {"training": items})
     sizes = {k: [os.path.getsize(folder / ("xray" if k != "ct" else "ct") / n) for n in v] for k, v in files.items()}
-    return {"seconds": time.perf_counter() - t0, "files": files,
-            "mean_file_mb": {k: float(np.mean(v)) / 1e6 for k, v in sizes.items() if v}}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "files": files,
+        "mean_file_mb": {k: float(np.mean(v)) / 1e6 for k, v in sizes.items() if v},
+    }
 
 
 def _generate_worker(root: str, plan: dict[str, Any], queue: Any) -> None:
@@ -516,8 +801,9 @@ def _generate_worker(root: str, plan: dict[str, Any], queue: Any) -> None:
         queue.put({"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
 
 
-def measure_loader(loader: Any, sampler: Any, window_s: float, workers: int,
-                   max_batches: int | None = None) -> dict[str, Any]:
+def measure_loader(
+    loader: Any, sampler: Any, window_s: float, workers: int, max_batches: int | None = None
+) -> dict[str, Any]:
     """Samples/s a data loader delivers over about ``window_s`` seconds (epochs repeated as needed), or over
     ``max_batches`` batches when that comes first.
 
@@ -546,8 +832,15 @@ def measure_loader(loader: Any, sampler: Any, window_s: float, workers: int,
         if not arrivals and not timed_out:
             raise RuntimeError("the data loader yielded no batch; check the datalist and the sampler's batch size.")
     if not arrivals:
-        return {"samples": 0, "batches": 0, "seconds": round(time.perf_counter() - t_start, 2), "first_batch_s": None,
-                "samples_per_s": 0.0, "includes_startup": True, "timed_out": True}
+        return {
+            "samples": 0,
+            "batches": 0,
+            "seconds": round(time.perf_counter() - t_start, 2),
+            "first_batch_s": None,
+            "samples_per_s": 0.0,
+            "includes_startup": True,
+            "timed_out": True,
+        }
     total = sum(n for _, n in arrivals)
     skip = workers if len(arrivals) > workers + 1 else 0
     if skip:  # steady state: after the first wave (one batch per worker, with the workers' start-up)
@@ -555,13 +848,20 @@ def measure_loader(loader: Any, sampler: Any, window_s: float, workers: int,
         rate, includes = sum(n for _, n in rest) / max(rest[-1][0] - t0, 1e-9), False
     else:
         rate, includes = total / max(arrivals[-1][0] - t_start, 1e-9), workers > 0
-    return {"samples": total, "batches": len(arrivals), "seconds": round(arrivals[-1][0] - t_start, 2),
-            "first_batch_s": round(arrivals[0][0] - t_start, 2), "samples_per_s": rate, "includes_startup": includes,
-            "timed_out": timed_out}
+    return {
+        "samples": total,
+        "batches": len(arrivals),
+        "seconds": round(arrivals[-1][0] - t_start, 2),
+        "first_batch_s": round(arrivals[0][0] - t_start, 2),
+        "samples_per_s": rate,
+        "includes_startup": includes,
+        "timed_out": timed_out,
+    }
 
 
-def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: dict[str, Any], step_rate: float | None,
-                     workdir: Path) -> tuple[dict, str]:
+def section_pipeline(
+    cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: dict[str, Any], step_rate: float | None, workdir: Path
+) -> tuple[dict, str]:
     """The bundle's loader on generated files: per-format decode rate, then num_workers x cache modes."""
     if "error" in gen:
         raise RuntimeError(f"generating the pipeline's files failed: {gen['error']}")
@@ -570,8 +870,12 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
     from unimedi_monai.data.dataset import CACHE_MODES
 
     notes: list[str] = []
-    base = {"dataset_dir": str(data_dir), "bundle_root": str(workdir / "s3_bundle"), "batch_size": plan["batch"],
-            "seed": 0}
+    base = {
+        "dataset_dir": str(data_dir),
+        "bundle_root": str(workdir / "s3_bundle"),
+        "batch_size": plan["batch"],
+        "seed": 0,
+    }
     parser = bundle_parser({**base, "cache": "none", "num_workers": 0})
     xray_tf = parser.get_parsed_content("train#xray_transforms")
     ct_tf = parser.get_parsed_content("train#ct_transforms")
@@ -582,9 +886,15 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
             t0 = time.perf_counter()
             out = tf({"image": str(data_dir / folder / name), "report": "No acute findings."})
             times.append(time.perf_counter() - t0)
-        decode.append({"format": kind, "ms_per_sample": 1000.0 * statistics.median(times),
-                       "samples_per_s_one_core": 1.0 / statistics.median(times), "output_shape": list(out["image"].shape),
-                       "file_mb": gen["mean_file_mb"][kind]})
+        decode.append(
+            {
+                "format": kind,
+                "ms_per_sample": 1000.0 * statistics.median(times),
+                "samples_per_s_one_core": 1.0 / statistics.median(times),
+                "output_shape": list(out["image"].shape),
+                "file_mb": gen["mean_file_mb"][kind],
+            }
+        )
     print("  one process: " + ", ".join(f"{d['format']} {d['ms_per_sample']:.0f} ms" for d in decode), flush=True)
     collate = parser.get_parsed_content("train#dataloader#collate_fn")
     per_sample = {d["format"]: d["ms_per_sample"] / 1000.0 for d in decode}
@@ -600,84 +910,157 @@ def section_pipeline(cap: Deadline, plan: dict[str, Any], data_dir: Path, gen: d
             break
         if cache not in built:
             # a cache fill cannot be interrupted: start it only when it should end inside the cap
-            est = 1.5 * (plan["xray_items"] * t_xray + plan["ct_items"] * t_ct) / max(1, min(max_w, os.cpu_count() or 1))
+            est = (
+                1.5 * (plan["xray_items"] * t_xray + plan["ct_items"] * t_ct) / max(1, min(max_w, os.cpu_count() or 1))
+            )
             if cache != "none" and est > cap.left - plan["window_s"] - 3:
-                notes.append(f"cache={cache} left out: filling it would take about {est:.0f} s, more than the time left")
+                notes.append(
+                    f"cache={cache} left out: filling it would take about {est:.0f} s, more than the time left"
+                )
                 continue
             t0 = time.perf_counter()
-            p = bundle_parser({**base, "cache": cache, "num_workers": max_w, "cache_dir": str(workdir / f"s3_cache_{cache}")})
-            built[cache] = (p.get_parsed_content("train#dataset"), p.get_parsed_content("train#sampler"),
-                            time.perf_counter() - t0)
+            p = bundle_parser(
+                {**base, "cache": cache, "num_workers": max_w, "cache_dir": str(workdir / f"s3_cache_{cache}")}
+            )
+            built[cache] = (
+                p.get_parsed_content("train#dataset"),
+                p.get_parsed_content("train#sampler"),
+                time.perf_counter() - t0,
+            )
         dataset, sampler, build_s = built[cache]
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                            persistent_workers=workers > 0,
-                            timeout=max(2.0, min(plan["batch_timeout_s"], cap.left - 5)) if workers > 0 else 0)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            timeout=max(2.0, min(plan["batch_timeout_s"], cap.left - 5)) if workers > 0 else 0,
+        )
         row: dict[str, Any] = {"cache": cache, "num_workers": workers, "dataset_build_s": round(build_s, 2)}
         if cache == "disk":
-            fill = measure_loader(loader, sampler, max(plan["window_s"], 0.5 * (cap.left - plan["window_s"] - 3)), workers,
-                                  max_batches=len(sampler))
+            fill = measure_loader(
+                loader,
+                sampler,
+                max(plan["window_s"], 0.5 * (cap.left - plan["window_s"] - 3)),
+                workers,
+                max_batches=len(sampler),
+            )
             row["fill_epoch"] = fill
             notes += [] if fill["batches"] >= len(sampler) else ["disk: the first (cache-filling) epoch was cut short"]
         row.update(measure_loader(loader, sampler, plan["window_s"], workers))
         del loader
         row["vs_step"] = row["samples_per_s"] / step_rate if step_rate else None
         rows.append(row)
-        print(f"  cache={cache} num_workers={workers}: {row['samples_per_s']:.1f} samples/s"
-              + (f" (dataset build {build_s:.1f} s)" if cache == "memory" else ""), flush=True)
+        print(
+            f"  cache={cache} num_workers={workers}: {row['samples_per_s']:.1f} samples/s"
+            + (f" (dataset build {build_s:.1f} s)" if cache == "memory" else ""),
+            flush=True,
+        )
     # the verdict
     verdict = "no loader setting was measured."
     if rows and step_rate:
         best_none = max((r for r in rows if r["cache"] == "none"), key=lambda r: r["samples_per_s"], default=None)
         fast = [r for r in rows if r["samples_per_s"] >= step_rate]
-        cheapest = min(fast, key=lambda r: ({"none": 0, "disk": 1, "memory": 2}[r["cache"]], r["num_workers"]), default=None)
+        cheapest = min(
+            fast, key=lambda r: ({"none": 0, "disk": 1, "memory": 2}[r["cache"]], r["num_workers"]), default=None
+        )
         if best_none and best_none["samples_per_s"] >= step_rate:
-            verdict = (f"The GPU limits a real run: the loader without a cache delivers {best_none['samples_per_s']:.0f} "
-                       f"samples/s with num_workers={best_none['num_workers']}, at least the step's {step_rate:.0f} "
-                       f"samples/s; num_workers={cheapest['num_workers']} without a cache already keeps up.")
+            verdict = (
+                f"The GPU limits a real run: the loader without a cache delivers {best_none['samples_per_s']:.0f} "
+                f"samples/s with num_workers={best_none['num_workers']}, at least the step's {step_rate:.0f} "
+                f"samples/s; num_workers={cheapest['num_workers']} without a cache already keeps up."
+            )
         elif cheapest:
-            verdict = (f"The loader limits a real run without a cache: at most "
-                       f"{best_none['samples_per_s'] if best_none else float('nan'):.0f} samples/s against the step's "
-                       f"{step_rate:.0f} samples/s; cache={cheapest['cache']} with num_workers={cheapest['num_workers']} "
-                       f"({cheapest['samples_per_s']:.0f} samples/s) removes the limit"
-                       + (" (the memory cache needs the decoded set to fit in RAM; disk works after one filling epoch)."
-                          if cheapest["cache"] == "memory" else "."))
+            verdict = (
+                f"The loader limits a real run without a cache: at most "
+                f"{best_none['samples_per_s'] if best_none else float('nan'):.0f} samples/s against the step's "
+                f"{step_rate:.0f} samples/s; cache={cheapest['cache']} with num_workers={cheapest['num_workers']} "
+                f"({cheapest['samples_per_s']:.0f} samples/s) removes the limit"
+                + (
+                    " (the memory cache needs the decoded set to fit in RAM; disk works after one filling epoch)."
+                    if cheapest["cache"] == "memory"
+                    else "."
+                )
+            )
         else:
             best = max(rows, key=lambda r: r["samples_per_s"])
-            verdict = (f"The loader limits a real run in every measured setting: the best, cache={best['cache']} with "
-                       f"num_workers={best['num_workers']}, delivers {best['samples_per_s']:.0f} samples/s against the "
-                       f"step's {step_rate:.0f} samples/s; more workers (CPU cores) or a cache closer to the GPU are needed.")
+            verdict = (
+                f"The loader limits a real run in every measured setting: the best, cache={best['cache']} with "
+                f"num_workers={best['num_workers']}, delivers {best['samples_per_s']:.0f} samples/s against the "
+                f"step's {step_rate:.0f} samples/s; more workers (CPU cores) or a cache closer to the GPU are needed."
+            )
     elif rows:
         verdict = "Section 2 did not run, so there is no step rate to compare with; the loader rates stand alone."
     expected = len(settings)
-    section = {"status": "ok" if len(rows) == expected and not notes else "partial", "note": "; ".join(notes),
-               "generation": {k: v for k, v in gen.items() if k != "files"}, "step_samples_per_s": step_rate,
-               "decode": decode, "rows": rows, "verdict": verdict, "cpu_count": os.cpu_count()}
-    md = [f"Synthetic X-rays {plan['xray_px'][0]}x{plan['xray_px'][1]} px (PNG {gen['mean_file_mb'].get('png', 0):.1f} MB, "
-          f"JPEG {gen['mean_file_mb'].get('jpeg', 0):.1f} MB) and CTs {'x'.join(map(str, plan['ct_shape']))} int16 "
-          f".nii.gz ({gen['mean_file_mb'].get('ct', 0):.0f} MB), through the bundle's `train#xray_transforms` / "
-          f"`train#ct_transforms` (to 224^2 and 128x128x32), dataset (`build_pretrain_dataset`), `MixedBatchSampler` "
-          f"(ct_fraction from train.yaml) and `collate_mixed`; loader batch {plan['batch']}, {plan['xray_items']} X-ray "
-          f"and {plan['ct_items']} CT entries; {os.cpu_count()} CPU cores.", "",
-          "One process, one sample (decode + deterministic and random transforms):", "",
-          format_table(["format", "ms/sample", "samples/s per core", "file MB"],
-                       [[d["format"], d["ms_per_sample"], d["samples_per_s_one_core"], d["file_mb"]] for d in decode]), "",
-          "Data loader, mixed batches:", "",
-          format_table(["cache", "num_workers", "samples/s", "loader/step", "batches", "steady state", "first batch s",
-                        "dataset build s", "disk fill samples/s"],
-                       [[r["cache"], r["num_workers"], r["samples_per_s"], r["vs_step"] if r["vs_step"] else "-",
-                         r["batches"], "no (incl. start-up)" if r["includes_startup"] else "yes", r["first_batch_s"],
-                         r["dataset_build_s"],
-                         r["fill_epoch"]["samples_per_s"] if "fill_epoch" in r else "-"] for r in rows]), "",
-          f"Step rate (section 2, MiniLM): {step_rate:.1f} samples/s." if step_rate else "Step rate: section 2 not run.",
-          "", f"**{verdict}**", ""]
+    section = {
+        "status": "ok" if len(rows) == expected and not notes else "partial",
+        "note": "; ".join(notes),
+        "generation": {k: v for k, v in gen.items() if k != "files"},
+        "step_samples_per_s": step_rate,
+        "decode": decode,
+        "rows": rows,
+        "verdict": verdict,
+        "cpu_count": os.cpu_count(),
+    }
+    md = [
+        f"Synthetic X-rays {plan['xray_px'][0]}x{plan['xray_px'][1]} px (PNG {gen['mean_file_mb'].get('png', 0):.1f} MB, "
+        f"JPEG {gen['mean_file_mb'].get('jpeg', 0):.1f} MB) and CTs {'x'.join(map(str, plan['ct_shape']))} int16 "
+        f".nii.gz ({gen['mean_file_mb'].get('ct', 0):.0f} MB), through the bundle's `train#xray_transforms` / "
+        f"`train#ct_transforms` (to 224^2 and 128x128x32), dataset (`build_pretrain_dataset`), `MixedBatchSampler` "
+        f"(ct_fraction from train.yaml) and `collate_mixed`; loader batch {plan['batch']}, {plan['xray_items']} X-ray "
+        f"and {plan['ct_items']} CT entries; {os.cpu_count()} CPU cores.",
+        "",
+        "One process, one sample (decode + deterministic and random transforms):",
+        "",
+        format_table(
+            ["format", "ms/sample", "samples/s per core", "file MB"],
+            [[d["format"], d["ms_per_sample"], d["samples_per_s_one_core"], d["file_mb"]] for d in decode],
+        ),
+        "",
+        "Data loader, mixed batches:",
+        "",
+        format_table(
+            [
+                "cache",
+                "num_workers",
+                "samples/s",
+                "loader/step",
+                "batches",
+                "steady state",
+                "first batch s",
+                "dataset build s",
+                "disk fill samples/s",
+            ],
+            [
+                [
+                    r["cache"],
+                    r["num_workers"],
+                    r["samples_per_s"],
+                    r["vs_step"] if r["vs_step"] else "-",
+                    r["batches"],
+                    "no (incl. start-up)" if r["includes_startup"] else "yes",
+                    r["first_batch_s"],
+                    r["dataset_build_s"],
+                    r["fill_epoch"]["samples_per_s"] if "fill_epoch" in r else "-",
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        f"Step rate (section 2, MiniLM): {step_rate:.1f} samples/s." if step_rate else "Step rate: section 2 not run.",
+        "",
+        f"**{verdict}**",
+        "",
+    ]
     return section, "\n".join(md)
 
 
 # ------------------------------------------------------------------------------ 4. learning
 
 
-def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, step_ms_64: float | None,
-                     workdir: Path, out: Path) -> tuple[dict, str]:
+def section_learning(
+    cap: Deadline, plan: dict[str, Any], device: torch.device, step_ms_64: float | None, workdir: Path, out: Path
+) -> tuple[dict, str]:
     """``monai.bundle run`` of train.yaml + evaluate.yaml with the ViT-B backbone on the demo data, time-limited."""
     from monai.bundle import ConfigParser
 
@@ -698,35 +1081,63 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
     step_s = (step_ms_64 / 1000.0) * max(batch / 64, 0.25) * 1.5 if step_ms_64 else plan["default_step_s"]
     max_epochs = plan.get("max_epochs") or max(2, math.ceil(train_s / step_s / steps_per_epoch))
     extra = workdir / "s4_time_limit.yaml"
-    runs = list(ConfigParser.load_config_file(str(TRAIN_YAML))["run"]) + list(ConfigParser.load_config_file(str(EVAL_YAML))["run"])
+    runs = list(ConfigParser.load_config_file(str(TRAIN_YAML))["run"]) + list(
+        ConfigParser.load_config_file(str(EVAL_YAML))["run"]
+    )
     limit = f"$common.attach_time_limit(@train#trainer, {train_s:.1f})"  # benchmarks/common.py
     # one process trains, then evaluates (the evaluate.yaml run list after train.yaml's), under train.yaml's
     # `initialize`, which checks every output folder; the time limit stops training cleanly (model.pt still written)
     imports = [*cfg.get("imports", []), "$import common"]
     extra.write_text(json.dumps({"imports": imports, "initialize": cfg["initialize"], "run": [limit, *runs]}, indent=2))
-    overrides = {"backbone": plan["backbone"], "demo": repr(plan["demo"]), "max_epochs": str(max_epochs),
-                 "num_workers": str(plan["num_workers"]), "checkpoint_interval": "100000"}
+    overrides = {
+        "backbone": plan["backbone"],
+        "demo": repr(plan["demo"]),
+        "max_epochs": str(max_epochs),
+        "num_workers": str(plan["num_workers"]),
+        "checkpoint_interval": "100000",
+    }
     if plan["batch_size"]:
         overrides["batch_size"] = str(plan["batch_size"])
     config_dir = BUNDLE / "configs"
-    cmd = [sys.executable, "-m", "monai.bundle", "run",
-           "--config_file", "[" + ",".join(f"'{p}'" for p in (TRAIN_YAML, EVAL_YAML, extra)) + "]",
-           "--meta_file", str(config_dir / "metadata.json"), "--logging_file", str(config_dir / "logging.conf"),
-           "--bundle_root", str(root)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "[" + ",".join(f"'{p}'" for p in (TRAIN_YAML, EVAL_YAML, extra)) + "]",
+        "--meta_file",
+        str(config_dir / "metadata.json"),
+        "--logging_file",
+        str(config_dir / "logging.conf"),
+        "--bundle_root",
+        str(root),
+    ]
     for k, v in overrides.items():
         cmd += [f"--{k}", v]
-    env = {**os.environ, "CI": "1", "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parent), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    print(f"  demo data: {n_xray} X-rays + {n_ct} CTs for training ({gen_s:.0f} s); {steps_per_epoch} steps/epoch; "
-          f"max_epochs {max_epochs}; training limited to {train_s:.0f} s", flush=True)
+    env = {
+        **os.environ,
+        "CI": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parent), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    print(
+        f"  demo data: {n_xray} X-rays + {n_ct} CTs for training ({gen_s:.0f} s); {steps_per_epoch} steps/epoch; "
+        f"max_epochs {max_epochs}; training limited to {train_s:.0f} s",
+        flush=True,
+    )
     t_run = time.perf_counter()
     timeout = max(20.0, cap.left - 2)
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace",
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout
+        )
         rc, output, tail = proc.returncode, proc.stdout + proc.stderr, proc.stdout[-3000:] + "\n" + proc.stderr[-4000:]
     except subprocess.TimeoutExpired as err:
-        output = "".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else (x or "") for x in (err.stdout, err.stderr))
+        output = "".join(
+            x.decode("utf-8", "replace") if isinstance(x, bytes) else (x or "") for x in (err.stdout, err.stderr)
+        )
         rc, tail = None, f"timed out after {timeout:.0f} s:\n{output[-4000:]}"
     run_s = time.perf_counter() - t_run
     stopped = "time limit of" in output
@@ -741,8 +1152,13 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
     png = None
     if history:
         keys = sorted(k for k in history if k.startswith("loss")) or None
-        png = plot_training_curves(history, out / "s4_training_curves.png", keys=keys, smoothing_window=10,
-                                   title=f"UniMedI {plan['backbone']} on the demo data ({device.type})")
+        png = plot_training_curves(
+            history,
+            out / "s4_training_curves.png",
+            keys=keys,
+            smoothing_window=10,
+            title=f"UniMedI {plan['backbone']} on the demo data ({device.type})",
+        )
     metrics_path = root / "eval" / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     iterations = max((i for values in history.values() for i, _ in values), default=0)
@@ -752,45 +1168,104 @@ def section_learning(cap: Deadline, plan: dict[str, Any], device: torch.device, 
         for direction in ("i2t", "t2i"):
             value = metrics.get(f"{direction}_R@1{suffix}")
             if value is not None and chance is not None:
-                rows.append({"subset": label, "direction": direction, "R@1": value, "chance_R@1": chance,
-                             "ratio_to_chance": value / chance if chance else None, "above_chance": value > chance})
+                rows.append(
+                    {
+                        "subset": label,
+                        "direction": direction,
+                        "R@1": value,
+                        "chance_R@1": chance,
+                        "ratio_to_chance": value / chance if chance else None,
+                        "above_chance": value > chance,
+                    }
+                )
     slice_row = None
     if "slice_hit_rate" in metrics:
         hit, rnd = metrics["slice_hit_rate"], metrics.get("slice_hit_rate_random")
-        slice_row = {"slice_hit_rate": hit, "random": rnd, "ratio_to_random": hit / rnd if rnd else None,
-                     "num_ct_with_lesion": metrics.get("num_ct_with_lesion"), "above_random": rnd is not None and hit > rnd}
+        slice_row = {
+            "slice_hit_rate": hit,
+            "random": rnd,
+            "ratio_to_random": hit / rnd if rnd else None,
+            "num_ct_with_lesion": metrics.get("num_ct_with_lesion"),
+            "above_random": rnd is not None and hit > rnd,
+        }
     falling = {k: c["last"] < c["first"] for k, c in curves.items()}
     learned = bool(rows) and all(r["above_chance"] for r in rows if r["subset"] == "all") and falling.get("loss", False)
     status = "ok" if rc == 0 and metrics else ("partial" if history else "failed")
     section = {
-        "status": status, "note": "" if rc == 0 else f"bundle run exit {rc}", "returncode": rc,
+        "status": status,
+        "note": "" if rc == 0 else f"bundle run exit {rc}",
+        "returncode": rc,
         "command": shlex.join(cmd),
-        "overrides": overrides, "time_limit_s": round(train_s, 1), "stopped_by_time_limit": stopped,
+        "overrides": overrides,
+        "time_limit_s": round(train_s, 1),
+        "stopped_by_time_limit": stopped,
         "max_epochs": max_epochs,
-        "steps_per_epoch": steps_per_epoch, "iterations_done": iterations, "bundle_run_s": round(run_s, 1),
-        "demo_generation_s": round(gen_s, 1), "train_items": {"xray": n_xray, "ct": n_ct}, "curves": curves,
-        "losses_falling": falling, "retrieval": rows, "slice_hits": slice_row, "learned": learned,
-        "metrics": metrics, "curves_png": str(png) if png else None,
+        "steps_per_epoch": steps_per_epoch,
+        "iterations_done": iterations,
+        "bundle_run_s": round(run_s, 1),
+        "demo_generation_s": round(gen_s, 1),
+        "train_items": {"xray": n_xray, "ct": n_ct},
+        "curves": curves,
+        "losses_falling": falling,
+        "retrieval": rows,
+        "slice_hits": slice_row,
+        "learned": learned,
+        "metrics": metrics,
+        "curves_png": str(png) if png else None,
     }
     if rc != 0:
         section["log_tail"] = tail
-    md = [f"`python -m monai.bundle run` of train.yaml + evaluate.yaml (one process) with "
-          + ", ".join(f"`--{k} {v}`" for k, v in overrides.items())
-          + f"; training time limit {train_s:.0f} s ({'reached' if stopped else 'not reached: max_epochs ended it'}): "
-          f"{iterations} iterations ({steps_per_epoch} per epoch, batch {batch}); the bundle run took {run_s:.0f} s.", "",
-          format_table(["loss", "first 20% mean", "last 20% mean", "points", "falls"],
-                       [[k, c["first"], c["last"], c["points"], "yes" if falling[k] else "NO"] for k, c in curves.items()]),
-          "", "Held-out retrieval (the bundle's evaluation):", "",
-          format_table(["subset", "direction", "R@1", "chance R@1", "R@1 / chance", "above chance"],
-                       [[r["subset"], r["direction"], r["R@1"], r["chance_R@1"], r["ratio_to_chance"],
-                         "yes" if r["above_chance"] else "NO"] for r in rows]), ""]
+    md = [
+        "`python -m monai.bundle run` of train.yaml + evaluate.yaml (one process) with "
+        + ", ".join(f"`--{k} {v}`" for k, v in overrides.items())
+        + f"; training time limit {train_s:.0f} s ({'reached' if stopped else 'not reached: max_epochs ended it'}): "
+        f"{iterations} iterations ({steps_per_epoch} per epoch, batch {batch}); the bundle run took {run_s:.0f} s.",
+        "",
+        format_table(
+            ["loss", "first 20% mean", "last 20% mean", "points", "falls"],
+            [[k, c["first"], c["last"], c["points"], "yes" if falling[k] else "NO"] for k, c in curves.items()],
+        ),
+        "",
+        "Held-out retrieval (the bundle's evaluation):",
+        "",
+        format_table(
+            ["subset", "direction", "R@1", "chance R@1", "R@1 / chance", "above chance"],
+            [
+                [
+                    r["subset"],
+                    r["direction"],
+                    r["R@1"],
+                    r["chance_R@1"],
+                    r["ratio_to_chance"],
+                    "yes" if r["above_chance"] else "NO",
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+    ]
     if slice_row:
-        md += [format_table(["attention slice hit rate", "random selection", "hit / random", "CTs with lesion"],
-                            [[slice_row["slice_hit_rate"], slice_row["random"], slice_row["ratio_to_random"],
-                              slice_row["num_ct_with_lesion"]]]), ""]
-    md += [f"Loss curves: `{png.name}`." if png else "No training log was written.", "",
-           f"**The configuration {'learns' if learned else 'does NOT show learning'} in this run** (loss falls and "
-           "R@1 above chance over all held-out pairs).", ""]
+        md += [
+            format_table(
+                ["attention slice hit rate", "random selection", "hit / random", "CTs with lesion"],
+                [
+                    [
+                        slice_row["slice_hit_rate"],
+                        slice_row["random"],
+                        slice_row["ratio_to_random"],
+                        slice_row["num_ct_with_lesion"],
+                    ]
+                ],
+            ),
+            "",
+        ]
+    md += [
+        f"Loss curves: `{png.name}`." if png else "No training log was written.",
+        "",
+        f"**The configuration {'learns' if learned else 'does NOT show learning'} in this run** (loss falls and "
+        "R@1 above chance over all held-out pairs).",
+        "",
+    ]
     if rc != 0:
         md += ["Bundle run output (tail):", "", "```", tail[-2500:], "```", ""]
     return section, "\n".join(md)
@@ -806,16 +1281,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sections", default="1,2,3,4", help="comma-separated section numbers (default 1,2,3,4)")
     parser.add_argument("--budget-s", type=float, default=None, help="total time budget (default 480; smoke 240)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda, cpu with --smoke")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help=f"peak for MFU (default {H200_BF16_DENSE_TFLOPS:.0f} on CUDA, the H200's dense bf16; "
-                             "none on CPU: the measured GEMM rate stands in)")
-    parser.add_argument("--profile", choices=["auto", "always", "never"], default=None,
-                        help="profile a step: auto = when MFU < 35%% (default; always with --smoke)")
-    parser.add_argument("--compile-scope", choices=["blocks", "model"], default="blocks",
-                        help="section 1's torch.compile: each transformer block (default; seconds) or the whole model")
-    parser.add_argument("--plan", choices=sorted(PLANS), default=None,
-                        help="sizes: gpu (default) or smoke (default with --smoke); e.g. --plan gpu --device cpu "
-                             "--sections 3 measures the full-size data pipeline on a machine without a GPU")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help=f"peak for MFU (default {H200_BF16_DENSE_TFLOPS:.0f} on CUDA, the H200's dense bf16; "
+        "none on CPU: the measured GEMM rate stands in)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["auto", "always", "never"],
+        default=None,
+        help="profile a step: auto = when MFU < 35%% (default; always with --smoke)",
+    )
+    parser.add_argument(
+        "--compile-scope",
+        choices=["blocks", "model"],
+        default="blocks",
+        help="section 1's torch.compile: each transformer block (default; seconds) or the whole model",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS),
+        default=None,
+        help="sizes: gpu (default) or smoke (default with --smoke); e.g. --plan gpu --device cpu "
+        "--sections 3 measures the full-size data pipeline on a machine without a GPU",
+    )
     parser.add_argument("--tmp-dir", type=Path, default=None, help="where generated data goes (default: system temp)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the generated data and bundle outputs")
     args = parser.parse_args(argv)
@@ -836,9 +1327,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: no CUDA device (torch.cuda.is_available() is False); install CUDA torch "
-              "(UNIMEDI_TORCH_INDEX=https://download.pytorch.org/whl/cu128 bash scripts/setup_env.sh) or use --smoke.",
-              file=sys.stderr)
+        print(
+            "error: no CUDA device (torch.cuda.is_available() is False); install CUDA torch "
+            "(UNIMEDI_TORCH_INDEX=https://download.pytorch.org/whl/cu128 bash scripts/setup_env.sh) or use --smoke.",
+            file=sys.stderr,
+        )
         return 2
     deadline = Deadline(args.budget_s)
     plan = PLANS[args.plan or ("smoke" if args.smoke else "gpu")]
@@ -851,13 +1344,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="unimedi_gpu_check_", dir=args.tmp_dir))
-    meta = {"_t0": deadline.start, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-            "command": " ".join(["python", "benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
-            "smoke": args.smoke, "budget_s": args.budget_s, "sections_selected": args.sections,
-            "dtype": str(dtype).replace("torch.", ""), "plan": plan, "workdir": str(workdir), **machine_meta(device)}
+    meta = {
+        "_t0": deadline.start,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+        "command": " ".join(["python", "benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
+        "smoke": args.smoke,
+        "budget_s": args.budget_s,
+        "sections_selected": args.sections,
+        "dtype": str(dtype).replace("torch.", ""),
+        "plan": plan,
+        "workdir": str(workdir),
+        **machine_meta(device),
+    }
     results = Results(args.out, meta)
     results.write()
-    print(f"gpu_check: {meta['device']}, budget {args.budget_s:.0f} s, sections {args.sections}, out {args.out}", flush=True)
+    print(
+        f"gpu_check: {meta['device']}, budget {args.budget_s:.0f} s, sections {args.sections}, out {args.out}",
+        flush=True,
+    )
 
     # section 3's files are written in the background while sections 1 and 2 use the accelerator
     gen_proc, gen_queue, data_dir = None, None, workdir / "pipeline_data"
@@ -868,10 +1372,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         gen_proc.start()
 
     try:
-        s1 = run_section(results, 1, args.sections, deadline, args.budget_s,
-                         lambda cap: section_backbone(cap, plan["s1"], device, dtype, args.compile_scope))
-        s2 = run_section(results, 2, args.sections, deadline, args.budget_s,
-                         lambda cap: section_step(cap, plan["s2"], device, dtype, args.peak_tflops, args.profile, workdir))
+        s1 = run_section(
+            results,
+            1,
+            args.sections,
+            deadline,
+            args.budget_s,
+            lambda cap: section_backbone(cap, plan["s1"], device, dtype, args.compile_scope),
+        )
+        s2 = run_section(
+            results,
+            2,
+            args.sections,
+            deadline,
+            args.budget_s,
+            lambda cap: section_step(cap, plan["s2"], device, dtype, args.peak_tflops, args.profile, workdir),
+        )
         minilm = next((r for r in s2.get("rows", []) if r["text_encoder"] == "minilm"), None)
         step_rate = minilm["samples_per_s"] if minilm else None
 
@@ -885,9 +1401,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_section(results, 3, args.sections, deadline, args.budget_s, pipeline)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the bundle run of section 4 is another process on the same GPU
-        run_section(results, 4, args.sections, deadline, args.budget_s,
-                    lambda cap: section_learning(cap, plan["s4"], device, minilm["step_ms"] if minilm else None,
-                                                 workdir, args.out))
+        run_section(
+            results,
+            4,
+            args.sections,
+            deadline,
+            args.budget_s,
+            lambda cap: section_learning(
+                cap, plan["s4"], device, minilm["step_ms"] if minilm else None, workdir, args.out
+            ),
+        )
         del s1
     finally:
         if gen_proc is not None and gen_proc.is_alive():

@@ -21,12 +21,11 @@ import argparse
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-import torch
 
 import common  # noqa: F401  (puts the checkout on sys.path when the package is not installed)
+import torch
 
 __all__ = ["run_smoke", "main"]
 
@@ -64,6 +63,7 @@ def run_smoke(
     Returns:
         the written summary (per-organ and mean Dice, the first and last training losses, settings).
     """
+    from ignite.engine import Events
     from monai.data import CacheDataset, DataLoader
     from monai.engines import SupervisedEvaluator, SupervisedTrainer
     from monai.handlers import MeanDice, from_engine
@@ -71,11 +71,10 @@ def run_smoke(
     from monai.losses import DiceCELoss
     from monai.transforms import AsDiscreted, Compose
     from monai.utils import set_determinism
-    from ignite.engine import Events
 
+    from unimedi_monai.engines.handlers import ProgressBarHandler
     from unimedi_monai.io.atomic_io import write_json_atomic
     from unimedi_monai.io.checkpoint import load_weights
-    from unimedi_monai.engines.handlers import ProgressBarHandler
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
     from unimedi_monai.segmentation.metrics import organ_dice_report, per_organ_dice
     from unimedi_monai.segmentation.organs import BCV_ORGANS, TOTALSEGMENTATOR_TO_BCV
@@ -86,12 +85,16 @@ def run_smoke(
     items = []
     for image, label in CASES:
         if not (data_dir / image).exists() or not (data_dir / label).exists():
-            raise FileNotFoundError(f"smoke check: '{data_dir / image}' or '{data_dir / label}' is missing; pass --data_dir pointing at shared/data/totalsegmentator.")
+            raise FileNotFoundError(
+                f"smoke check: '{data_dir / image}' or '{data_dir / label}' is missing; pass --data_dir pointing at shared/data/totalsegmentator."
+            )
         items.append({"image": str(data_dir / image), "label": str(data_dir / label)})
     num_classes = len(BCV_ORGANS) + 1
-    common = dict(pixdim=pixdim, roi_size=roi_size, num_classes=num_classes, label_map=TOTALSEGMENTATOR_TO_BCV)
-    train_ds = CacheDataset(items, segmentation_transforms("train", num_samples=2, pos=3.0, neg=1.0, **common), progress=False)
-    val_ds = CacheDataset(items, segmentation_transforms("validate", **common), progress=False)
+    transform_args = dict(pixdim=pixdim, roi_size=roi_size, num_classes=num_classes, label_map=TOTALSEGMENTATOR_TO_BCV)
+    train_ds = CacheDataset(
+        items, segmentation_transforms("train", num_samples=2, pos=3.0, neg=1.0, **transform_args), progress=False
+    )
+    val_ds = CacheDataset(items, segmentation_transforms("validate", **transform_args), progress=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = UniMedIUNETR(num_classes, backbone=backbone, feature_size=feature_size)
     load_weights(network, pretrained, source="student", init="pretrained" if pretrained else "random")
@@ -99,30 +102,53 @@ def run_smoke(
     loader = DataLoader(train_ds, batch_size=2, shuffle=True, num_workers=0)
     losses: list[float] = []
     trainer = SupervisedTrainer(
-        device=device, max_epochs=int(math.ceil(steps / len(loader))), train_data_loader=loader, network=network,
+        device=device,
+        max_epochs=int(math.ceil(steps / len(loader))),
+        train_data_loader=loader,
+        network=network,
         optimizer=torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-5),
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
-        train_handlers=[ProgressBarHandler(output_transform=lambda out: {"loss": from_engine(["loss"], first=True)(out)})],
+        train_handlers=[
+            ProgressBarHandler(output_transform=lambda out: {"loss": from_engine(["loss"], first=True)(out)})
+        ],
     )
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
     started = time.time()
     trainer.run()
     train_s = time.time() - started
     evaluator = SupervisedEvaluator(
-        device=device, val_data_loader=DataLoader(val_ds, batch_size=1), network=network,
+        device=device,
+        val_data_loader=DataLoader(val_ds, batch_size=1),
+        network=network,
         inferer=SlidingWindowInferer(roi_size=roi_size, sw_batch_size=2, overlap=0.25),
-        postprocessing=Compose([AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=[num_classes, num_classes])]),
-        key_val_metric={"mean_dice": MeanDice(include_background=False, output_transform=from_engine(["pred", "label"]))},
-        additional_metrics={"organ_dice": MeanDice(include_background=False, reduction="mean_batch", output_transform=from_engine(["pred", "label"]))},
+        postprocessing=Compose(
+            [AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=[num_classes, num_classes])]
+        ),
+        key_val_metric={
+            "mean_dice": MeanDice(include_background=False, output_transform=from_engine(["pred", "label"]))
+        },
+        additional_metrics={
+            "organ_dice": MeanDice(
+                include_background=False, reduction="mean_batch", output_transform=from_engine(["pred", "label"])
+            )
+        },
     )
     evaluator.run()
     k = max(1, min(5, len(losses) // 4))
     summary = organ_dice_report(
-        per_organ_dice(evaluator, "organ_dice"), BCV_ORGANS,
+        per_organ_dice(evaluator, "organ_dice"),
+        BCV_ORGANS,
         reference="TotalSegmentator 'total' predictions mapped to BCV ids (agreement on the fine-tuning cases, not ground truth)",
-        cases=[c[0] for c in CASES], init="pretrained" if pretrained else "random", pretrained=str(pretrained) if pretrained else None,
-        backbone=backbone, steps=len(losses), pixdim=list(pixdim), roi_size=list(roi_size),
-        loss_first=sum(losses[:k]) / k, loss_last=sum(losses[-k:]) / k, train_seconds=round(train_s, 1),
+        cases=[c[0] for c in CASES],
+        init="pretrained" if pretrained else "random",
+        pretrained=str(pretrained) if pretrained else None,
+        backbone=backbone,
+        steps=len(losses),
+        pixdim=list(pixdim),
+        roi_size=list(roi_size),
+        loss_first=sum(losses[:k]) / k,
+        loss_last=sum(losses[-k:]) / k,
+        train_seconds=round(train_s, 1),
     )
     write_json_atomic(summary, output)
     return summary
@@ -132,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default="../shared/data/totalsegmentator")
     parser.add_argument("--output", default="eval_smoke/metrics.json")
-    parser.add_argument("--pretrained", default=None, help="pre-training checkpoint (models/model.pt); omit for random init")
+    parser.add_argument(
+        "--pretrained", default=None, help="pre-training checkpoint (models/model.pt); omit for random init"
+    )
     parser.add_argument("--backbone", default="demo")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--pixdim", type=float, nargs=3, default=(1.5, 1.5, 2.0))
@@ -146,7 +174,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"mean Dice agreement with TotalSegmentator (BCV organs): {summary['mean_dice']}")
     for name, value in summary["organ_dice"].items():
         print(f"  {name:26s} {'n/a' if value is None else f'{value:.3f}'}")
-    print(f"loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f} over {summary['steps']} steps ({summary['train_seconds']} s)")
+    print(
+        f"loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f} over {summary['steps']} steps ({summary['train_seconds']} s)"
+    )
 
 
 if __name__ == "__main__":

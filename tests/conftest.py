@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -16,7 +16,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("UNIMEDI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))  # ../shared/data beside the clone
+SHARED_DATA = Path(
+    os.environ.get("UNIMEDI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
+)  # ../shared/data beside the clone
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +54,9 @@ def shared_data() -> Path:
 
 def bundle_env() -> dict:
     """Environment for bundle subprocesses: offline, UTF-8, CI mode (no progress-bar redraws)."""
-    return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1", PYTHONUTF8="1")
+    return dict(
+        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", CI="1", PYTHONUTF8="1"
+    )
 
 
 def run_bundle(
@@ -72,20 +76,42 @@ def run_bundle(
     config_dir = REPO_ROOT / "bundles" / bundle / "configs"
     paths = [c if os.path.isabs(c) else str(config_dir / c) for c in configs]
     config_files = "[" + ",".join(f"'{c}'" for c in paths) + "]"
-    cmd = (launcher or [sys.executable]) + [
-        "-m", "monai.bundle", "run", "--config_file", config_files,
-        "--meta_file", str(config_dir / "metadata.json"), "--logging_file", str(config_dir / "logging.conf"),
-        "--bundle_root", str(bundle_root),
-    ] + list(args or [])
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
+    cmd = (
+        (launcher or [sys.executable])
+        + [
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            config_files,
+            "--meta_file",
+            str(config_dir / "metadata.json"),
+            "--logging_file",
+            str(config_dir / "logging.conf"),
+            "--bundle_root",
+            str(bundle_root),
+        ]
+        + list(args or [])
+    )
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"bundle run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
 
 PRETRAIN_SHORT = [
-    "--demo", "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",
-    "--max_epochs", "6", "--batch_size", "12", "--num_workers", "0", "--checkpoint_interval", "10",
+    "--demo",
+    "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",
+    "--max_epochs",
+    "6",
+    "--batch_size",
+    "12",
+    "--num_workers",
+    "0",
+    "--checkpoint_interval",
+    "10",
 ]
 #: evaluate.yaml's held-out demo set, small for tests (the bundle default holds 128 X-rays and 128 CTs)
 PRETRAIN_EVAL_SHORT = ["--eval_demo", "{'n_xray': 20, 'n_ct': 20, 'seed': 1000, 'val_fraction': 0.0}"]
@@ -125,6 +151,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped > int(limit):
         reporter.write_line(
             f"error: {skipped} tests skipped, more than the {limit} the README states (see the 'SKIPPED' lines above); "
-            "make them run, or update the README with the reason.", red=True,
+            "make them run, or update the README with the reason.",
+            red=True,
         )
         session.exitstatus = 1

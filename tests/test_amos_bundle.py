@@ -20,10 +20,25 @@ def test_evaluate_names_the_15_amos_organs(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # spinning OpenMP threads slow 3D convolutions on a shared CPU
     atomic_save(UniMedIUNETR(16, backbone="tiny", feature_size=8).state_dict(), tmp_path / "models" / "model.pt")
-    run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], tmp_path, [
-        "--backbone", "tiny", "--feature_size", "8", "--num_workers", "0", "--roi_size", "[32, 32, 8]", "--sw_batch_size", "8",
-        "--demo", "{'n_train': 1, 'n_val': 2, 'shape': [48, 48, 16]}",
-    ])
+    run_bundle(
+        BUNDLE,
+        ["train.yaml", "evaluate.yaml"],
+        tmp_path,
+        [
+            "--backbone",
+            "tiny",
+            "--feature_size",
+            "8",
+            "--num_workers",
+            "0",
+            "--roi_size",
+            "[32, 32, 8]",
+            "--sw_batch_size",
+            "8",
+            "--demo",
+            "{'n_train': 1, 'n_val': 2, 'shape': [48, 48, 16]}",
+        ],
+    )
     datalist = json.loads((tmp_path / "demo_data" / "dataset.json").read_text())
     assert datalist["labels"]["15"] == "prostate/uterus"  # the phantoms follow AMOS's dataset.json layout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -41,6 +56,12 @@ def test_verify_net_in_out_and_channel_def():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # in-process (the BCV test runs the command line); raises on a shape or channel mismatch
-        verify_net_in_out(net_id="network_def", meta_file=str(cfg / "metadata.json"), config_file=str(cfg / "inference.yaml"), backbone="tiny", feature_size=8)
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(cfg / "metadata.json"),
+            config_file=str(cfg / "inference.yaml"),
+            backbone="tiny",
+            feature_size=8,
+        )
     finally:
         torch.set_num_threads(threads)

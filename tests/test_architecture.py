@@ -67,7 +67,7 @@ def module_name(path: Path) -> str:
 def layer_of(module: str) -> int | None:
     """The layer of ``module`` (longest listed prefix), None for the package root."""
     best = None
-    for prefix, layer in LAYERS.items():
+    for prefix, _layer in LAYERS.items():
         if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > len(best)):
             best = prefix
     if best is None and module != "unimedi_monai":
@@ -133,8 +133,11 @@ LICENCE_HEADER = "# SPDX-License-Identifier: Apache-2.0"  # LICENSE: Apache Lice
 
 
 def test_every_module_starts_with_the_licence_header():
-    missing = [str(p.relative_to(PACKAGE.parent)) for p in sorted(PACKAGE.rglob("*.py"))
-               if p.read_text(encoding="utf-8").splitlines()[:1] != [LICENCE_HEADER]]
+    missing = [
+        str(p.relative_to(PACKAGE.parent))
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p.read_text(encoding="utf-8").splitlines()[:1] != [LICENCE_HEADER]
+    ]
     for path in missing:
         print(path)
     assert not missing, f"{len(missing)} module(s) without the first line {LICENCE_HEADER!r}:\n" + "\n".join(missing)
@@ -146,10 +149,19 @@ def test_every_package_exports_its_names_lazily():
     for init in sorted(PACKAGE.rglob("__init__.py")):
         tree = ast.parse(init.read_text(encoding="utf-8"))
         imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-        assigned = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-                    for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        assigned = {
+            t.id
+            for n in tree.body
+            if isinstance(n, (ast.Assign, ast.AnnAssign))
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Name)
+        }
         expected = ["from __future__ import annotations", "from unimedi_monai.lazy_exports import lazy_exports"]
-        if imports != expected or not {"_EXPORTS", "__all__"} <= assigned or "__getattr__" not in init.read_text(encoding="utf-8"):
+        if (
+            imports != expected
+            or not {"_EXPORTS", "__all__"} <= assigned
+            or "__getattr__" not in init.read_text(encoding="utf-8")
+        ):
             eager.append(f"{init.relative_to(PACKAGE.parent)}: imports {imports}")
     assert not eager, "packages not in the lazy_exports style:\n" + "\n".join(eager)
 
@@ -165,6 +177,8 @@ def test_no_exported_name_is_also_a_submodule_name():
             target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
             if isinstance(target, ast.Name) and target.id == "_EXPORTS" and isinstance(node.value, ast.Dict):
                 exports = {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
-        submodules = {p.stem for p in init.parent.glob("*.py")} | {p.parent.name for p in init.parent.glob("*/__init__.py")}
+        submodules = {p.stem for p in init.parent.glob("*.py")} | {
+            p.parent.name for p in init.parent.glob("*/__init__.py")
+        }
         clashes += [f"{init.relative_to(PACKAGE.parent)}: {name}" for name in sorted(exports & submodules)]
     assert not clashes, "exported names that are also submodules:\n" + "\n".join(clashes)

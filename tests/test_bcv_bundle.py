@@ -20,8 +20,18 @@ BUNDLE = "bcv_segmentation"
 # tiny network and phantoms so that a run takes seconds on a CPU
 SMALL = ["--backbone", "tiny", "--feature_size", "8", "--num_workers", "0"]
 TRAIN = SMALL + [
-    "--roi_size", "[32, 32, 8]", "--num_samples", "2", "--demo", "{'n_train': 2, 'n_val': 1, 'shape': [48, 48, 16]}",
-    "--max_epochs", "2", "--val_interval", "1", "--sw_batch_size", "8",
+    "--roi_size",
+    "[32, 32, 8]",
+    "--num_samples",
+    "2",
+    "--demo",
+    "{'n_train': 2, 'n_val': 1, 'shape': [48, 48, 16]}",
+    "--max_epochs",
+    "2",
+    "--val_interval",
+    "1",
+    "--sw_batch_size",
+    "8",
 ]
 
 
@@ -57,7 +67,12 @@ def test_train_fine_tunes_pretrained_encoder(trained, pretrain_checkpoint):
     root, log = trained
     assert f"pre-trained student encoder from {pretrain_checkpoint}: " in log and "keys loaded, 0 missing" in log
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
-    assert sorted(metrics["organ_dice"]) == sorted(json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]["channel_def"][str(i)] for i in range(1, 14))
+    assert sorted(metrics["organ_dice"]) == sorted(
+        json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / "metadata.json").read_text())["network_data_format"][
+            "outputs"
+        ]["pred"]["channel_def"][str(i)]
+        for i in range(1, 14)
+    )
     assert metrics["epoch"] in (1, 2) and 0.0 <= metrics["mean_dice"] <= 1.0
     net = UniMedIUNETR(14, backbone="tiny", feature_size=8)
     net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))  # strict: a full network
@@ -72,9 +87,22 @@ def test_inference_on_real_ct_keeps_shape_and_affine(trained, shared_data):
     ts = shared_data / "totalsegmentator"
     nifti, dicom = ts / "example_ct_sm.nii.gz", ts / "example_ct_dicom"
     out_dir = root / "seg"
-    run_bundle(BUNDLE, ["inference.yaml"], root, SMALL + [
-        "--pixdim", "[4.0, 4.0, 4.0]", "--roi_size", "[64, 64, 16]", "--output_dir", str(out_dir), "--datalist", f"['{nifti}', '{dicom}']",
-    ])
+    run_bundle(
+        BUNDLE,
+        ["inference.yaml"],
+        root,
+        SMALL
+        + [
+            "--pixdim",
+            "[4.0, 4.0, 4.0]",
+            "--roi_size",
+            "[64, 64, 16]",
+            "--output_dir",
+            str(out_dir),
+            "--datalist",
+            f"['{nifti}', '{dicom}']",
+        ],
+    )
     assert sorted(p.name for p in out_dir.iterdir()) == ["example_ct_dicom_seg.nii.gz", "example_ct_sm_seg.nii.gz"]
     ref = nib.load(nifti)
     seg = nib.load(out_dir / "example_ct_sm_seg.nii.gz")
@@ -98,9 +126,26 @@ def test_verify_net_in_out(single_thread):
 
     cfg = REPO_ROOT / "bundles" / BUNDLE / "configs"
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", str(cfg / "metadata.json"),
-         "--config_file", str(cfg / "inference.yaml"), "--backbone", "tiny", "--feature_size", "8"],
-        cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            "--meta_file",
+            str(cfg / "metadata.json"),
+            "--config_file",
+            str(cfg / "inference.yaml"),
+            "--backbone",
+            "tiny",
+            "--feature_size",
+            "8",
+        ],
+        cwd=REPO_ROOT,
+        env=bundle_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "data shape of network is verified with no error" in proc.stdout + proc.stderr

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -41,14 +40,36 @@ def test_gemm_baseline_flops():
 
 def test_pretrain_step_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / "step.json"
-    code = step_bench.main(["--presets", "tiny", "--xray", "2", "--ct", "1", "--warmup", "1", "--repeats", "2",
-                            "--gemm-size", "256", "--ct-size", "32", "32", "16", "--json", str(out)])
+    code = step_bench.main(
+        [
+            "--presets",
+            "tiny",
+            "--xray",
+            "2",
+            "--ct",
+            "1",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--gemm-size",
+            "256",
+            "--ct-size",
+            "32",
+            "32",
+            "16",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["preset"] == "tiny" and len(row["step_ms_all"]) == 2
     assert math.isclose(row["samples_per_s"], 3 / (row["step_ms"] / 1000.0))
     assert math.isclose(row["fraction_of_gemm"], row["achieved_gflops"] / row["gemm_gflops"])
-    assert row["gflop_per_step"] > 0 and row["fraction_of_gemm"] > 0.0  # no upper bound: both rates are timings (noisy on a loaded CPU)
+    assert (
+        row["gflop_per_step"] > 0 and row["fraction_of_gemm"] > 0.0
+    )  # no upper bound: both rates are timings (noisy on a loaded CPU)
     assert set(row["phase_ms"]) == {"data", "forward", "backward", "optimizer", "ema"}
     assert sum(row["phase_ms"].values()) <= row["step_ms"] * 1.5
     assert all(math.isfinite(v) for v in row["losses"])

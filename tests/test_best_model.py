@@ -10,7 +10,6 @@ from ignite.engine import Engine
 from unimedi_monai.engines import BestModelSaver
 from unimedi_monai.segmentation.metrics import MeanOrganDice, OrganDiceWriter
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -86,6 +85,8 @@ def test_mean_organ_dice_skips_absent_organs_and_matches_the_written_report(tmp_
     engine.run(batches, max_epochs=1)
     organ1, organ2 = (2 / 3 + 1.0) / 2, 1.0
     assert engine.state.metrics["val_mean_dice"] == pytest.approx((organ1 + organ2) / 2)
-    assert engine.state.metrics["monai_mean"] == pytest.approx((2 / 3 + 1) / 2)  # MONAI's "mean": each case's organ mean, over the cases
+    assert engine.state.metrics["monai_mean"] == pytest.approx(
+        (2 / 3 + 1) / 2
+    )  # MONAI's "mean": each case's organ mean, over the cases
     assert writer.last_report["mean_dice"] == pytest.approx(engine.state.metrics["val_mean_dice"], abs=1e-12)
     assert writer.last_report["organ_dice"] == {"liver": pytest.approx(organ1), "spleen": pytest.approx(organ2)}

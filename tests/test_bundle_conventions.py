@@ -4,9 +4,8 @@ BCV / AMOS bundles kept self-contained yet differing only in their data and orga
 from __future__ import annotations
 
 import pytest
-from monai.bundle import ConfigParser
-
 from conftest import REPO_ROOT
+from monai.bundle import ConfigParser
 
 BUNDLES = REPO_ROOT / "bundles"
 INFERENCE = sorted(p for p in BUNDLES.glob("*/configs/inference.yaml"))
@@ -100,7 +99,14 @@ def test_trained_backbone(tmp_path):
 
     seg3d = UniMedIUNETR(out_channels=3, backbone="tiny", img_size=[32, 32, 8], patch_size=[16, 16, 4], feature_size=8)
     torch.save(seg3d.state_dict(), tmp_path / "unetr.pt")
-    torch.save({"network": UniMedISETRPUP(out_channels=2, backbone="demo", img_size=32, patch_size=16, decoder_channels=8).state_dict()}, tmp_path / "ckpt.pt")
+    torch.save(
+        {
+            "network": UniMedISETRPUP(
+                out_channels=2, backbone="demo", img_size=32, patch_size=16, decoder_channels=8
+            ).state_dict()
+        },
+        tmp_path / "ckpt.pt",
+    )
     assert trained_backbone(tmp_path / "unetr.pt", default="base") == "tiny"
     assert trained_backbone(tmp_path / "ckpt.pt", default="base") == "demo"  # a training checkpoint's network entry
     assert trained_backbone(tmp_path / "absent.pt", default="base") == "base"  # no weights yet

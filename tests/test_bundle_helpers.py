@@ -6,12 +6,11 @@ import json
 import sys
 
 import pytest
+from conftest import REPO_ROOT
 
 from unimedi_monai.bundle import find_bundle_root
 from unimedi_monai.data.sources import resolve_dataset_dir
 from unimedi_monai.evaluation.summary import summarize
-
-from conftest import REPO_ROOT
 
 
 def test_find_bundle_root_from_sys_path_and_repo(tmp_path, monkeypatch):
@@ -39,9 +38,17 @@ def test_find_bundle_root_from_the_run_config_file(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="--bundle_root"):
         find_bundle_root("unimedi_pretrain")
     main = str(tmp_path / "site-packages" / "monai" / "bundle" / "__main__.py")  # python -m monai.bundle
-    monkeypatch.setattr(sys, "argv", [main, "run", "--config_file", "../models/unimedi_pretrain/configs/train.yaml", "--max_epochs", "1"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [main, "run", "--config_file", "../models/unimedi_pretrain/configs/train.yaml", "--max_epochs", "1"],
+    )
     assert find_bundle_root("unimedi_pretrain") == str(unpacked.resolve())
-    monkeypatch.setattr(sys, "argv", [main, "run", "--config_file", "['../models/unimedi_pretrain/configs/train.yaml','x/evaluate.yaml']"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [main, "run", "--config_file", "['../models/unimedi_pretrain/configs/train.yaml','x/evaluate.yaml']"],
+    )
     assert find_bundle_root("unimedi_pretrain") == str(unpacked.resolve())
 
 

@@ -30,7 +30,9 @@ from unimedi_monai.packaging import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK = REPO_ROOT / "constraints" / "lock.txt"
 BUNDLES = find_bundles(REPO_ROOT / "bundles")
-INFERENCE_BUNDLES = [b for b in BUNDLES if (b / "configs" / "inference.yaml").is_file() or (b / "configs" / "inference.json").is_file()]
+INFERENCE_BUNDLES = [
+    b for b in BUNDLES if (b / "configs" / "inference.yaml").is_file() or (b / "configs" / "inference.json").is_file()
+]
 
 
 def _inference_config(bundle: Path) -> Path:
@@ -75,7 +77,10 @@ def test_version_mismatches_against_a_lock():
     lock["transformers"] = "0.0.1"
     del lock["nibabel"]
     problems = version_mismatches(metadata, lock, source="locked")
-    assert any(p.startswith("required_packages_version#transformers: metadata") and p.endswith("locked 0.0.1") for p in problems)
+    assert any(
+        p.startswith("required_packages_version#transformers: metadata") and p.endswith("locked 0.0.1")
+        for p in problems
+    )
     assert any("nibabel is not locked" in p for p in problems)
 
 
@@ -88,16 +93,27 @@ def test_sync_metadata_versions_edits_in_place_and_bumps(tmp_path):
     lock["transformers"], lock["numpy"] = "9.9.9", "3.0.0"
     changes = sync_metadata_versions(bundle, lock)
     after = read_metadata(bundle)
-    assert sorted(changes) == sorted([f"numpy {before['numpy_version']} -> 3.0.0", f"transformers {before['required_packages_version']['transformers']} -> 9.9.9"])
+    assert sorted(changes) == sorted(
+        [
+            f"numpy {before['numpy_version']} -> 3.0.0",
+            f"transformers {before['required_packages_version']['transformers']} -> 9.9.9",
+        ]
+    )
     assert after["numpy_version"] == "3.0.0" and after["required_packages_version"]["transformers"] == "9.9.9"
     major, minor, patch = before["version"].split(".")
     assert after["version"] == f"{major}.{minor}.{int(patch) + 1}" and after["version"] in after["changelog"]
     assert "transformers" in after["changelog"][after["version"]]
     # everything else is unchanged, key order included
-    rest = {k: v for k, v in after.items() if k not in ("version", "changelog", "numpy_version", "required_packages_version")}
+    rest = {
+        k: v
+        for k, v in after.items()
+        if k not in ("version", "changelog", "numpy_version", "required_packages_version")
+    }
     assert rest == {k: v for k, v in before.items() if k in rest} and list(after) == list(before)
     check_metadata(bundle, versions=lock)
-    with pytest.raises(ValueError, match="required_packages_version#nibabel names nibabel, which the lock does not hold"):
+    with pytest.raises(
+        ValueError, match="required_packages_version#nibabel names nibabel, which the lock does not hold"
+    ):
         sync_metadata_versions(bundle, {k: v for k, v in lock.items() if k != "nibabel"})
 
 
@@ -119,7 +135,10 @@ def test_installed_environment_is_the_lock():
     """The suite runs in the locked environment (scripts/setup_env.sh installs exactly constraints/lock.txt)."""
     proc = subprocess.run(
         [sys.executable, "-m", "unimedi_monai.packaging", "check_env", "--lock", str(LOCK)],
-        capture_output=True, encoding="utf-8", errors="replace", timeout=120,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"matches {LOCK}" in proc.stdout
@@ -144,15 +163,42 @@ def test_verify_metadata_command_line():
     """The documented command, offline (the schema file exists, so MONAI does not download it)."""
     meta = REPO_ROOT / "bundles" / "pretrain" / "configs" / "metadata.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(meta), "--filepath", str(META_SCHEMA)],
-        cwd=REPO_ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_metadata",
+            "--meta_file",
+            str(meta),
+            "--filepath",
+            str(META_SCHEMA),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "metadata is verified with no error" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("key", ["version", "changelog", "monai_version", "pytorch_version", "numpy_version",
-                                 "required_packages_version", "task", "description", "authors", "copyright", "network_data_format"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "version",
+        "changelog",
+        "monai_version",
+        "pytorch_version",
+        "numpy_version",
+        "required_packages_version",
+        "task",
+        "description",
+        "authors",
+        "copyright",
+        "network_data_format",
+    ],
+)
 def test_schema_requires_model_zoo_keys(key):
     metadata = read_metadata(REPO_ROOT / "bundles" / "pretrain")
     validate_metadata(metadata)
@@ -161,7 +207,9 @@ def test_schema_requires_model_zoo_keys(key):
         validate_metadata(metadata, source="bundles/pretrain/configs/metadata.json")
 
 
-@pytest.mark.parametrize("field", ["type", "format", "num_channels", "spatial_shape", "dtype", "value_range", "is_patch_data", "channel_def"])
+@pytest.mark.parametrize(
+    "field", ["type", "format", "num_channels", "spatial_shape", "dtype", "value_range", "is_patch_data", "channel_def"]
+)
 def test_schema_requires_io_fields(field):
     metadata = read_metadata(REPO_ROOT / "bundles" / "pretrain")
     del metadata["network_data_format"]["inputs"]["image"][field]
@@ -183,7 +231,9 @@ def test_changelog_and_version_checks(tmp_path):
     (bundle / "configs" / "metadata.json").write_text(json.dumps(old_numpy))
     with pytest.raises(ValueError, match=r"numpy_version: metadata 1.0.0, installed \d"):
         check_metadata(bundle)
-    with pytest.raises(ValueError, match=r"differ from the lock: numpy_version: metadata 1.0.0, locked \d.*sync_versions"):
+    with pytest.raises(
+        ValueError, match=r"differ from the lock: numpy_version: metadata 1.0.0, locked \d.*sync_versions"
+    ):
         check_metadata(bundle, versions=read_lock(LOCK))
     check_metadata(bundle, check_versions=False)
 
@@ -193,8 +243,11 @@ def test_verify_net_in_out(bundle):
     from monai.bundle import verify_net_in_out
 
     verify_net_in_out(
-        net_id="network_def", meta_file=str(bundle / "configs" / "metadata.json"),
-        config_file=str(_inference_config(bundle)), device="cpu", bundle_root=str(bundle),
+        net_id="network_def",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(_inference_config(bundle)),
+        device="cpu",
+        bundle_root=str(bundle),
     )
 
 
@@ -214,8 +267,13 @@ def test_ckpt_export_matches_eager(bundle, tmp_path):
     torch.save(net.state_dict(), ckpt)
     ts_path = tmp_path / "model.ts"
     ckpt_export(
-        net_id="network_def", filepath=str(ts_path), ckpt_file=str(ckpt), meta_file=str(meta_file),
-        config_file=str(config_file), use_trace=True, bundle_root=str(bundle),
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(ckpt),
+        meta_file=str(meta_file),
+        config_file=str(config_file),
+        use_trace=True,
+        bundle_root=str(bundle),
     )
     ts = torch.jit.load(str(ts_path), map_location="cpu")
     extra = {"metadata.json": ""}
@@ -233,8 +291,8 @@ def test_ckpt_export_matches_eager(bundle, tmp_path):
 
 def test_pretrain_inference_network_reproduces_unimedi(text_encoder, tmp_path):
     """The inference network with a whole UniMedI state dict (models/model.pt) computes encode_image."""
-    from unimedi_monai.networks import UniMedI
     from unimedi_monai.io import load_weights
+    from unimedi_monai.networks import UniMedI
     from unimedi_monai.packaging import ImageEmbeddingNetwork
 
     model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2).eval()
@@ -264,4 +322,6 @@ def test_bundle_run_warns_about_other_versions(tmp_path, caplog):
     meta.write_text(meta.read_text().replace('"monai_version": "', '"monai_version": "0.0.2-'))
     with caplog.at_level("WARNING"):
         check_overrides(["--config_file", str(bundle / "configs" / "train.yaml")])
-    assert any("monai_version: metadata 0.0.2-" in r.getMessage() and str(meta) in r.getMessage() for r in caplog.records)
+    assert any(
+        "monai_version: metadata 0.0.2-" in r.getMessage() and str(meta) in r.getMessage() for r in caplog.records
+    )

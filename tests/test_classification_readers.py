@@ -12,8 +12,8 @@ from PIL import Image
 from unimedi_monai.classification import get_task, prepare_splits, training_fraction
 from unimedi_monai.data.adapters.chexpert import CHEXPERT_COMPETITION, load_chexpert
 from unimedi_monai.data.adapters.covidx import load_covidx, read_covidx_split
-from unimedi_monai.data.fractions import fraction_count
 from unimedi_monai.data.adapters.rsna_pneumonia import load_rsna_pneumonia
+from unimedi_monai.data.fractions import fraction_count
 
 
 def _png(path: Path, value: int = 100) -> None:
@@ -64,7 +64,10 @@ def test_covidx_names_leaving_dataset_dir_are_logged_or_refused(covidx_dir, tmp_
     messages = [r.getMessage() for r in caplog.records]
     assert any("train.txt, line 61" in m and "outside dataset_dir" in m for m in messages)
     assert any("1 paths lead outside dataset_dir" in m for m in messages)
-    with pytest.raises(ValueError, match=r"train.txt, line 61: .*x.png' resolves to .*, outside dataset_dir .*allow_outside_dataset_dir is false"):
+    with pytest.raises(
+        ValueError,
+        match=r"train.txt, line 61: .*x.png' resolves to .*, outside dataset_dir .*allow_outside_dataset_dir is false",
+    ):
         load_covidx(covidx_dir, "3class", allow_outside_dataset_dir=False)
 
 
@@ -85,23 +88,48 @@ def test_covidx_two_class_file_and_errors(tmp_path):
 
 
 def _chexpert(root: Path) -> Path:
-    header = "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity," \
-             "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,Fracture,Support Devices"
+    header = (
+        "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
+        "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,Fracture,Support Devices"
+    )
     cols = header.split(",")
 
     def row(path: str, view: str, values: dict[str, str]) -> str:
-        cells = {"Path": path, "Sex": "Female", "Age": "68", "Frontal/Lateral": view, "AP/PA": "AP" if view == "Frontal" else ""}
+        cells = {
+            "Path": path,
+            "Sex": "Female",
+            "Age": "68",
+            "Frontal/Lateral": view,
+            "AP/PA": "AP" if view == "Frontal" else "",
+        }
         cells.update(values)
         return ",".join(cells.get(c, "") for c in cols)
 
     train = [
-        row("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "Frontal",
-            {"Atelectasis": "-1.0", "Cardiomegaly": "1.0", "Edema": "0.0", "Pleural Effusion": "1.0"}),
+        row(
+            "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg",
+            "Frontal",
+            {"Atelectasis": "-1.0", "Cardiomegaly": "1.0", "Edema": "0.0", "Pleural Effusion": "1.0"},
+        ),
         row("CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg", "Lateral", {"Edema": "1.0"}),
-        row("CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg", "Frontal", {"No Finding": "1.0", "Consolidation": "-1.0"}),
-        row("CheXpert-v1.0-small/train/patient00003/study2/view1_frontal.jpg", "Frontal", {"Edema": "1.0", "Consolidation": "0.0"}),
+        row(
+            "CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg",
+            "Frontal",
+            {"No Finding": "1.0", "Consolidation": "-1.0"},
+        ),
+        row(
+            "CheXpert-v1.0-small/train/patient00003/study2/view1_frontal.jpg",
+            "Frontal",
+            {"Edema": "1.0", "Consolidation": "0.0"},
+        ),
     ]
-    valid = [row("CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg", "Frontal", {"Cardiomegaly": "1.0", "Atelectasis": "0.0"})]
+    valid = [
+        row(
+            "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg",
+            "Frontal",
+            {"Cardiomegaly": "1.0", "Atelectasis": "0.0"},
+        )
+    ]
     (root).mkdir(parents=True)
     (root / "train.csv").write_text("\n".join([header] + train) + "\n")
     (root / "valid.csv").write_text("\n".join([header] + valid) + "\n")
@@ -187,7 +215,9 @@ def test_rsna_patient_level_labels_and_dicom(rsna_dir):
 @pytest.mark.parametrize("dataset", ["covidx", "rsna"])
 def test_splits_are_patient_disjoint(dataset, covidx_dir, rsna_dir):
     task = get_task(dataset)
-    splits = prepare_splits(task, covidx_dir if dataset == "covidx" else rsna_dir, val_fraction=0.2, test_fraction=0.25, seed=3)
+    splits = prepare_splits(
+        task, covidx_dir if dataset == "covidx" else rsna_dir, val_fraction=0.2, test_fraction=0.25, seed=3
+    )
     patients = {name: {i["patient_id"] for i in items} for name, items in splits.items()}
     assert all(patients.values())
     assert not patients["training"] & patients["validation"] and not patients["training"] & patients["test"]
@@ -208,7 +238,9 @@ def test_chexpert_split_and_task(tmp_path):
 def test_training_fraction_counts_per_class(data_pct):
     task = get_task("covidx")
     counts = {0: 700, 1: 250, 2: 50}
-    items = [{"image": f"{c}_{k}.png", "label": c, "patient_id": f"{c}-{k}"} for c, n in counts.items() for k in range(n)]
+    items = [
+        {"image": f"{c}_{k}.png", "label": c, "patient_id": f"{c}-{k}"} for c, n in counts.items() for k in range(n)
+    ]
     subset = training_fraction(task, items, data_pct, seed=1)
     got = Counter(i["label"] for i in subset)
     assert got == {c: fraction_count(n, data_pct) for c, n in counts.items()}

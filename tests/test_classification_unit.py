@@ -61,11 +61,15 @@ def test_binary_auc_and_multi_label_ignore():
     scores = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2])
     labels = np.array([0, 0, 1, 1, 1, 0])
     probs = torch.tensor(np.stack([1 - scores, scores], 1))
-    assert classification_metrics(probs, torch.tensor(labels), rsna)["auc"] == pytest.approx(_auc_reference(scores, labels))
+    assert classification_metrics(probs, torch.tensor(labels), rsna)["auc"] == pytest.approx(
+        _auc_reference(scores, labels)
+    )
 
     chex = get_task("chexpert")
     y = torch.tensor([[1.0, 0, 0, 1, -1], [0, 1, 0, 0, 1], [1, -1, 1, 0, 0], [0, 0, 1, 1, 0]])
-    p = torch.tensor([[0.9, 0.2, 0.1, 0.8, 0.9], [0.1, 0.7, 0.4, 0.3, 0.8], [0.8, 0.9, 0.6, 0.4, 0.2], [0.3, 0.1, 0.7, 0.6, 0.1]])
+    p = torch.tensor(
+        [[0.9, 0.2, 0.1, 0.8, 0.9], [0.1, 0.7, 0.4, 0.3, 0.8], [0.8, 0.9, 0.6, 0.4, 0.2], [0.3, 0.1, 0.7, 0.6, 0.1]]
+    )
     m = classification_metrics(p, y, chex)
     assert m["auc_Atelectasis"] == 1.0 and m["auc_Cardiomegaly"] == 1.0  # the -1 (ignored) entry is left out
     assert m["accuracy_Cardiomegaly"] == 1.0 and m["accuracy"] == 1.0
@@ -81,9 +85,13 @@ def test_linear_probe_learns_and_folds_standardisation():
     task = get_task("covidx")
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(3, 16, generator=gen) * 2.0
+
     def sample(n):
         y = torch.arange(n) % 3
-        return centres[y] * 5 + 100 + torch.randn(n, 16, generator=gen) * 3.0, y  # offset / scale: standardisation matters
+        return centres[y] * 5 + 100 + torch.randn(
+            n, 16, generator=gen
+        ) * 3.0, y  # offset / scale: standardisation matters
+
     x, y = sample(90)
     vx, vy = sample(30)
     result = train_linear_probe(x, y, task, vx, vy, epochs=60, lr=0.05, val_interval=5)
@@ -164,13 +172,23 @@ def test_finetune_steps_lower_the_loss(tmp_path):
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8)
     task = get_task("covidx")
     loader = torch.utils.data.DataLoader(
-        [classification_transforms(32)(i) for i in items], batch_size=6, shuffle=False,
-        collate_fn=lambda b: {"image": torch.stack([x["image"] for x in b]), "label": torch.stack([x["label"] for x in b])},
+        [classification_transforms(32)(i) for i in items],
+        batch_size=6,
+        shuffle=False,
+        collate_fn=lambda b: {
+            "image": torch.stack([x["image"] for x in b]),
+            "label": torch.stack([x["label"] for x in b]),
+        },
     )
     losses = []
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=8, train_data_loader=loader, network=net,
-        optimizer=torch.optim.AdamW(net.parameters(), lr=3e-3), loss_function=task.loss(), decollate=False,
+        device=torch.device("cpu"),
+        max_epochs=8,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=3e-3),
+        loss_function=task.loss(),
+        decollate=False,
     )
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(e.state.output["loss"].item()))
     trainer.run()
@@ -185,16 +203,22 @@ def test_zero_shot_probabilities_and_inference_json(tmp_path):
     torch.testing.assert_close(p[0], torch.softmax(torch.tensor([10.0, 0.0, 0.0]), 0))
     assert p[1].argmax() == 2
     chex = get_task("chexpert")
-    pm = zero_shot_probabilities(image, torch.eye(3)[[0, 1, 2, 0, 1]], chex, negative_emb=torch.tensor([0.0, 0.0, 1.0]), temperature=1.0)
+    pm = zero_shot_probabilities(
+        image, torch.eye(3)[[0, 1, 2, 0, 1]], chex, negative_emb=torch.tensor([0.0, 0.0, 1.0]), temperature=1.0
+    )
     assert pm.shape == (2, 5) and pm[0, 0] > 0.5 > pm[1, 1]  # finding prompt closer / farther than the "normal" prompt
     torch.testing.assert_close(pm[1, 1], torch.sigmoid(torch.tensor(0.6 - 0.8)))
 
     items = _pngs(tmp_path, 3)
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8)
-    written = predict_to_json(net, task, [i["image"] for i in items], classification_transforms(32), tmp_path / "pred", progress=False)
+    written = predict_to_json(
+        net, task, [i["image"] for i in items], classification_transforms(32), tmp_path / "pred", progress=False
+    )
     assert [w.name for w in written] == ["x0.png.json", "x1.png.json", "x2.png.json"]
     out = json.loads(written[1].read_text())
-    assert set(out["probabilities"]) == set(task.class_names) and sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(out["probabilities"]) == set(task.class_names) and sum(out["probabilities"].values()) == pytest.approx(
+        1.0, abs=1e-5
+    )
     assert out["prediction"] == max(out["probabilities"], key=out["probabilities"].get)
 
 
@@ -216,8 +240,15 @@ def test_run_linear_probe_fractions_share_one_cache(tmp_path):
     splits = {"training": items[:9], "validation": items[9:11], "test": items[11:]}
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8, freeze_encoder=True)
     task = get_task("covidx")
-    kwargs = dict(transform=classification_transforms(32), output_dir=tmp_path / "eval", model_path=tmp_path / "model.pt",
-                  cache_dir=tmp_path / "cache", epochs=5, val_interval=1, progress=False)
+    kwargs = dict(
+        transform=classification_transforms(32),
+        output_dir=tmp_path / "eval",
+        model_path=tmp_path / "model.pt",
+        cache_dir=tmp_path / "cache",
+        epochs=5,
+        val_interval=1,
+        progress=False,
+    )
     run_linear_probe(net, task, splits, data_pct=1.0, settings={"mode": "linear_probe"}, **kwargs)
     cached = sorted((tmp_path / "cache").glob("features_*.pt"))
     assert len(cached) == 3

@@ -17,8 +17,16 @@ PROBE_DEMO = "{'n_xray': 200, 'n_ct': 8, 'seed': 7}"
 
 
 def _args(pretrained: Path) -> list[str]:
-    return ["--demo", PRETRAIN_DEMO, "--demo_dir", str(pretrained / "demo_data"),
-            "--pretrained_path", str(pretrained / "models" / "model.pt"), "--num_workers", "0"]
+    return [
+        "--demo",
+        PRETRAIN_DEMO,
+        "--demo_dir",
+        str(pretrained / "demo_data"),
+        "--pretrained_path",
+        str(pretrained / "models" / "model.pt"),
+        "--num_workers",
+        "0",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,9 @@ def test_linear_probe_writes_metrics_model_and_cache(probe_root, pretrained_bund
     assert 0.0 <= metrics["auc"] <= 1.0 and 0.0 <= metrics["accuracy"] <= 1.0
     assert (probe_root / "eval" / "confusion_matrix.png").stat().st_size > 1000
     assert (probe_root / "models" / "model.pt").is_file()
-    assert len(list((probe_root / "cache").glob("features_*.pt"))) == 3  # training, validation, test: reused by other data_pct
+    assert (
+        len(list((probe_root / "cache").glob("features_*.pt"))) == 3
+    )  # training, validation, test: reused by other data_pct
 
 
 @pytest.mark.slow
@@ -57,8 +67,12 @@ def test_linear_probe_beats_chance(probe_root):
 @pytest.mark.slow
 def test_inference_json_and_verify_net_in_out(probe_root, pretrained_bundle):
     images = sorted((pretrained_bundle / "demo_data" / "xray").glob("*.png"))[:3]
-    run_bundle(BUNDLE, ["inference.yaml"], probe_root,
-               ["--dataset", "demo", "--backbone", "demo", "--pool", "mean", "--datalist", str([str(p) for p in images])])
+    run_bundle(
+        BUNDLE,
+        ["inference.yaml"],
+        probe_root,
+        ["--dataset", "demo", "--backbone", "demo", "--pool", "mean", "--datalist", str([str(p) for p in images])],
+    )
     outputs = sorted((probe_root / "eval").glob("*.png.json"))  # next to train.yaml's metrics.json
     assert [p.name for p in outputs] == [f"{p.name}.json" for p in images]
     out = json.loads(outputs[0].read_text())
@@ -66,25 +80,55 @@ def test_inference_json_and_verify_net_in_out(probe_root, pretrained_bundle):
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def",
-         "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.yaml"),
-         "--bundle_root", str(probe_root), "--backbone", "tiny"],
-        cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            "--meta_file",
+            str(CONFIGS / "metadata.json"),
+            "--config_file",
+            str(CONFIGS / "inference.yaml"),
+            "--bundle_root",
+            str(probe_root),
+            "--backbone",
+            "tiny",
+        ],
+        cwd=REPO_ROOT,
+        env=bundle_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_finetune_runs_and_saves_best(pretrained_bundle, tmp_path):
-    run_bundle(BUNDLE, ["train.yaml"], tmp_path, _args(pretrained_bundle) + [
-        "--mode", "finetune", "--max_epochs", "1", "--batch_size", "8", "--data_pct", "0.1"])
+    run_bundle(
+        BUNDLE,
+        ["train.yaml"],
+        tmp_path,
+        _args(pretrained_bundle)
+        + ["--mode", "finetune", "--max_epochs", "1", "--batch_size", "8", "--data_pct", "0.1"],
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["settings"]["mode"] == "finetune" and metrics["settings"]["data_pct"] == 0.1 and 0.0 <= metrics["accuracy"] <= 1.0 and "auc" in metrics
+    assert (
+        metrics["settings"]["mode"] == "finetune"
+        and metrics["settings"]["data_pct"] == 0.1
+        and 0.0 <= metrics["accuracy"] <= 1.0
+        and "auc" in metrics
+    )
     assert (tmp_path / "models" / "model.pt").is_file() and list((tmp_path / "logs").glob("events.out.tfevents.*"))
     # evaluate.yaml reproduces the test metrics of the saved best model
-    run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], tmp_path, _args(pretrained_bundle) + ["--eval_prefix", "again_"])
+    run_bundle(
+        BUNDLE, ["train.yaml", "evaluate.yaml"], tmp_path, _args(pretrained_bundle) + ["--eval_prefix", "again_"]
+    )
     again = json.loads((tmp_path / "eval" / "again_metrics.json").read_text())
-    assert again["accuracy"] == pytest.approx(metrics["accuracy"]) and again["auc"] == pytest.approx(metrics["auc"], nan_ok=True)
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"]) and again["auc"] == pytest.approx(
+        metrics["auc"], nan_ok=True
+    )
 
 
 @pytest.mark.slow

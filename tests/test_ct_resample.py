@@ -16,8 +16,12 @@ from unimedi_monai.data.transforms import ct_transforms
 # (affine, input shape, output size): axis-aligned RAS, permuted and flipped axes, LPS-like flips, an oblique
 # affine, and a grid that is upsampled along one axis (30 -> 32 slices) and kept along others.
 _OBLIQUE = np.array(
-    [[0.7 * np.cos(0.3), -0.7 * np.sin(0.3), 0.0, 12.0], [0.7 * np.sin(0.3), 0.7 * np.cos(0.3), 0.0, -4.0],
-     [0.0, 0.0, 2.5, 30.0], [0.0, 0.0, 0.0, 1.0]]
+    [
+        [0.7 * np.cos(0.3), -0.7 * np.sin(0.3), 0.0, 12.0],
+        [0.7 * np.sin(0.3), 0.7 * np.cos(0.3), 0.0, -4.0],
+        [0.0, 0.0, 2.5, 30.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
 )
 CASES = [
     (np.diag([0.8, 0.8, 2.5, 1.0]), (40, 36, 30), (16, 12, 32)),

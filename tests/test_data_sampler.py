@@ -135,7 +135,10 @@ def test_sampler_argument_errors():
         MixedBatchSampler(10, 10, batch_size=4, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="num_xray"):
         MixedBatchSampler(-1, 10, batch_size=4)
-    with pytest.raises(ValueError, match=r"the 3 X-rays and 1 CTs from datalist d.json fill no full batch .*--train#sampler#drop_last false"):
+    with pytest.raises(
+        ValueError,
+        match=r"the 3 X-rays and 1 CTs from datalist d.json fill no full batch .*--train#sampler#drop_last false",
+    ):
         MixedBatchSampler(3, 1, batch_size=8, drop_last=True, source="datalist d.json")
     assert len(MixedBatchSampler(3, 1, batch_size=8, drop_last=False)) == 1
 
@@ -156,8 +159,14 @@ def _items():
         {"image": "ct0.nii.gz", "report": "ct zero", "modality": "ct", "value": 10, "lesion_slices": [1, 2]},
         {"image": "x0.png", "report": "x zero", "modality": "xray", "value": 0},
         {"image": "x1.png", "report": "x one", "modality": "xray", "value": 1},
-        {"image": "ct1.nii.gz", "report": "ct one", "modality": "ct", "value": 11, "lesion_slices": [],
-         "num_slices": 9},
+        {
+            "image": "ct1.nii.gz",
+            "report": "ct one",
+            "modality": "ct",
+            "value": 11,
+            "lesion_slices": [],
+            "num_slices": 9,
+        },
     ]
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import SHARED_DATA
 from monai.data import MetaTensor, NibabelReader
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 from PIL import Image
@@ -39,8 +40,6 @@ from unimedi_monai.data.transforms import (
     ct_transforms,
     xray_transforms,
 )
-
-from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.filterwarnings("ignore:NvImgCodecPydicomReader:UserWarning")
 

@@ -35,13 +35,29 @@ def _write_json(path: Path, data) -> Path:
 
 def test_write_then_load_roundtrip(dataset: Path):
     items = [
-        {"image": str(dataset / "images" / "a.jpg"), "report": "No acute process.", "modality": "XRay",
-         "patient_id": "p1", "finding": "normal"},
-        {"image": dataset / "images" / "b.png", "report": str(dataset / "reports" / "b.txt"), "modality": "xray",
-         "patient_id": "p2"},
+        {
+            "image": str(dataset / "images" / "a.jpg"),
+            "report": "No acute process.",
+            "modality": "XRay",
+            "patient_id": "p1",
+            "finding": "normal",
+        },
+        {
+            "image": dataset / "images" / "b.png",
+            "report": str(dataset / "reports" / "b.txt"),
+            "modality": "xray",
+            "patient_id": "p2",
+        },
     ]
-    val = [{"image": str(dataset / "ct_series"), "report": "Ground-glass opacities.", "modality": "CT",
-            "num_slices": 3, "lesion_slices": [0, 2]}]
+    val = [
+        {
+            "image": str(dataset / "ct_series"),
+            "report": "Ground-glass opacities.",
+            "modality": "CT",
+            "num_slices": 3,
+            "lesion_slices": [0, 2],
+        }
+    ]
     sections = {"training": items, "validation": val}
     path = write_datalist(dataset / "datalist.json", sections, name="toy", description="d")
     assert path == dataset / "datalist.json"
@@ -68,8 +84,15 @@ def test_write_then_load_roundtrip(dataset: Path):
 def test_write_keeps_outside_paths_absolute_and_creates_parents(tmp_path: Path, dataset: Path):
     outside = tmp_path.parent / f"{tmp_path.name}_outside.jpg"
     out = dataset / "lists" / "nested" / "dl.json"
-    write_datalist(out, {"training": [{"image": str(outside), "report": "r", "modality": "xray"},
-                                      {"image": "relative/kept.jpg", "report": "r", "modality": "xray"}]})
+    write_datalist(
+        out,
+        {
+            "training": [
+                {"image": str(outside), "report": "r", "modality": "xray"},
+                {"image": "relative/kept.jpg", "report": "r", "modality": "xray"},
+            ]
+        },
+    )
     stored = json.loads(out.read_text(encoding="utf-8"))
     assert stored["training"][0]["image"] == str(outside)
     assert stored["training"][1]["image"] == "relative/kept.jpg"
@@ -138,8 +161,10 @@ def test_missing_key_names_file_section_index_key(dataset: Path, missing: str):
 
 def test_item_value_errors(dataset: Path):
     def load_one(entry):
-        _write_json(dataset / "datalist.json", {"training": [{"image": "images/a.jpg", "report": "r",
-                                                              "modality": "xray"}, entry]})
+        _write_json(
+            dataset / "datalist.json",
+            {"training": [{"image": "images/a.jpg", "report": "r", "modality": "xray"}, entry]},
+        )
         return load_datalist(dataset)
 
     with pytest.raises(ValueError, match=r"entry 1: key 'modality' is 'mri'"):
@@ -153,18 +178,28 @@ def test_item_value_errors(dataset: Path):
     with pytest.raises(ValueError, match=r"entry 1: key 'image' must be a non-empty path"):
         load_one({"image": 5, "report": "r", "modality": "xray"})
     # without check_files, a missing image is accepted (and made absolute)
-    _write_json(dataset / "datalist.json", {"training": [{"image": "images/missing.jpg", "report": "r",
-                                                          "modality": "xray"}]})
+    _write_json(
+        dataset / "datalist.json", {"training": [{"image": "images/missing.jpg", "report": "r", "modality": "xray"}]}
+    )
     (item,) = load_datalist(dataset, check_files=False)["training"]
     assert item["image"] == str(dataset / "images" / "missing.jpg")
 
 
 def test_absolute_paths_and_multiline_text_ending_in_txt(dataset: Path, tmp_path: Path):
     text = "Findings in attached notes.txt\nsee report.txt"
-    _write_json(dataset / "datalist.json", {"training": [
-        {"image": str(dataset / "images" / "a.jpg"), "report": str(dataset / "reports" / "b.txt"), "modality": "xray"},
-        {"image": "images/b.png", "report": text, "modality": "xray"},
-    ]})
+    _write_json(
+        dataset / "datalist.json",
+        {
+            "training": [
+                {
+                    "image": str(dataset / "images" / "a.jpg"),
+                    "report": str(dataset / "reports" / "b.txt"),
+                    "modality": "xray",
+                },
+                {"image": "images/b.png", "report": text, "modality": "xray"},
+            ]
+        },
+    )
     first, second = load_datalist(dataset)["training"]
     assert first["report"] == "Pleural effusión.\n"
     assert second["report"] == text  # multi-line text is never mistaken for a path

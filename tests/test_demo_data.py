@@ -298,7 +298,9 @@ def test_build_folder_keeps_old_contents_on_failure_and_a_concurrent_copy(tmp_pa
         build_folder(out, failing, lambda folder: False, replace=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and [p.name for p in out.iterdir()] == ["old.txt"]
     # another writer finished the same result meanwhile: its copy is kept, ours discarded
-    build_folder(out, lambda folder: (folder / "new.txt").write_text("new"), lambda folder: (folder / "old.txt").is_file())
+    build_folder(
+        out, lambda folder: (folder / "new.txt").write_text("new"), lambda folder: (folder / "old.txt").is_file()
+    )
     assert [p.name for p in out.iterdir()] == ["old.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     build_folder(out, lambda folder: (folder / "new.txt").write_text("new"), lambda folder: False, replace=True)
     assert [p.name for p in out.iterdir()] == ["new.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -360,8 +362,12 @@ def test_resampled_slices_follow_resize_semantics():
     import torch
 
     interpolate = torch.nn.functional.interpolate
-    for d, t, kwargs in ((48, 32, {"mode": "area"}), (40, 32, {"mode": "area"}), (20, 32, {"mode": "area"}),
-                         (48, 32, {"mode": "linear", "align_corners": False})):
+    for d, t, kwargs in (
+        (48, 32, {"mode": "area"}),
+        (40, 32, {"mode": "area"}),
+        (20, 32, {"mode": "area"}),
+        (48, 32, {"mode": "linear", "align_corners": False}),
+    ):
         for z in range(d):
             profile = torch.zeros(1, 1, d, dtype=torch.float64)
             profile[..., z] = 1.0

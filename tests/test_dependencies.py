@@ -16,8 +16,16 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "unimedi_monai"
 #: imports that are not in install_requires, where they live, and why
 OPTIONAL = {
-    "monailabel": ("unimedi_monai/label/", None, "MONAI Label runs in its own environment (scripts/setup_label_env.sh, constraints/label.txt)"),
-    "sklearn": ("unimedi_monai/evaluation/embedding_plot.py", "tsne", "t-SNE plots, behind the 'tsne' extra; PCA needs nothing"),
+    "monailabel": (
+        "unimedi_monai/label/",
+        None,
+        "MONAI Label runs in its own environment (scripts/setup_label_env.sh, constraints/label.txt)",
+    ),
+    "sklearn": (
+        "unimedi_monai/evaluation/embedding_plot.py",
+        "tsne",
+        "t-SNE plots, behind the 'tsne' extra; PCA needs nothing",
+    ),
 }
 #: declared requirements that no module imports, and why they are needed
 USED_INDIRECTLY = {
@@ -36,8 +44,11 @@ def _requirement_name(line: str) -> str:
 def _declared() -> tuple[set[str], dict[str, set[str]]]:
     cfg = configparser.ConfigParser()
     cfg.read(REPO_ROOT / "setup.cfg")
-    required = {_requirement_name(l) for l in cfg["options"]["install_requires"].splitlines() if l.strip()}
-    extras = {k: {_requirement_name(l) for l in v.splitlines() if l.strip()} for k, v in cfg["options.extras_require"].items()}
+    required = {_requirement_name(line) for line in cfg["options"]["install_requires"].splitlines() if line.strip()}
+    extras = {
+        k: {_requirement_name(line) for line in v.splitlines() if line.strip()}
+        for k, v in cfg["options.extras_require"].items()
+    }
     return required, extras
 
 
@@ -47,8 +58,11 @@ def _imports(package: Path = PACKAGE) -> dict[str, set[str]]:
     for path in sorted(package.rglob("*.py")):
         rel = path.relative_to(package.parent).as_posix()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), rel)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top not in sys.stdlib_module_names and top not in ("unimedi_monai", "__future__"):
@@ -77,7 +91,9 @@ def _undeclared_imports(package: Path = PACKAGE) -> list[str]:
         if not dists:
             problems.append(f"{module} (imported by {sorted(files)[0]}) belongs to no installed distribution")
         elif not dists & required:
-            problems.append(f"{module} (distribution {sorted(dists)}, imported by {sorted(files)[0]}) is not in install_requires")
+            problems.append(
+                f"{module} (distribution {sorted(dists)}, imported by {sorted(files)[0]}) is not in install_requires"
+            )
     return problems
 
 
@@ -102,5 +118,9 @@ def test_the_check_catches_undeclared_and_misplaced_imports(tmp_path):
     (fake / "evaluation" / "plots.py").write_text("import monailabel\n")
     problems = _undeclared_imports(fake)
     assert len(problems) == 2, problems
-    assert problems[0].startswith("monailabel (optional: unimedi_monai/label/) is also imported by ['unimedi_monai/evaluation/plots.py']")
-    assert problems[1].startswith("pytest (distribution ['pytest'], imported by unimedi_monai/extra.py) is not in install_requires")
+    assert problems[0].startswith(
+        "monailabel (optional: unimedi_monai/label/) is also imported by ['unimedi_monai/evaluation/plots.py']"
+    )
+    assert problems[1].startswith(
+        "pytest (distribution ['pytest'], imported by unimedi_monai/extra.py) is not in install_requires"
+    )

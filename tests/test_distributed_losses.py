@@ -16,7 +16,16 @@ from unimedi_monai.losses import ClsDistillationLoss, ContrastiveLoss
 pytestmark = pytest.mark.distributed
 
 
-def _worker(rank: int, world: int, init_file: str, img: torch.Tensor, txt: torch.Tensor, s: torch.Tensor, t: torch.Tensor, out: dict) -> None:
+def _worker(
+    rank: int,
+    world: int,
+    init_file: str,
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    out: dict,
+) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         sl = slice(3 * rank, 3 * rank + 3)

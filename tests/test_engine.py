@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ignite.engine import Events
 import torch
+from ignite.engine import Events
 from torch.utils.data import DataLoader
 
 from unimedi_monai.data import (
@@ -22,7 +22,6 @@ from unimedi_monai.engines import CheckpointHandler, JsonlStatsWriter, UniMedITr
 from unimedi_monai.io.checkpoint import list_checkpoints, safe_load
 from unimedi_monai.networks import UniMedI
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -36,7 +35,9 @@ def demo_items(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(demo_items):
-    return build_pretrain_dataset(demo_items, xray_transforms(train=False), ct_transforms(train=False), cache="memory", progress=False)
+    return build_pretrain_dataset(
+        demo_items, xray_transforms(train=False), ct_transforms(train=False), cache="memory", progress=False
+    )
 
 
 def _trainer(dataset, text_encoder, ckpt_dir, max_epochs, handlers_extra=(), seed=0, mask_warmup=0):
@@ -47,8 +48,16 @@ def _trainer(dataset, text_encoder, ckpt_dir, max_epochs, handlers_extra=(), see
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_mixed)
     ckpt = CheckpointHandler(ckpt_dir, {"network": model, "optimizer": opt}, interval=2, keep=2)
     trainer = UniMedITrainer(
-        device="cpu", max_epochs=max_epochs, train_data_loader=loader, network=model, optimizer=opt,
-        lr=1e-3, min_lr=1e-5, warmup_iterations=1, teacher_momentum=0.9, train_handlers=[ckpt, *handlers_extra],
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        network=model,
+        optimizer=opt,
+        lr=1e-3,
+        min_lr=1e-5,
+        warmup_iterations=1,
+        teacher_momentum=0.9,
+        train_handlers=[ckpt, *handlers_extra],
         mask_warmup_iterations=mask_warmup,
     )
     return trainer, model, ckpt
@@ -56,13 +65,17 @@ def _trainer(dataset, text_encoder, ckpt_dir, max_epochs, handlers_extra=(), see
 
 def test_trainer_runs_schedules_ema_and_checkpoints(dataset, text_encoder, tmp_path):
     log = JsonlStatsWriter(tmp_path / "log.jsonl", training_scalars)
-    trainer, model, ckpt = _trainer(dataset, text_encoder, tmp_path / "ckpt", max_epochs=2, handlers_extra=[log], mask_warmup=2)
+    trainer, model, ckpt = _trainer(
+        dataset, text_encoder, tmp_path / "ckpt", max_epochs=2, handlers_extra=[log], mask_warmup=2
+    )
     teacher_before = [t.clone() for t in model.student_teacher_pairs()[1]]
     trainer.run()
     total = trainer.state.iteration
     assert total == 2 * trainer.state.epoch_length
     # the optimiser saw the precomputed schedules
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.lr_schedule[total - 1] * trainer.optimizer.param_groups[0]["lr_scale"])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
+        trainer.lr_schedule[total - 1] * trainer.optimizer.param_groups[0]["lr_scale"]
+    )
     decayed = [g for g in trainer.optimizer.param_groups if g["apply_weight_decay"]]
     assert decayed and decayed[0]["weight_decay"] == pytest.approx(trainer.wd_schedule[total - 1])
     assert trainer.momentum_schedule[0] == pytest.approx(0.9) and trainer.momentum_schedule[-1] == pytest.approx(1.0)
@@ -80,9 +93,18 @@ def test_trainer_runs_schedules_ema_and_checkpoints(dataset, text_encoder, tmp_p
     assert [r["iteration"] for r in rows] == list(range(1, total + 1))
     assert {"loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "lr"} <= set(rows[0])
     # the self-distillation diagnostics are logged with every step
-    assert {"icl_entropy_xray", "icl_kl", "icl_distinct_ct", "teacher_cls_cos_xray", "slice_pos_mean", "pcl_log_k"} <= set(rows[-1])
+    assert {
+        "icl_entropy_xray",
+        "icl_kl",
+        "icl_distinct_ct",
+        "teacher_cls_cos_xray",
+        "slice_pos_mean",
+        "pcl_log_k",
+    } <= set(rows[-1])
     # the mask ratio ramps in: nothing masked at the first step, half after the warm-up
-    assert [round(r["mask_ratio"], 2) for r in rows[:3]] == [0.0, 0.25, 0.5] and rows[-1]["mask_ratio"] == pytest.approx(0.5)
+    assert [round(r["mask_ratio"], 2) for r in rows[:3]] == [0.0, 0.25, 0.5] and rows[-1][
+        "mask_ratio"
+    ] == pytest.approx(0.5)
     assert not list((tmp_path / "ckpt").glob("*.tmp"))
 
 
@@ -129,13 +151,33 @@ def test_teacher_temperature_warm_up(dataset, text_encoder, tmp_path):
     torch.manual_seed(0)
     model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2, teacher_temperature=0.07)
     opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1e-3)
-    loader = DataLoader(dataset, batch_sampler=MixedBatchSampler(dataset.num_xray, dataset.num_ct, 6, 0.34, seed=0), collate_fn=collate_mixed)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=MixedBatchSampler(dataset.num_xray, dataset.num_ct, 6, 0.34, seed=0),
+        collate_fn=collate_mixed,
+    )
     seen = []
     trainer = UniMedITrainer(
-        device="cpu", max_epochs=1, train_data_loader=loader, network=model, optimizer=opt, epoch_length=2,
-        teacher_momentum_end=0.996, warmup_teacher_temperature=0.04, teacher_temperature_warmup_iterations=2,
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=loader,
+        network=model,
+        optimizer=opt,
+        epoch_length=2,
+        teacher_momentum_end=0.996,
+        warmup_teacher_temperature=0.04,
+        teacher_temperature_warmup_iterations=2,
     )
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append((e.state.output["teacher_temperature"], model.icl_loss.teacher_temperature, model.pcl_loss.teacher_temperature)))
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED,
+        lambda e: seen.append(
+            (
+                e.state.output["teacher_temperature"],
+                model.icl_loss.teacher_temperature,
+                model.pcl_loss.teacher_temperature,
+            )
+        ),
+    )
     trainer.run()
     assert seen[0] == pytest.approx((0.04, 0.04, 0.04)) and seen[1] == pytest.approx((0.055, 0.055, 0.055))
     assert trainer.momentum_schedule[-1] == pytest.approx(0.996)

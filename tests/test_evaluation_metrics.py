@@ -460,7 +460,8 @@ def test_slice_hit_test_matches_brute_force():
     # p-value: P(at least 2 hits) over independent volumes, by enumeration
     p = sum(
         np.prod([pi if h else 1 - pi for pi, h in zip(probs, hits)])
-        for hits in itertools.product([0, 1], repeat=3) if sum(hits) >= 2
+        for hits in itertools.product([0, 1], repeat=3)
+        if sum(hits) >= 2
     )
     assert out["p_value"] == pytest.approx(p)
     assert out["random_expected"] == pytest.approx(np.mean(probs))
@@ -503,6 +504,8 @@ def test_cls_probe_runs_under_no_grad():
     from unimedi_monai.evaluation.pretrain_eval import cls_probe_accuracy
 
     y = torch.tensor([i % 2 for i in range(20)])
-    feats = torch.nn.functional.one_hot(y, 2).float() * 2 + 0.1 * torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    feats = torch.nn.functional.one_hot(y, 2).float() * 2 + 0.1 * torch.randn(
+        20, 2, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         assert cls_probe_accuracy(feats, [("a", "b")[int(v)] for v in y], folds=4) > 0.9

@@ -8,10 +8,8 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, bundle_env
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -31,9 +29,21 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(out),
-         "--tmp-dir", str(out.parent)],
-        cwd=REPO_ROOT, env=bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=400,
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "gpu_check.py"),
+            "--smoke",
+            "--out",
+            str(out),
+            "--tmp-dir",
+            str(out.parent),
+        ],
+        cwd=REPO_ROOT,
+        env=bundle_env(),
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=400,
     )
     wall = time.perf_counter() - t0
     # exit 1 when a section failed (einops, which MONAI's ViT needs, is in the test environment)
@@ -149,9 +159,21 @@ def test_time_limit_stops_a_trainer_and_still_completes():
 
 
 def test_results_are_written_after_each_section(tmp_path):
-    meta = {"_t0": time.perf_counter(), "date": "d", "device": "cpu", "device_type": "cpu", "torch": "t",
-            "cuda": None, "monai": "m", "python": "p", "cpu_count": 2, "command": "c", "smoke": True,
-            "budget_s": 10.0, "dtype": "float32"}
+    meta = {
+        "_t0": time.perf_counter(),
+        "date": "d",
+        "device": "cpu",
+        "device_type": "cpu",
+        "torch": "t",
+        "cuda": None,
+        "monai": "m",
+        "python": "p",
+        "cpu_count": 2,
+        "command": "c",
+        "smoke": True,
+        "budget_s": 10.0,
+        "dtype": "float32",
+    }
     results = gpu_check.Results(tmp_path, meta)
     deadline = common.Deadline(10.0)
 
@@ -165,6 +187,8 @@ def test_results_are_written_after_each_section(tmp_path):
     gpu_check.run_section(results, 2, [1, 2], deadline, 10.0, failing)
     gpu_check.run_section(results, 3, [1, 2], deadline, 10.0, failing)
     data = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert data["sections"]["pretrain_step"]["status"] == "failed" and "boom" in data["sections"]["pretrain_step"]["error"]
+    assert (
+        data["sections"]["pretrain_step"]["status"] == "failed" and "boom" in data["sections"]["pretrain_step"]["error"]
+    )
     assert data["sections"]["data_pipeline"]["status"] == "skipped"
     assert "failed: `ValueError: boom`" in (tmp_path / "gpu_check.md").read_text()

@@ -20,7 +20,10 @@ def test_datalist_forms(tmp_path):
     assert list_inputs([str(b), str(a)]) == [str(b), str(a)]  # a list keeps its order
     assert list_inputs(str(tmp_path / "*.png")) == [str(a)]  # a glob
     (tmp_path / "list.txt").write_text(f"sub/b.png\n\n{ct}\n")
-    assert list_inputs(str(tmp_path / "list.txt")) == [str(tmp_path / "sub" / "b.png"), str(ct)]  # relative to the listing
+    assert list_inputs(str(tmp_path / "list.txt")) == [
+        str(tmp_path / "sub" / "b.png"),
+        str(ct),
+    ]  # relative to the listing
     odd = _touch(tmp_path / "odd[1].png")  # glob characters in a real file name
     assert list_inputs(str(odd)) == [str(odd)]
     assert list_inputs(str(a), str(tmp_path / "absent")) == [str(a)]  # datalist wins over dataset_dir

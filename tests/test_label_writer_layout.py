@@ -38,8 +38,12 @@ def test_many_classes_use_16_bits():
 
 @pytest.mark.parametrize(
     "bad, words",
-    [(np.zeros((2, 5, 7)), "shape (2, 5, 7)"), (np.zeros((1, 2, 5, 7)), "shape (1, 2, 5, 7)"),
-     (np.full((5, 7), 0.5), "class ids"), (-np.ones((5, 7)), "class ids")],
+    [
+        (np.zeros((2, 5, 7)), "shape (2, 5, 7)"),
+        (np.zeros((1, 2, 5, 7)), "shape (1, 2, 5, 7)"),
+        (np.full((5, 7), 0.5), "class ids"),
+        (-np.ones((5, 7)), "class ids"),
+    ],
 )
 def test_refuses_what_is_not_one_channel_of_class_ids(bad, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):

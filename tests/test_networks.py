@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unimedi_monai.networks import PatchTokenizer, ReportEncoder, SharedBackbone, TextModelNotFoundError, resolve_backbone_config
+from unimedi_monai.networks import (
+    PatchTokenizer,
+    ReportEncoder,
+    SharedBackbone,
+    TextModelNotFoundError,
+    resolve_backbone_config,
+)
 
 
 def test_2d_tokenizer_counts_and_interpolation():
@@ -93,7 +99,11 @@ def test_report_encoder_offline_default(text_encoder):
     assert text_encoder.pooling == "mean"
     # truncation at max_length
     assert text_encoder.tokenize(["word " * 500])["input_ids"].shape[1] == text_encoder.max_length == 128
-    trainable = {n.split(".")[2] if n.startswith("encoder.layer") else n for n, p in text_encoder.model.named_parameters() if p.requires_grad}
+    trainable = {
+        n.split(".")[2] if n.startswith("encoder.layer") else n
+        for n, p in text_encoder.model.named_parameters()
+        if p.requires_grad
+    }
     assert trainable == {"5"}  # only the top layer of the 6
 
 
@@ -120,7 +130,9 @@ def test_conv_stem_tokenizer_counts_and_sincos_init():
     assert emb.shape == (48, 8, 8, 8)
     # channels 0-15 encode the first axis: sines then cosines at geometric frequencies (the first is 1)
     torch.testing.assert_close(emb[0, :, 3, 5], torch.sin(torch.arange(8.0)))
-    torch.testing.assert_close(emb[8, 2, :, 1], torch.full((8,), torch.cos(torch.tensor(2.0)).item()))  # 8 sines, then 8 cosines
+    torch.testing.assert_close(
+        emb[8, 2, :, 1], torch.full((8,), torch.cos(torch.tensor(2.0)).item())
+    )  # 8 sines, then 8 cosines
     # every grid position gets a distinct embedding
     flat = emb.flatten(1).T
     assert torch.cdist(flat, flat).add(torch.eye(512) * 1e3).min() > 1e-3

@@ -54,11 +54,19 @@ def http_root(tmp_path):
 def trained_bundle(tmp_path):
     """A copy of bundles/pretrain with tiny-preset weights in models/model.pt and runtime outputs beside them."""
     bundle = tmp_path / "pretrain"
-    shutil.copytree(PRETRAIN, bundle, ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "runs"))
+    shutil.copytree(
+        PRETRAIN, bundle, ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "runs")
+    )
     net = ImageEmbeddingNetwork("tiny", slice_top_k=2)
     (bundle / "models").mkdir()
     torch.save(net.state_dict(), bundle / "models" / "model.pt")
-    for runtime in ("models/checkpoint_10.pt", "eval/metrics.json", "logs/train_log.jsonl", "demo_data/datalist.json", "cache/x.pt"):
+    for runtime in (
+        "models/checkpoint_10.pt",
+        "eval/metrics.json",
+        "logs/train_log.jsonl",
+        "demo_data/datalist.json",
+        "cache/x.pt",
+    ):
         (bundle / runtime).parent.mkdir(parents=True, exist_ok=True)
         (bundle / runtime).write_text("runtime output")
     return bundle
@@ -73,9 +81,22 @@ def test_pack_layout_and_exclusions(trained_bundle, tmp_path):
         names = set(zf.namelist())
         assert zf.testzip() is None
     assert all(n.startswith(f"{name}/") for n in names)
-    for kept in ("configs/metadata.json", "configs/inference.yaml", "configs/train.yaml", "docs/README.md", "LICENSE", "models/model.pt"):
+    for kept in (
+        "configs/metadata.json",
+        "configs/inference.yaml",
+        "configs/train.yaml",
+        "docs/README.md",
+        "LICENSE",
+        "models/model.pt",
+    ):
         assert f"{name}/{kept}" in names
-    for dropped in ("models/checkpoint_10.pt", "eval/metrics.json", "logs/train_log.jsonl", "demo_data/datalist.json", "cache/x.pt"):
+    for dropped in (
+        "models/checkpoint_10.pt",
+        "eval/metrics.json",
+        "logs/train_log.jsonl",
+        "demo_data/datalist.json",
+        "cache/x.pt",
+    ):
         assert f"{name}/{dropped}" not in names
     assert result.large_files == [] and f"{name}/large_files.yml" not in names
     # the same bundle gives the same bytes (fixed entry times, sorted entries)
@@ -85,24 +106,46 @@ def test_pack_layout_and_exclusions(trained_bundle, tmp_path):
 
 
 def test_pack_large_file_needs_url(trained_bundle, tmp_path):
-    with pytest.raises(ValueError, match=r"models/model.pt is \d+\.\d\d MB, over the 0.25 MB limit; pass --url_template"):
+    with pytest.raises(
+        ValueError, match=r"models/model.pt is \d+\.\d\d MB, over the 0.25 MB limit; pass --url_template"
+    ):
         pack_bundle(trained_bundle, tmp_path / "dist", max_file_size=2**18)
     assert not (tmp_path / "dist" / f"unimedi_pretrain_v{VERSION}.zip").exists()
 
 
 def test_pack_command_line(trained_bundle, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "unimedi_monai.packaging", "pack", str(trained_bundle), "--out", str(tmp_path / "dist"),
-         "--url_template", "https://example.org/{name}_v{version}/{filename}", "--max_size_mb", "0.25"],
-        cwd=REPO_ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "unimedi_monai.packaging",
+            "pack",
+            str(trained_bundle),
+            "--out",
+            str(tmp_path / "dist"),
+            "--url_template",
+            "https://example.org/{name}_v{version}/{filename}",
+            "--max_size_mb",
+            "0.25",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "in large_files.yml" in proc.stdout and f"https://example.org/unimedi_pretrain_v{VERSION}/model.pt" in proc.stdout
+    assert (
+        "in large_files.yml" in proc.stdout
+        and f"https://example.org/unimedi_pretrain_v{VERSION}/model.pt" in proc.stdout
+    )
     with zipfile.ZipFile(tmp_path / "dist" / f"unimedi_pretrain_v{VERSION}.zip") as zf:
         listed = yaml.safe_load(zf.read("unimedi_pretrain/large_files.yml"))["large_files"]
         assert "unimedi_pretrain/models/model.pt" not in zf.namelist()
     assert [e["path"] for e in listed] == ["models/model.pt"]
-    assert listed[0]["hash_type"] == "sha256" and listed[0]["hash_val"] == file_hash(trained_bundle / "models" / "model.pt")
+    assert listed[0]["hash_type"] == "sha256" and listed[0]["hash_val"] == file_hash(
+        trained_bundle / "models" / "model.pt"
+    )
 
 
 def _write_inputs(folder: Path) -> None:
@@ -123,16 +166,34 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
     from monai.bundle import download_large_files
 
     srv, base = http_root
-    result = pack_bundle(trained_bundle, srv, url_template=base + "/files/{name}_v{version}/{path}", max_file_size=2**18)
+    result = pack_bundle(
+        trained_bundle, srv, url_template=base + "/files/{name}_v{version}/{path}", max_file_size=2**18
+    )
     weights = srv / "files" / f"unimedi_pretrain_v{VERSION}" / "models" / "model.pt"
     weights.parent.mkdir(parents=True)
     shutil.copy(trained_bundle / "models" / "model.pt", weights)
 
     dl = tmp_path / "downloaded"
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "download", "--name", "unimedi_pretrain", "--version", VERSION,
-         "--url", f"{base}/{result.zip_path.name}", "--bundle_dir", str(dl)],
-        cwd=tmp_path, capture_output=True, encoding="utf-8", errors="replace", timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "download",
+            "--name",
+            "unimedi_pretrain",
+            "--version",
+            VERSION,
+            "--url",
+            f"{base}/{result.zip_path.name}",
+            "--bundle_dir",
+            str(dl),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     bundle = dl / "unimedi_pretrain"
@@ -144,9 +205,27 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
     inputs = tmp_path / "inputs"
     _write_inputs(inputs)
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.yaml"),
-         "--bundle_root", str(bundle), "--dataset_dir", str(inputs), "--backbone", "tiny", "--slice_top_k", "2"],
-        cwd=tmp_path, capture_output=True, encoding="utf-8", errors="replace", timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(bundle / "configs" / "inference.yaml"),
+            "--bundle_root",
+            str(bundle),
+            "--dataset_dir",
+            str(inputs),
+            "--backbone",
+            "tiny",
+            "--slice_top_k",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
         env={**__import__("os").environ, "CI": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -187,14 +266,21 @@ def _torch_load_calls(path: Path) -> list[tuple[int, bool]]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
             owner = node.func.value
             if isinstance(owner, ast.Name) and owner.id == "torch":
-                ok = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
+                ok = any(
+                    k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                    for k in node.keywords
+                )
                 calls.append((node.lineno, ok))
     return calls
 
 
 def test_every_torch_load_uses_weights_only(tmp_path):
     offenders, found = [], 0
-    sources = [p for p in REPO_ROOT.rglob("*.py") if not any(part.startswith(".") or part in ("build", "dist") for part in p.relative_to(REPO_ROOT).parts)]
+    sources = [
+        p
+        for p in REPO_ROOT.rglob("*.py")
+        if not any(part.startswith(".") or part in ("build", "dist") for part in p.relative_to(REPO_ROOT).parts)
+    ]
     for path in sources:
         for line, ok in _torch_load_calls(path):
             found += 1

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from unimedi_monai.data.adapters.bimcv import build_bimcv_datalist, is_ct_nifti
-from unimedi_monai.data.datalist import load_datalist
 from unimedi_monai.data.adapters.mimic_cxr import build_mimic_cxr_datalist
+from unimedi_monai.data.datalist import load_datalist
 from unimedi_monai.data.prepare import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------- MIMIC-CXR-JPG fixture
 
 METADATA_HEADER = [
-    "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
-    "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
     "PatientOrientationCodeSequence_CodeMeaning",
 ]
 FULL_REPORT = """                                 FINAL REPORT
@@ -47,19 +56,54 @@ FULL_REPORT = """                                 FINAL REPORT
 MIMIC_ROWS = [
     ("02aa804e-bde0afdd-112c0b34-7bc16630-4e384014", "10000032", "50414267", "PA", "train", True, FULL_REPORT),
     ("174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962", "10000032", "50414267", "LATERAL", "train", True, FULL_REPORT),
-    ("2a2277a9-b0ded155-c0de8eb9-c124d10e-82c5caab", "10000032", "53189527", "AP", "train", True,
-     " FINAL REPORT\n IMPRESSION:  Low lung volumes.  No pneumonia.\n"),
-    ("68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714", "10000764", "57375967", "PA", "validate", True,
-     " WET READ: ___ ___  No acute process .\n"),
+    (
+        "2a2277a9-b0ded155-c0de8eb9-c124d10e-82c5caab",
+        "10000032",
+        "53189527",
+        "AP",
+        "train",
+        True,
+        " FINAL REPORT\n IMPRESSION:  Low lung volumes.  No pneumonia.\n",
+    ),
+    (
+        "68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714",
+        "10000764",
+        "57375967",
+        "PA",
+        "validate",
+        True,
+        " WET READ: ___ ___  No acute process .\n",
+    ),
     ("096052b7-d256dc40-453a102b-fa7d01c6-1b22c6b4", "10000764", "57375967", "LL", "validate", True, None),
     ("fffabebf-74fd3a1f-673b6b41-96ec0ac9-2ab69818", "11000011", "51029426", "PA", "train", True, None),
     ("ea030e7a-2e3b1346-bc518786-7a8fd698-f673b44c", "12000000", "52000000", "AP", "train", True, "  ___\n\n [** **] "),
-    ("d0b71acc-b5a62046-bbb5f6b8-7b173b85-65cdf738", "13000000", "53000000", "PA", "test", True,
-     "FINDINGS: Test split study.\n"),
-    ("4b8e5f5e-c7a6f1ac-02a6d8b3-7b7c1a6a-0c1b8f41", "14000000", "54000000", "PA", "train", False,
-     "FINDINGS: Image was not downloaded.\n"),
-    ("9c9e0f61-9d7a3b7e-5e4b1d2c-1a2b3c4d-5e6f7a8b", "15000000", "55000000", "AP", None, True,
-     "FINDINGS: Not in the split table.\n"),
+    (
+        "d0b71acc-b5a62046-bbb5f6b8-7b173b85-65cdf738",
+        "13000000",
+        "53000000",
+        "PA",
+        "test",
+        True,
+        "FINDINGS: Test split study.\n",
+    ),
+    (
+        "4b8e5f5e-c7a6f1ac-02a6d8b3-7b7c1a6a-0c1b8f41",
+        "14000000",
+        "54000000",
+        "PA",
+        "train",
+        False,
+        "FINDINGS: Image was not downloaded.\n",
+    ),
+    (
+        "9c9e0f61-9d7a3b7e-5e4b1d2c-1a2b3c4d-5e6f7a8b",
+        "15000000",
+        "55000000",
+        "AP",
+        None,
+        True,
+        "FINDINGS: Not in the split table.\n",
+    ),
 ]
 
 
@@ -75,8 +119,22 @@ def make_mimic(root: Path, reports_root: Path | None = None, gz: bool = False) -
     reports_root = root if reports_root is None else reports_root
     metadata, split = [], []
     for dicom_id, subject, study, view, split_name, jpeg, report in MIMIC_ROWS:
-        metadata.append([dicom_id, subject, study, "CHEST (PA AND LAT)", view, 8, 6, 21800506, 213014.531,
-                         "CHEST (PA AND LAT)", "postero-anterior", "Erect"])
+        metadata.append(
+            [
+                dicom_id,
+                subject,
+                study,
+                "CHEST (PA AND LAT)",
+                view,
+                8,
+                6,
+                21800506,
+                213014.531,
+                "CHEST (PA AND LAT)",
+                "postero-anterior",
+                "Erect",
+            ]
+        )
         if split_name is not None:
             split.append([dicom_id, study, subject, split_name])
         study_dir = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
@@ -343,8 +401,18 @@ def test_cli_errors(tmp_path: Path, capsys):
     assert "is not a .json file" in capsys.readouterr().err
 
     # a --reports-root without a files/ tree is refused
-    assert main(["mimic-cxr", str(make_mimic(tmp_path / "m2")), str(tmp_path / "e.json"),
-                 "--reports-root", str(tmp_path / "m2" / "files" / "p10")]) == 1
+    assert (
+        main(
+            [
+                "mimic-cxr",
+                str(make_mimic(tmp_path / "m2")),
+                str(tmp_path / "e.json"),
+                "--reports-root",
+                str(tmp_path / "m2" / "files" / "p10"),
+            ]
+        )
+        == 1
+    )
     assert "reports folder" in capsys.readouterr().err
     # nothing kept: no file is written
     empty_reports = tmp_path / "empty_reports"
@@ -368,8 +436,23 @@ def test_cli_bimcv_and_merge(tmp_path: Path, capsys):
     bimcv_root = make_bimcv(data / "bimcv")
     table = make_reports_table(tmp_path / "reports.tsv")
     assert main(["mimic-cxr", str(mimic_root), str(mimic_root / "datalist.json")]) == 0
-    assert main(["bimcv", str(bimcv_root), str(table), str(bimcv_root / "datalist.json"),
-                 "--translated-column", "report_en", "--val-fraction", "0.3", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "bimcv",
+                str(bimcv_root),
+                str(table),
+                str(bimcv_root / "datalist.json"),
+                "--translated-column",
+                "report_en",
+                "--val-fraction",
+                "0.3",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     bimcv = load_datalist(bimcv_root)
     assert all(i["language"] == "en" for i in bimcv["training"] + bimcv["validation"])
     capsys.readouterr()
@@ -414,7 +497,11 @@ def test_cli_subprocess(tmp_path: Path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(
         [sys.executable, "-m", "unimedi_monai.data.prepare", "bimcv", str(root), str(table), str(out), "--seed", "1"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "session_without_report: 1" in result.stdout and "report_without_ct: 1" in result.stdout

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import PRETRAIN_SHORT, run_bundle
+
 from unimedi_monai.evaluation import read_jsonl_history
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _bundle(args: list[str], bundle_root: Path, configs: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+def _bundle(
+    args: list[str], bundle_root: Path, configs: list[str], launcher: list[str] | None = None
+) -> subprocess.CompletedProcess:
     return run_bundle("pretrain", configs, bundle_root, args, launcher=launcher)
 
 
@@ -68,11 +70,21 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path):
     dump = tmp_path / "dump.yaml"
     dump.write_text(
         "run:\n"
-        "  - \"$@train#trainer.run()\"\n"
+        '  - "$@train#trainer.run()"\n'
         "  - \"$torch.save(@network.module.state_dict(), @bundle_root + f'/rank{torch.distributed.get_rank()}.pt')\"\n"
     )
-    args = ["--demo", "{'n_xray': 24, 'n_ct': 12, 'seed': 2}", "--max_epochs", "1", "--batch_size", "4",
-            "--num_workers", "0", "--backbone", "tiny"]
+    args = [
+        "--demo",
+        "{'n_xray': 24, 'n_ct': 12, 'seed': 2}",
+        "--max_epochs",
+        "1",
+        "--batch_size",
+        "4",
+        "--num_workers",
+        "0",
+        "--backbone",
+        "tiny",
+    ]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
     _bundle(args, tmp_path, ["train.yaml", "multi_gpu_train.yaml", str(dump)], launcher=launcher)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)

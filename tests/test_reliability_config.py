@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, run_bundle
 from ignite.engine import Engine
 from torch import nn
 
-from conftest import REPO_ROOT, run_bundle
 from unimedi_monai.bundle import (
     LOCK_FILENAME,
     ConfigKeyError,
@@ -46,7 +46,16 @@ def test_config_keys_are_nested_paths():
 
 def test_parse_overrides_splits_run_arguments():
     files, overrides = parse_overrides(
-        ["--config_file", f"['{TRAIN}','{EVALUATE}']", "--bundle_root", "/x", "--meta_file", "m.json", "--max_epochs=3", "--amp"]
+        [
+            "--config_file",
+            f"['{TRAIN}','{EVALUATE}']",
+            "--bundle_root",
+            "/x",
+            "--meta_file",
+            "m.json",
+            "--max_epochs=3",
+            "--amp",
+        ]
     )
     assert files == [TRAIN, EVALUATE]
     assert overrides == {"bundle_root": "/x", "max_epochs": "3", "amp": "True"}
@@ -55,8 +64,14 @@ def test_parse_overrides_splits_run_arguments():
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [
-        (["--max_epoch", "3"], r"unknown config key 'max_epoch' \(command line --max_epoch\); did you mean 'max_epochs'\?"),
-        (["--train#dataloader#num_worker", "8"], r"unknown config key 'train#dataloader#num_worker'.*did you mean 'train#dataloader#num_workers'"),
+        (
+            ["--max_epoch", "3"],
+            r"unknown config key 'max_epoch' \(command line --max_epoch\); did you mean 'max_epochs'\?",
+        ),
+        (
+            ["--train#dataloader#num_worker", "8"],
+            r"unknown config key 'train#dataloader#num_worker'.*did you mean 'train#dataloader#num_workers'",
+        ),
         (["--dataset_dri", "/data"], r"did you mean 'dataset_dir'"),
     ],
 )
@@ -67,7 +82,9 @@ def test_mistyped_override_is_refused_with_a_suggestion(argv, pattern):
 
 
 def test_declared_overrides_pass():
-    check_overrides(["--config_file", TRAIN, "--max_epochs", "3", "--train#dataloader#num_workers", "0", "--demo#n_xray", "4"])
+    check_overrides(
+        ["--config_file", TRAIN, "--max_epochs", "3", "--train#dataloader#num_workers", "0", "--demo#n_xray", "4"]
+    )
     # keys declared only by a later config file are known when that file is named
     check_overrides(["--config_file", f"['{TRAIN}','{EVALUATE}']", "--eval_slice_k", "2"])
     with pytest.raises(ConfigKeyError, match="eval_slice_k"):
@@ -117,7 +134,9 @@ def _hold(folder: Path) -> subprocess.Popen:
         "import sys, time; from unimedi_monai.bundle import guard_outputs; "
         f"guard_outputs({{'ckpt_dir': {str(folder)!r}}}); print('locked', flush=True); time.sleep(60)"
     )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
@@ -164,7 +183,9 @@ def test_taking_over_a_stale_lock_is_atomic(tmp_path):
     for trial in range(16):
         folder = tmp_path / f"t{trial}"
         folder.mkdir()
-        (folder / LOCK_FILENAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))  # a dead PID
+        (folder / LOCK_FILENAME).write_text(
+            json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()})
+        )  # a dead PID
         results = ctx.Queue()
         start = time.time() + 0.3
         done = ctx.Event()
@@ -211,7 +232,10 @@ def test_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path):
         atomic_save(_Net().state_dict(), path)
         load_weights(_Net(extra=True), path)
     atomic_save(_Net(width=5).state_dict(), path)
-    with pytest.raises(CheckpointMismatchError, match=r"shape mismatch \[a.weight \(3, 5\) in the checkpoint vs \(3, 4\) in the network\].*backbone preset"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"shape mismatch \[a.weight \(3, 5\) in the checkpoint vs \(3, 4\) in the network\].*backbone preset",
+    ):
         load_weights(_Net(), path, strict=False)  # shapes are refused even when not strict
     report = load_weights(_Net(extra=True), _save(tmp_path, _Net()), strict=False).load_report
     assert report["missing"] == ["b.weight", "b.bias"] and set(report["loaded"]) == {"a.weight", "a.bias"}
@@ -230,7 +254,10 @@ def _engine(iteration: int) -> Engine:
 def test_resume_from_a_checkpoint_of_another_network_says_what_to_change(tmp_path):
     CheckpointHandler(tmp_path, {"network": _Net(width=5)}, interval=1).save(_engine(3))
     handler = CheckpointHandler(tmp_path, {"network": _Net()}, interval=1)
-    with pytest.raises(CheckpointMismatchError, match=r"checkpoint_00000003.pt' entry 'network' does not fit this run: 1 shape mismatch .*another --bundle_root"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"checkpoint_00000003.pt' entry 'network' does not fit this run: 1 shape mismatch .*another --bundle_root",
+    ):
         handler.load(_engine(0))
 
 
@@ -254,7 +281,10 @@ def test_numeric_keys_are_checked_by_name():
     from unimedi_monai.bundle import check_values
 
     for values, pattern in [
-        ({"batch_size": "abc"}, r"config key 'batch_size' must be an integer >= 1, got 'abc' \(command line --batch_size\)"),
+        (
+            {"batch_size": "abc"},
+            r"config key 'batch_size' must be an integer >= 1, got 'abc' \(command line --batch_size\)",
+        ),
         ({"max_epochs": -1}, r"'max_epochs' must be an integer >= 1, got -1"),
         ({"checkpoint_interval": -5}, r"'checkpoint_interval' must be an integer >= 0, got -5"),
         ({"lr": 0.0}, r"'lr' must be a number > 0"),
@@ -264,7 +294,9 @@ def test_numeric_keys_are_checked_by_name():
     ]:
         with pytest.raises(ValueError, match=pattern):
             check_values(values)
-    check_values({"batch_size": 2, "lr": 1e-4, "top_k": None, "checkpoint_interval": 0, "label_fraction": 1.0, "grad_clip": None})
+    check_values(
+        {"batch_size": 2, "lr": 1e-4, "top_k": None, "checkpoint_interval": 0, "label_fraction": 1.0, "grad_clip": None}
+    )
 
 
 def test_root_error_unwraps_monai_wrappers():
@@ -291,7 +323,10 @@ def test_root_error_unwraps_monai_wrappers():
     [
         (["--batch_size", "abc"], "ValueError: config key 'batch_size' must be an integer >= 1, got 'abc'"),
         (["--max_epochs", "-1"], "ValueError: config key 'max_epochs' must be an integer >= 1, got -1"),
-        (["--checkpoint_interval", "-5"], "ValueError: config key 'checkpoint_interval' must be an integer >= 0, got -5"),
+        (
+            ["--checkpoint_interval", "-5"],
+            "ValueError: config key 'checkpoint_interval' must be an integer >= 0, got -5",
+        ),
     ],
     ids=["batch_size abc", "max_epochs -1", "checkpoint_interval -5"],
 )
@@ -311,7 +346,7 @@ def test_excepthook_prints_one_line_or_the_full_traceback(capsys, monkeypatch):
         try:
             raise FileNotFoundError("datalist file not found: looked for /x/datalist.json")
         except FileNotFoundError as e:
-            raise RuntimeError("Failed to evaluate ConfigExpression: \"$unimedi_monai.data.load_datalist(...)\"") from e
+            raise RuntimeError('Failed to evaluate ConfigExpression: "$unimedi_monai.data.load_datalist(...)"') from e
     except RuntimeError as err:
         error = err
     monkeypatch.delenv(FULL_TRACEBACK_ENV, raising=False)

@@ -19,11 +19,17 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from torch.utils.data import DataLoader
 
-from unimedi_monai.data import MixedBatchSampler, build_pretrain_dataset, collate_mixed, ct_transforms, load_datalist, xray_transforms
+from unimedi_monai.data import (
+    MixedBatchSampler,
+    build_pretrain_dataset,
+    collate_mixed,
+    ct_transforms,
+    load_datalist,
+    xray_transforms,
+)
 from unimedi_monai.data.demo import generate_demo_dataset
 from unimedi_monai.engines import UniMedITrainer, param_groups
 from unimedi_monai.networks import UniMedI
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -73,7 +79,11 @@ def _case_files(folder: Path) -> dict[str, tuple[str, Path, str]]:
         "corrupt dicom x-ray": ("xray", _truncate(_dicom(folder / "cut.dcm"), 0.4), "cannot read"),
         "corrupt nifti": ("ct", corrupt_nii, "cannot read"),
         "corrupt dicom ct": ("ct", _truncate(_dicom(folder / "cut_ct.dcm"), 0.1), "cannot read"),
-        "2d file as a volume": ("ct", _nifti(folder / "flat.nii.gz", volume[:, :, 0]), "2D image .* where a 3D volume is expected"),
+        "2d file as a volume": (
+            "ct",
+            _nifti(folder / "flat.nii.gz", volume[:, :, 0]),
+            "2D image .* where a 3D volume is expected",
+        ),
         "nan/inf volume": ("ct", _nifti(folder / "nan.nii.gz", nan_volume), "2 NaN/inf values"),
         "placeholder-only report": ("xray", _png(folder / "ok_but_no_text.png"), "report .* is empty after cleaning"),
     }
@@ -82,7 +92,10 @@ def _case_files(folder: Path) -> dict[str, tuple[str, Path, str]]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad")
-    good = {"xray": _png(folder / "good.png"), "ct": _nifti(folder / "good.nii.gz", np.random.default_rng(1).normal(0, 100, (24, 24, 8)))}
+    good = {
+        "xray": _png(folder / "good.png"),
+        "ct": _nifti(folder / "good.nii.gz", np.random.default_rng(1).normal(0, 100, (24, 24, 8))),
+    }
     return folder, good, _case_files(folder)
 
 
@@ -97,12 +110,25 @@ def _items(good, modality, bad_file, report="Small nodule in the left lung."):
 
 def _build(items, on_bad_sample, cache="memory"):
     return build_pretrain_dataset(
-        items, xray_transforms(image_size=32, train=False), ct_transforms(spatial_size=(16, 16, 8), train=False),
-        cache=cache, progress=False, on_bad_sample=on_bad_sample,
+        items,
+        xray_transforms(image_size=32, train=False),
+        ct_transforms(spatial_size=(16, 16, 8), train=False),
+        cache=cache,
+        progress=False,
+        on_bad_sample=on_bad_sample,
     )
 
 
-CASES = ["missing file", "truncated png", "corrupt dicom x-ray", "corrupt nifti", "corrupt dicom ct", "2d file as a volume", "nan/inf volume", "placeholder-only report"]
+CASES = [
+    "missing file",
+    "truncated png",
+    "corrupt dicom x-ray",
+    "corrupt nifti",
+    "corrupt dicom ct",
+    "2d file as a volume",
+    "nan/inf volume",
+    "placeholder-only report",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -144,7 +170,10 @@ def test_skip_leaves_the_bad_sample_out_of_its_batch(files, case, caplog):
 
 def test_datalist_errors_name_the_entry(tmp_path, files):
     _, good, _ = files
-    entries = [{"image": str(good["xray"]), "report": "ok", "modality": "xray"}, {"image": str(good["ct"]), "modality": "ct"}]
+    entries = [
+        {"image": str(good["xray"]), "report": "ok", "modality": "xray"},
+        {"image": str(good["ct"]), "modality": "ct"},
+    ]
     (tmp_path / "datalist.json").write_text(json.dumps({"training": entries}))
     with pytest.raises(ValueError, match=r"section 'training', entry 1: missing key 'report'"):
         load_datalist(tmp_path)
@@ -183,23 +212,42 @@ def demo(tmp_path_factory):
 def test_skipped_samples_are_logged_and_counted_per_epoch(demo, text_encoder, tmp_path, caplog):
     bad = _truncate(_png(tmp_path / "broken.png"))
     items = demo + [{"image": str(bad), "report": "Left lower lobe opacity.", "modality": "xray"}]
-    ds = build_pretrain_dataset(items, xray_transforms(train=False), ct_transforms(train=False), cache="memory", progress=False, on_bad_sample="skip")
+    ds = build_pretrain_dataset(
+        items,
+        xray_transforms(train=False),
+        ct_transforms(train=False),
+        cache="memory",
+        progress=False,
+        on_bad_sample="skip",
+    )
     model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2)
     opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1e-4)
-    sampler = MixedBatchSampler(ds.num_xray, ds.num_ct, batch_size=len(ds), ct_fraction=ds.num_ct / len(ds), drop_last=False)
+    sampler = MixedBatchSampler(
+        ds.num_xray, ds.num_ct, batch_size=len(ds), ct_fraction=ds.num_ct / len(ds), drop_last=False
+    )
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_mixed)
-    trainer = UniMedITrainer(device="cpu", max_epochs=1, train_data_loader=loader, network=model, optimizer=opt, lr=1e-4)
+    trainer = UniMedITrainer(
+        device="cpu", max_epochs=1, train_data_loader=loader, network=model, optimizer=opt, lr=1e-4
+    )
     with caplog.at_level(logging.WARNING, logger="unimedi_monai.engines.trainer"):
         trainer.run()
     messages = [r.getMessage() for r in caplog.records]
     per_item = [m for m in messages if "skipped a bad sample" in m]
-    assert len(per_item) == len(sampler) and all("broken.png" in m and f"datalist entry {len(demo)}" in m for m in per_item)
+    assert len(per_item) == len(sampler) and all(
+        "broken.png" in m and f"datalist entry {len(demo)}" in m for m in per_item
+    )
     assert any(f"epoch 1: {len(sampler)} bad samples were skipped" in m for m in messages)
     assert np.isfinite(trainer.state.output["loss"])
 
 
 def test_augmentations_do_not_depend_on_workers_or_resume(demo):
-    ds = build_pretrain_dataset(demo, xray_transforms(image_size=64, train=True), ct_transforms(spatial_size=(32, 32, 8), train=True), cache="memory", progress=False)
+    ds = build_pretrain_dataset(
+        demo,
+        xray_transforms(image_size=64, train=True),
+        ct_transforms(spatial_size=(32, 32, 8), train=True),
+        cache="memory",
+        progress=False,
+    )
 
     def batches(num_workers, position=0):
         sampler = MixedBatchSampler(ds.num_xray, ds.num_ct, batch_size=3, ct_fraction=0.34, seed=2, sample_seeds=True)

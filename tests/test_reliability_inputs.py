@@ -49,9 +49,13 @@ def _readers():
     selection (full resolution), segmentation (training and inference)."""
     return {
         "pre-training": lambda p: ct_transforms(spatial_size=(16, 16, 8), train=False)({"image": str(p)}),
-        "slice selection": lambda p: ct_transforms(spatial_size=(16, 16, 8), train=False, resampler="monai")({"image": str(p)}),
+        "slice selection": lambda p: ct_transforms(spatial_size=(16, 16, 8), train=False, resampler="monai")(
+            {"image": str(p)}
+        ),
         "segmentation inference": lambda p: segmentation_transforms("infer", roi_size=(16, 16, 8))({"image": str(p)}),
-        "segmentation training": lambda p: segmentation_transforms("validate", roi_size=(16, 16, 8))({"image": str(p), "label": str(p)}),
+        "segmentation training": lambda p: segmentation_transforms("validate", roi_size=(16, 16, 8))(
+            {"image": str(p), "label": str(p)}
+        ),
     }
 
 
@@ -61,7 +65,10 @@ def test_truncated_nifti_is_refused_by_every_reader(tmp_path, path_name):
     good = _ct(tmp_path / "good.nii.gz")
     read(good)  # the complete file reads
     cut = _cut_in_half(_ct(tmp_path / "cut.nii.gz"))
-    with pytest.raises(ValueError, match=r"cut\.nii\.gz' is truncated: its header declares 40x40x24 voxels of int16 .* holds [\d,]+ bytes"):
+    with pytest.raises(
+        ValueError,
+        match=r"cut\.nii\.gz' is truncated: its header declares 40x40x24 voxels of int16 .* holds [\d,]+ bytes",
+    ):
         read(cut)
     plain = _ct(tmp_path / "plain.nii")
     plain.write_bytes(plain.read_bytes()[:-100])
@@ -74,11 +81,14 @@ def test_header_declaring_a_huge_volume_is_refused_before_reading(tmp_path, monk
 
     path = _huge_header(tmp_path / "huge.nii.gz")
     assert path.stat().st_size < 600
-    for name, read in _readers().items():
+    for _name, read in _readers().items():
         with pytest.raises(ValueError, match=r"huge\.nii\.gz' is truncated: its header declares 1000x1000x400 voxels"):
             read(path)
     monkeypatch.setenv("UNIMEDI_MAX_VOXELS", "1000000")
-    with pytest.raises(ValueError, match=r"huge\.nii\.gz' declares 1000x1000x400 = 400,000,000 voxels, more than the limit of 1,000,000"):
+    with pytest.raises(
+        ValueError,
+        match=r"huge\.nii\.gz' declares 1000x1000x400 = 400,000,000 voxels, more than the limit of 1,000,000",
+    ):
         check_nifti_file(path)
 
 
@@ -135,10 +145,17 @@ def test_segmentation_training_refuses_a_label_on_another_grid(tmp_path, label_a
     image = _ct(tmp_path / "img0001.nii.gz")
     label = _ct(tmp_path / "label0001.nii.gz", affine=label_affine, values=np.zeros(label_shape, np.uint8))
     for mode in ("train", "validate"):
-        with pytest.raises(ValueError, match=rf"image '.*img0001\.nii\.gz' and label '.*label0001\.nii\.gz' are not on the same voxel grid \({problem}"):
-            segmentation_transforms(mode, roi_size=(16, 16, 8), num_classes=2)({"image": str(image), "label": str(label)})
+        with pytest.raises(
+            ValueError,
+            match=rf"image '.*img0001\.nii\.gz' and label '.*label0001\.nii\.gz' are not on the same voxel grid \({problem}",
+        ):
+            segmentation_transforms(mode, roi_size=(16, 16, 8), num_classes=2)(
+                {"image": str(image), "label": str(label)}
+            )
     same = _ct(tmp_path / "label_ok.nii.gz", values=np.zeros((40, 40, 24), np.uint8))
-    out = segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=2)({"image": str(image), "label": str(same)})
+    out = segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=2)(
+        {"image": str(image), "label": str(same)}
+    )
     assert out["image"].shape == out["label"].shape
 
 
@@ -157,7 +174,7 @@ def test_grid_mismatch_tolerates_rounding():
 @pytest.mark.parametrize("shape", [(40, 40, 24, 3), (40, 40)], ids=["4D", "2D"])
 def test_inference_readers_refuse_a_4d_or_2d_ct_naming_the_file(tmp_path, shape):
     path = _ct(tmp_path / "odd.nii.gz", values=np.zeros(shape, np.int16))
-    for name, read in _readers().items():
+    for _name, read in _readers().items():
         with pytest.raises(ValueError, match=r"odd\.nii\.gz'.* is a \dD image"):
             read(path)
 
@@ -170,6 +187,7 @@ def test_one_slice_ct_is_refused_by_slice_selection(tmp_path):
 
 def test_dicom_series_with_a_missing_slice_is_warned_about(tmp_path):
     from test_data_transforms import _write_dicom_series
+
     from unimedi_monai.data import SimpleITKReader
 
     vol = np.random.default_rng(1).integers(-500, 500, size=(8, 16, 12)).astype(np.int16)
@@ -181,7 +199,9 @@ def test_dicom_series_with_a_missing_slice_is_warned_about(tmp_path):
     gap = tmp_path / "gap"
     _write_dicom_series(gap, vol, "1.2.826.0.1.3680043.2.1125.302")
     sorted(gap.iterdir())[4].unlink()
-    with pytest.warns(UserWarning, match=r"DICOM series '.*gap' is not evenly spaced: 1 gap\(s\) \(about 1 missing slice"):
+    with pytest.warns(
+        UserWarning, match=r"DICOM series '.*gap' is not evenly spaced: 1 gap\(s\) \(about 1 missing slice"
+    ):
         reader.get_data(reader.read(str(gap)))
 
 
@@ -216,8 +236,13 @@ def test_report_that_names_a_non_txt_file_is_refused(tmp_path):
 
     _png(tmp_path / "a.png")
     (tmp_path / "a.md").write_text("No acute findings.")
-    (tmp_path / "datalist.json").write_text(json.dumps({"training": [{"image": "a.png", "report": "reports/a.md", "modality": "xray"}]}))
-    with pytest.raises(ValueError, match=r"section 'training', entry 0: key 'report' is 'reports/a\.md', which looks like a file path but is not a \.txt file"):
+    (tmp_path / "datalist.json").write_text(
+        json.dumps({"training": [{"image": "a.png", "report": "reports/a.md", "modality": "xray"}]})
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"section 'training', entry 0: key 'report' is 'reports/a\.md', which looks like a file path but is not a \.txt file",
+    ):
         load_datalist(tmp_path, sections=["training"])
     with pytest.raises(ValueError, match=r"'/data/report\.rtf', which looks like a file path"):
         read_query("/data/report.rtf")
@@ -250,7 +275,10 @@ def test_datalist_paths_leaving_dataset_dir_are_logged_or_refused(tmp_path, capl
     infos = [r.getMessage() for r in caplog.records if "outside dataset_dir" in r.getMessage()]
     assert sum("entry" in m for m in infos) == 3  # each one logged...
     assert any("3 paths lead outside dataset_dir" in m for m in infos)  # ...and counted
-    with pytest.raises(ValueError, match=r"section 'training', entry 1, key 'image': .* outside dataset_dir .*allow_outside_dataset_dir is false"):
+    with pytest.raises(
+        ValueError,
+        match=r"section 'training', entry 1, key 'image': .* outside dataset_dir .*allow_outside_dataset_dir is false",
+    ):
         load_datalist(data, sections=["training"], allow_outside_dataset_dir=False)
 
 
@@ -262,8 +290,13 @@ def test_fractional_label_values_are_named_as_such(tmp_path):
     values = np.zeros((40, 40, 24), np.float32)
     values[10:20, 10:20, 5:10] = 1.5
     label = _ct(tmp_path / "lab.nii.gz", values=values)
-    with pytest.raises(ValueError, match=r"lab\.nii\.gz' \(key 'label'\) holds \d+ non-integer values \(e\.g\. 1\.5\): a label map holds integer class ids"):
-        segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=3)({"image": str(image), "label": str(label)})
+    with pytest.raises(
+        ValueError,
+        match=r"lab\.nii\.gz' \(key 'label'\) holds \d+ non-integer values \(e\.g\. 1\.5\): a label map holds integer class ids",
+    ):
+        segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=3)(
+            {"image": str(image), "label": str(label)}
+        )
 
 
 def test_duplicates_empty_classes_and_constant_images_are_warned_about(tmp_path, caplog):
@@ -274,11 +307,17 @@ def test_duplicates_empty_classes_and_constant_images_are_warned_about(tmp_path,
 
     _png(tmp_path / "a.png")
     _png(tmp_path / "b.png")
-    rows = [{"image": "a.png", "report": "r", "modality": "xray"}] * 2 + [{"image": "b.png", "report": "r", "modality": "xray"}]
-    (tmp_path / "datalist.json").write_text(json.dumps({"training": rows, "validation": [{"image": "b.png", "report": "r", "modality": "xray"}]}))
+    rows = [{"image": "a.png", "report": "r", "modality": "xray"}] * 2 + [
+        {"image": "b.png", "report": "r", "modality": "xray"}
+    ]
+    (tmp_path / "datalist.json").write_text(
+        json.dumps({"training": rows, "validation": [{"image": "b.png", "report": "r", "modality": "xray"}]})
+    )
     with caplog.at_level(logging.WARNING):
         load_datalist(tmp_path)
-    assert any("1 images are listed twice within a section and 1 in two sections" in r.getMessage() for r in caplog.records)
+    assert any(
+        "1 images are listed twice within a section and 1 in two sections" in r.getMessage() for r in caplog.records
+    )
 
     task = get_task("covidx", "3class")
     caplog.clear()

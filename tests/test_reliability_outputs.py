@@ -10,12 +10,23 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import run_bundle
-from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
-from unimedi_monai.bundle import OutputFolderError, guard_outputs
 
-SMALL = ["--backbone", "tiny", "--feature_size", "8", "--num_workers", "0", "--pixdim", "[4.0, 4.0, 4.0]", "--roi_size", "[32, 32, 8]"]
+from unimedi_monai.bundle import OutputFolderError, guard_outputs
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
+
+SMALL = [
+    "--backbone",
+    "tiny",
+    "--feature_size",
+    "8",
+    "--num_workers",
+    "0",
+    "--pixdim",
+    "[4.0, 4.0, 4.0]",
+    "--roi_size",
+    "[32, 32, 8]",
+]
 
 
 def _ct(path: Path, origin: float = 0.0, seed: int = 0) -> Path:
@@ -56,7 +67,9 @@ def test_unique_output_stems_name_inputs_sharing_a_name_after_their_folders(tmp_
 
 def test_guard_refuses_an_output_that_is_an_input(tmp_path):
     ct = _ct(tmp_path / "data" / "ct.nii.gz")
-    with pytest.raises(OutputFolderError, match=r"output '.*data/ct\.nii\.gz' is the input '.*data/ct\.nii\.gz' \(config key 'input'\)"):
+    with pytest.raises(
+        OutputFolderError, match=r"output '.*data/ct\.nii\.gz' is the input '.*data/ct\.nii\.gz' \(config key 'input'\)"
+    ):
         guard_outputs({"output_dir": ct.parent}, inputs={"input": [ct]}, files=[ct], lock=False)
     series = tmp_path / "series"
     series.mkdir()
@@ -71,7 +84,9 @@ def test_guard_refuses_an_output_that_is_an_input(tmp_path):
 def test_guard_refuses_an_output_folder_it_cannot_create_or_write(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(OutputFolderError, match=r"output folder output_dir '.*a_file/out' is not writable .*--output_dir"):
+    with pytest.raises(
+        OutputFolderError, match=r"output folder output_dir '.*a_file/out' is not writable .*--output_dir"
+    ):
         guard_outputs({"output_dir": blocker / "out"}, lock=False)
     if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"
@@ -87,7 +102,9 @@ def test_write_failures_name_the_config_key_and_the_file(tmp_path):
     out = tmp_path / "eval"
     guard_outputs({"eval_dir": out}, lock=False)
     register_output_folder(out, "eval_dir")
-    with pytest.raises(OSError, match=r"cannot write '.*eval/metrics\.json' \(config key 'eval_dir'\): No space left on device"):
+    with pytest.raises(
+        OSError, match=r"cannot write '.*eval/metrics\.json' \(config key 'eval_dir'\): No space left on device"
+    ):
         with atomic_open(out / "metrics.json", "w") as f:
             f.write("{")
             raise OSError(28, "No space left on device")
@@ -111,13 +128,19 @@ def test_segmentation_inference_never_overwrites_its_input(seg_root, tmp_path):
     ct = _ct(tmp_path / "data" / "ct.nii.gz")
     before = ct.read_bytes()
     proc = run_bundle(
-        "bcv_segmentation", ["inference.yaml"], seg_root,
-        SMALL + ["--datalist", f"['{ct}']", "--output_dir", str(ct.parent), "--output_postfix", ""], check=False, timeout=300,
+        "bcv_segmentation",
+        ["inference.yaml"],
+        seg_root,
+        SMALL + ["--datalist", f"['{ct}']", "--output_dir", str(ct.parent), "--output_postfix", ""],
+        check=False,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert ct.read_bytes() == before
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("OutputFolderError: output '") and "is the input" in last and "ct.nii.gz" in last, proc.stderr[-2000:]
+    assert last.startswith("OutputFolderError: output '") and "is the input" in last and "ct.nii.gz" in last, (
+        proc.stderr[-2000:]
+    )
     assert "Failed to evaluate" not in proc.stderr  # the one-line reason is all the user sees
     assert sorted(p.name for p in ct.parent.iterdir()) == ["ct.nii.gz"]
 
@@ -127,7 +150,13 @@ def test_segmentation_inputs_sharing_a_name_get_one_output_each(seg_root, tmp_pa
     a = _ct(tmp_path / "data" / "a" / "ct.nii.gz", origin=0.0, seed=1)
     b = _ct(tmp_path / "data" / "b" / "ct.nii.gz", origin=-300.0, seed=2)
     out = a.parent  # the output folder may hold an input: the names differ
-    run_bundle("bcv_segmentation", ["inference.yaml"], seg_root, SMALL + ["--datalist", f"['{a}', '{b}']", "--output_dir", str(out)], timeout=300)
+    run_bundle(
+        "bcv_segmentation",
+        ["inference.yaml"],
+        seg_root,
+        SMALL + ["--datalist", f"['{a}', '{b}']", "--output_dir", str(out)],
+        timeout=300,
+    )
     assert sorted(p.name for p in out.iterdir()) == ["a_ct_seg.nii.gz", "b_ct_seg.nii.gz", "ct.nii.gz"]
     for src, name in ((a, "a_ct_seg.nii.gz"), (b, "b_ct_seg.nii.gz")):
         seg = nib.load(out / name)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, bundle_env
+
 from unimedi_monai.data.demo import generate_demo_dataset
 from unimedi_monai.io.checkpoint import list_checkpoints, safe_load
 
@@ -25,19 +25,48 @@ CONFIG_DIR = REPO_ROOT / "bundles" / "pretrain" / "configs"
 def _args(data: Path) -> list[str]:
     # tiny backbone, small inputs, 2 epochs of 3 iterations (3 X-rays + 1 CT per batch), a checkpoint every 2
     return [
-        "--dataset_dir", str(data), "--backbone", "tiny", "--max_epochs", "2", "--batch_size", "4",
-        "--num_workers", "0", "--checkpoint_interval", "2", "--mask_warmup_epochs", "1", "--text_trainable_layers", "1",
-        "--network_def#xray_size", "112", "--train#xray_transforms#image_size", "112",
-        "--network_def#ct_size", "[64,64,16]", "--train#ct_transforms#spatial_size", "[64,64,16]",
+        "--dataset_dir",
+        str(data),
+        "--backbone",
+        "tiny",
+        "--max_epochs",
+        "2",
+        "--batch_size",
+        "4",
+        "--num_workers",
+        "0",
+        "--checkpoint_interval",
+        "2",
+        "--mask_warmup_epochs",
+        "1",
+        "--text_trainable_layers",
+        "1",
+        "--network_def#xray_size",
+        "112",
+        "--train#xray_transforms#image_size",
+        "112",
+        "--network_def#ct_size",
+        "[64,64,16]",
+        "--train#ct_transforms#spatial_size",
+        "[64,64,16]",
     ]
 
 
 def _command(root: Path, args: list[str]) -> list[str]:
     """The command :func:`conftest.run_bundle` runs (to start it with Popen and kill it)."""
     return [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{CONFIG_DIR / 'train.yaml'}']",
-        "--meta_file", str(CONFIG_DIR / "metadata.json"), "--logging_file", str(CONFIG_DIR / "logging.conf"),
-        "--bundle_root", str(root),
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        f"['{CONFIG_DIR / 'train.yaml'}']",
+        "--meta_file",
+        str(CONFIG_DIR / "metadata.json"),
+        "--logging_file",
+        str(CONFIG_DIR / "logging.conf"),
+        "--bundle_root",
+        str(root),
     ] + args
 
 
@@ -60,8 +89,19 @@ def test_sigkill_mid_epoch_then_same_command_matches_uninterrupted_run(tmp_path)
         # a reference run and the same run killed with SIGKILL right after its first (mid-epoch) checkpoint,
         # side by side (to halve the wall time; CPU results do not depend on it)
         reference, killed = tmp_path / "reference", tmp_path / "killed"
-        ref_proc = subprocess.Popen(_command(reference, args), cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace")
-        proc = subprocess.Popen(_command(killed, args), cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ref_proc = subprocess.Popen(
+            _command(reference, args),
+            cwd=REPO_ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        proc = subprocess.Popen(
+            _command(killed, args), cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 400
         try:
             while time.monotonic() < deadline and proc.poll() is None:
@@ -85,7 +125,15 @@ def test_sigkill_mid_epoch_then_same_command_matches_uninterrupted_run(tmp_path)
         assert (killed / "models" / ".unimedi_run.lock").exists()  # left behind by the killed process
 
         # the same command again: takes over the stale lock, resumes, finishes
-        resumed = subprocess.run(_command(killed, args), cwd=REPO_ROOT, env=_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=400)
+        resumed = subprocess.run(
+            _command(killed, args),
+            cwd=REPO_ROOT,
+            env=_env(),
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=400,
+        )
         log = resumed.stdout + resumed.stderr
         assert resumed.returncode == 0, log[-3000:]
         assert "resumed from" in log and f"checkpoint_{interrupted_at:08d}.pt" in log
@@ -102,7 +150,9 @@ def test_sigkill_mid_epoch_then_same_command_matches_uninterrupted_run(tmp_path)
     # the optimiser state (Adam moments, step counts) matches too
     ckpt_ref = safe_load(reference / "models" / f"checkpoint_{total:08d}.pt")
     ckpt_res = safe_load(killed / "models" / f"checkpoint_{total:08d}.pt")
-    for (pid, a), (_, b) in zip(sorted(ckpt_ref["optimizer"]["state"].items()), sorted(ckpt_res["optimizer"]["state"].items())):
+    for (pid, a), (_, b) in zip(
+        sorted(ckpt_ref["optimizer"]["state"].items()), sorted(ckpt_res["optimizer"]["state"].items())
+    ):
         for name in a:
             torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=f"optimizer state {pid}/{name}")
     # the log of the resumed run has every iteration once; the lock is gone; the data folder is untouched

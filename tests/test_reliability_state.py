@@ -166,16 +166,19 @@ def test_tensorboard_steps_appear_once_after_a_resume(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from unimedi_monai.engines import ResumableTensorBoardStatsHandler
-    import unimedi_monai.engines.handlers as handlers
 
     def run(kill_at=None):
         engine = Engine(lambda e, b: float(e.state.iteration))
         CheckpointHandler(tmp_path / "models", {"network": _Net()}, interval=2).attach(engine)
-        ResumableTensorBoardStatsHandler(log_dir=str(tmp_path / "logs"), tag_name="loss", output_transform=lambda x: x).attach(engine)
+        ResumableTensorBoardStatsHandler(
+            log_dir=str(tmp_path / "logs"), tag_name="loss", output_transform=lambda x: x
+        ).attach(engine)
         if kill_at is not None:
+
             @engine.on(Events.ITERATION_COMPLETED(once=kill_at))
             def _die(e):
                 raise _Killed()
+
         engine.run(range(4), max_epochs=2)
 
     with pytest.raises(_Killed):

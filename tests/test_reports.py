@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-
 import pytest
 
 from unimedi_monai.data.reports import clean_report, extract_sections, report_from_sections, truncate_report
-
 
 MIMIC_REPORT = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)

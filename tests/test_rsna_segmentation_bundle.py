@@ -18,7 +18,16 @@ pytestmark = pytest.mark.slow
 
 BUNDLE = "rsna_segmentation"
 SMALL = ["--backbone", "tiny", "--decoder_channels", "8", "--image_size", "64", "--num_workers", "0"]
-TRAIN = SMALL + ["--demo", "{'n_train': 8, 'n_val': 2, 'n_test': 3}", "--max_epochs", "2", "--val_interval", "1", "--batch_size", "4"]
+TRAIN = SMALL + [
+    "--demo",
+    "{'n_train': 8, 'n_val': 2, 'n_test': 3}",
+    "--max_epochs",
+    "2",
+    "--val_interval",
+    "1",
+    "--batch_size",
+    "4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +46,12 @@ def trained(tmp_path_factory, pretrain_checkpoint):
     mp = pytest.MonkeyPatch()
     mp.setenv("OMP_NUM_THREADS", "1")
     try:
-        proc = run_bundle(BUNDLE, ["train.yaml"], root, TRAIN + ["--pretrained_path", str(pretrain_checkpoint), "--pretrained_source", "teacher"])
+        proc = run_bundle(
+            BUNDLE,
+            ["train.yaml"],
+            root,
+            TRAIN + ["--pretrained_path", str(pretrain_checkpoint), "--pretrained_source", "teacher"],
+        )
         evaluated = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], root, TRAIN)
     finally:
         mp.undo()
@@ -52,7 +66,9 @@ def test_train_loads_the_encoder_and_keeps_the_best_model(trained, pretrain_chec
     best = json.loads((root / "eval" / "best_validation.json").read_text())
     assert set(best["organ_dice"]) == {"lesion"} and best["epoch"] in (1, 2)
     net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
-    net.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True))  # a bare, complete state dict
+    net.load_state_dict(
+        torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    )  # a bare, complete state dict
     assert not list((root / "models").glob(".*tmp"))  # written atomically: no temporary left
 
 
@@ -94,8 +110,14 @@ def test_inference_never_overwrites_an_input_and_names_shared_names_apart(traine
     for sub in ("a", "b"):
         (folder / sub / "cxr.png").write_bytes(src.read_bytes())
     before = (folder / "a" / "cxr.png").read_bytes()
-    proc = run_bundle(BUNDLE, ["inference.yaml"], root, SMALL[:-2] + ["--datalist", str(folder / "a" / "cxr.png"),
-                      "--output_dir", str(folder / "a"), "--output_postfix", "''"], check=False)
+    proc = run_bundle(
+        BUNDLE,
+        ["inference.yaml"],
+        root,
+        SMALL[:-2]
+        + ["--datalist", str(folder / "a" / "cxr.png"), "--output_dir", str(folder / "a"), "--output_postfix", "''"],
+        check=False,
+    )
     assert proc.returncode != 0 and "input" in proc.stderr.strip().splitlines()[-1]
     assert (folder / "a" / "cxr.png").read_bytes() == before  # the user's image is untouched
     out = tmp_path / "out"
@@ -107,9 +129,8 @@ def test_inference_never_overwrites_an_input_and_names_shared_names_apart(traine
 @pytest.mark.parametrize("config", ["train.yaml", "evaluate.yaml", "inference.yaml", "multi_gpu_train.yaml"])
 def test_configs_check_overrides_and_guard_outputs(config):
     """Every config runs the override check first; those that write training outputs guard them."""
-    from monai.bundle import ConfigParser
-
     from conftest import REPO_ROOT
+    from monai.bundle import ConfigParser
 
     steps = ConfigParser.load_config_file(str(REPO_ROOT / "bundles" / BUNDLE / "configs" / config))["initialize"]
     checks = [i for i, s in enumerate(steps) if "check_overrides()" in s]
@@ -130,7 +151,18 @@ def test_multi_gpu_train_on_two_cpu_processes(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541"]
-    args = SMALL + ["--init", "random", "--demo", "{'n_train': 8, 'n_val': 2, 'n_test': 2}", "--max_epochs", "1", "--val_interval", "1", "--batch_size", "4"]
+    args = SMALL + [
+        "--init",
+        "random",
+        "--demo",
+        "{'n_train': 8, 'n_val': 2, 'n_test': 2}",
+        "--max_epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--batch_size",
+        "4",
+    ]
     run_bundle(BUNDLE, ["train.yaml", "multi_gpu_train.yaml"], tmp_path, args, launcher=launcher)
     net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
     net.load_state_dict(torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True))

@@ -25,7 +25,9 @@ LUNGS = SHARED_DATA / "covid_cxr_notes"
 @pytest.fixture(scope="module")
 def lung_datalist(tmp_path_factory):
     if not (LUNGS / "masks").is_dir():
-        pytest.skip(f"real lung masks not found at {LUNGS}/masks (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)")
+        pytest.skip(
+            f"real lung masks not found at {LUNGS}/masks (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)"
+        )
     items = lungs.lung_items(LUNGS)
     assert len(items) == 129
     return lungs.write_datalist(items, tmp_path_factory.mktemp("lungs"), test_fraction=0.3, val_fraction=0.15, seed=0)
@@ -40,9 +42,28 @@ def test_patient_split_of_the_lung_masks(lung_datalist):
 
 def test_fine_tuned_on_real_lungs_beats_the_trivial_mask(lung_datalist, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    args = ["--dataset", "datalist", "--dataset_dir", str(lung_datalist.parent), "--class_names", "['lung']", "--backbone", "tiny",
-            "--image_size", "96", "--decoder_channels", "16", "--max_epochs", "8", "--val_interval", "1", "--batch_size", "8",
-            "--num_workers", "0"]
+    args = [
+        "--dataset",
+        "datalist",
+        "--dataset_dir",
+        str(lung_datalist.parent),
+        "--class_names",
+        "['lung']",
+        "--backbone",
+        "tiny",
+        "--image_size",
+        "96",
+        "--decoder_channels",
+        "16",
+        "--max_epochs",
+        "8",
+        "--val_interval",
+        "1",
+        "--batch_size",
+        "8",
+        "--num_workers",
+        "0",
+    ]
     run_bundle("rsna_segmentation", ["train.yaml"], tmp_path, args + ["--init", "random"])
     run_bundle("rsna_segmentation", ["train.yaml", "evaluate.yaml"], tmp_path, args)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

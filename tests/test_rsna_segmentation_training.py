@@ -31,7 +31,9 @@ def _dice(pred: torch.Tensor, label: torch.Tensor) -> float:
 
 def test_loss_falls_and_dice_beats_trivial_masks(tmp_path):
     torch.manual_seed(0)
-    data = load_xray_segmentation_data(generate_lesion_demo(tmp_path / "demo", n_train=32, n_val=4, n_test=12, seed=0).parent)
+    data = load_xray_segmentation_data(
+        generate_lesion_demo(tmp_path / "demo", n_train=32, n_val=4, n_test=12, seed=0).parent
+    )
     x_train, y_train = _tensors(data["training"])
     x_test, y_test = _tensors(data["test"])
     net = UniMedISETRPUP(2, backbone="tiny", decoder_channels=8)
@@ -39,7 +41,7 @@ def test_loss_falls_and_dice_beats_trivial_masks(tmp_path):
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     losses = []
     gen = torch.Generator().manual_seed(0)
-    for step in range(150):
+    for _step in range(150):
         idx = torch.randint(0, len(x_train), (8,), generator=gen)
         loss = loss_fn(net(x_train[idx]), y_train[idx])
         opt.zero_grad()
@@ -55,5 +57,7 @@ def test_loss_falls_and_dice_beats_trivial_masks(tmp_path):
     background = _dice(torch.zeros_like(y_test), y_test)
     foreground = _dice(torch.ones_like(y_test), y_test)
     assert background == 0.0 and foreground < 0.1
-    print(f"demo Dice {dice:.3f} (all-background {background:.3f}, all-foreground {foreground:.3f}); loss {first:.3f} -> {last:.3f}")
+    print(
+        f"demo Dice {dice:.3f} (all-background {background:.3f}, all-foreground {foreground:.3f}); loss {first:.3f} -> {last:.3f}"
+    )
     assert dice > max(background, foreground) + 0.2, (dice, background, foreground)

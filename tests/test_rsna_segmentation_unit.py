@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from unimedi_monai.io.checkpoint import CheckpointMismatchError, load_weights
-from unimedi_monai.networks import UniMedISETRPUP, UnifiedVisionEncoder
+from unimedi_monai.networks import UnifiedVisionEncoder, UniMedISETRPUP
 from unimedi_monai.segmentation import (
     boxes_to_mask,
     generate_lesion_demo,
@@ -27,7 +27,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- network
-@pytest.mark.parametrize("backbone, shape, classes", [("tiny", (224, 224), 2), ("tiny", (128, 96), 3), ("demo", (64, 64), 2)])
+@pytest.mark.parametrize(
+    "backbone, shape, classes", [("tiny", (224, 224), 2), ("tiny", (128, 96), 3), ("demo", (64, 64), 2)]
+)
 def test_output_shape(backbone, shape, classes):
     net = UniMedISETRPUP(classes, backbone=backbone, decoder_channels=8).eval()
     with torch.no_grad():
@@ -64,12 +66,16 @@ def test_encoder_weights_load_exactly(tmp_path, source, caplog):
         net = load_weights(net, tmp_path / "model.pt", source=source, init="pretrained")
     own = net.encoder.state_dict()
     assert own and all(torch.equal(own[k], expected[k]) for k in own)  # every encoder tensor, exactly
-    assert not all(torch.equal(own[k], (teacher if source == "student" else student)[k]) for k in own if own[k].is_floating_point())
+    assert not all(
+        torch.equal(own[k], (teacher if source == "student" else student)[k]) for k in own if own[k].is_floating_point()
+    )
     report = net.load_report
     assert sorted(report["loaded"]) == sorted(own) and report["missing"] == []
     assert {k.split(".")[0] for k in report["unexpected"]} == {"tokenizer_3d", "mask_token"}
     assert all(torch.equal(v, decoder_before[k]) for k, v in net.state_dict().items() if k in decoder_before)
-    assert f"pre-trained {source} encoder from {tmp_path / 'model.pt'}: {len(own)} keys loaded, 0 missing" in caplog.text
+    assert (
+        f"pre-trained {source} encoder from {tmp_path / 'model.pt'}: {len(own)} keys loaded, 0 missing" in caplog.text
+    )
 
 
 def test_real_pretraining_checkpoint_keys_load(tmp_path, text_encoder):
@@ -167,13 +173,16 @@ def test_rsna_boxes_become_masks_at_the_image_resolution(rsna_dir):
     assert batch["label"].shape == (4, 1, 48, 48) and "boxes" not in batch and batch["target"].tolist() == [1, 0, 1, 0]
 
 
-@pytest.mark.parametrize("row, message", [
-    ("pid-000,abc,6,10,8,1", r"stage_2_train_labels.csv, row 2, column 'x': 'abc' is not a number"),
-    ("pid-000,4,6,0,8,1", r"stage_2_train_labels.csv, row 2, column 'width': '0' must be a positive number"),
-    ("pid-000,4,-1,10,8,1", r"stage_2_train_labels.csv, row 2, column 'y': '-1' must be a non-negative number"),
-    ("pid-000,4,6,10,,1", r"stage_2_train_labels.csv, row 2, column 'height': '' is not a number"),
-    ("pid-000,,,,,2", r"stage_2_train_labels.csv, row 2, column 'Target': '2' must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("pid-000,abc,6,10,8,1", r"stage_2_train_labels.csv, row 2, column 'x': 'abc' is not a number"),
+        ("pid-000,4,6,0,8,1", r"stage_2_train_labels.csv, row 2, column 'width': '0' must be a positive number"),
+        ("pid-000,4,-1,10,8,1", r"stage_2_train_labels.csv, row 2, column 'y': '-1' must be a non-negative number"),
+        ("pid-000,4,6,10,,1", r"stage_2_train_labels.csv, row 2, column 'height': '' is not a number"),
+        ("pid-000,,,,,2", r"stage_2_train_labels.csv, row 2, column 'Target': '2' must be 0 or 1"),
+    ],
+)
 def test_rsna_errors_name_file_row_and_column(rsna_dir, row, message):
     (rsna_dir / "stage_2_train_labels.csv").write_text(f"{HEADER}\n{row}\n")
     with pytest.raises(ValueError, match=message):
@@ -192,7 +201,9 @@ def test_label_fractions_counts_and_seed(rsna_dir):
     n_pos = sum(i["target"] for i in train)
     n_neg = len(train) - n_pos
     for fraction in (0.01, 0.1, 0.5):
-        sub = load_xray_segmentation_data(rsna_dir, "rsna", val_fraction=0.2, test_fraction=0.25, label_fraction=fraction)
+        sub = load_xray_segmentation_data(
+            rsna_dir, "rsna", val_fraction=0.2, test_fraction=0.25, label_fraction=fraction
+        )
         pos = sum(i["target"] for i in sub["training"])
         # stratified: each class keeps round(fraction * n), at least one
         assert pos == max(1, round(fraction * n_pos)) and len(sub["training"]) - pos == max(1, round(fraction * n_neg))
@@ -215,22 +226,33 @@ def test_generic_datalist_masks_and_errors(tmp_path):
     image = np.tile(np.arange(80, dtype=np.uint8), (50, 1))
     mask = np.zeros((50, 80), dtype=np.uint8)
     mask[5:20, 10:30] = 255
-    rows = [{"image": _png(tmp_path / f"img/{i}.png", image), "label": _png(tmp_path / f"msk/{i}.png", mask)} for i in range(6)]
+    rows = [
+        {"image": _png(tmp_path / f"img/{i}.png", image), "label": _png(tmp_path / f"msk/{i}.png", mask)}
+        for i in range(6)
+    ]
     (tmp_path / "datalist.json").write_text(json.dumps({"training": rows}))
     data = load_2d_datalist(tmp_path, val_fraction=0.2, test_fraction=0.2, seed=0)
     assert [len(data[s]) for s in ("training", "validation", "test")] == [4, 1, 1]
     out = xray_segmentation_transforms("validate", image_size=80 // 2 * 2, num_classes=2)(data["training"][0])
     assert out["label"].shape == (1, 80, 80) and set(out["label"].unique().tolist()) == {0.0, 1.0}  # 255 -> 1
     # a listed file that is missing, and a mask of another size
-    (tmp_path / "datalist.json").write_text(json.dumps({"training": rows + [{"image": "img/none.png", "label": "msk/0.png"}]}))
-    with pytest.raises(FileNotFoundError, match=r"datalist.json: training entry 6 'image' file .*none.png' does not exist"):
+    (tmp_path / "datalist.json").write_text(
+        json.dumps({"training": rows + [{"image": "img/none.png", "label": "msk/0.png"}]})
+    )
+    with pytest.raises(
+        FileNotFoundError, match=r"datalist.json: training entry 6 'image' file .*none.png' does not exist"
+    ):
         load_2d_datalist(tmp_path)
     small = _png(tmp_path / "msk/small.png", mask[:40])
     with pytest.raises(ValueError, match=r"mask '.*small.png' is \(40, 80\) but its image '.*0.png' is \(50, 80\)"):
         xray_segmentation_transforms("validate", image_size=32)({"image": rows[0]["image"], "label": small})
     three = _png(tmp_path / "msk/three.png", (mask > 0).astype(np.uint8) * 3)
-    with pytest.raises(ValueError, match=r"three.png' \(key 'label'\) holds class ids 0..3, but the network predicts classes 0..1"):
-        xray_segmentation_transforms("validate", image_size=32, num_classes=2)({"image": rows[0]["image"], "label": three})
+    with pytest.raises(
+        ValueError, match=r"three.png' \(key 'label'\) holds class ids 0..3, but the network predicts classes 0..1"
+    ):
+        xray_segmentation_transforms("validate", image_size=32, num_classes=2)(
+            {"image": rows[0]["image"], "label": three}
+        )
 
 
 def test_demo_masks_are_the_generators_lesions(tmp_path):
@@ -240,12 +262,16 @@ def test_demo_masks_are_the_generators_lesions(tmp_path):
     data = json.loads(path.read_text())
     assert [len(data[s]) for s in ("training", "validation", "test")] == [4, 2, 2]
     first = data["training"][0]
-    image, mask = synth_xray(first["finding"], first["side"], first["zone"], first["size_mm"], np.random.default_rng([3, 0]))
+    image, mask = synth_xray(
+        first["finding"], first["side"], first["zone"], first["size_mm"], np.random.default_rng([3, 0])
+    )
     saved = np.asarray(Image.open(path.parent / first["label"]))
     assert first["finding"] != "normal" and mask.any()
     assert np.array_equal(saved, mask.astype(np.uint8) * 255)  # the generator's own lesion mask
     assert np.array_equal(np.asarray(Image.open(path.parent / first["image"])), image)
-    assert not any(np.asarray(Image.open(path.parent / i["label"])).any() for i in data["training"] if i["finding"] == "normal")
+    assert not any(
+        np.asarray(Image.open(path.parent / i["label"])).any() for i in data["training"] if i["finding"] == "normal"
+    )
     assert generate_lesion_demo(tmp_path / "demo", n_train=4, n_val=2, n_test=2, seed=3) == path  # reused
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "user.txt").write_text("keep")
@@ -270,13 +296,20 @@ def test_inference_writes_one_mask_per_input_at_original_size_and_orientation(tm
             _dicom(tmp_path / "in" / f"x{i}.dcm", rows=48 + 8 * i, cols=64)
             inputs.append(str(tmp_path / "in" / f"x{i}.dcm"))
         sizes = [(48, 64), (56, 64)]
-    from monai.bundle import ConfigParser
-
     from conftest import REPO_ROOT
+    from monai.bundle import ConfigParser
 
     parser = ConfigParser()  # the bundle's own pre- and post-processing
     parser.read_config(str(REPO_ROOT / "bundles" / "rsna_segmentation" / "configs" / "inference.yaml"))
-    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "output_postfix": "seg", "num_classes": 2, "image_size": 64})
+    parser.update(
+        {
+            "bundle_root": str(tmp_path),
+            "output_dir": str(tmp_path / "out"),
+            "output_postfix": "seg",
+            "num_classes": 2,
+            "image_size": 64,
+        }
+    )
     pre = parser.get_parsed_content("preprocessing")
     post = parser.get_parsed_content("postprocessing")
     for path, (rows, cols) in zip(inputs, sizes):
@@ -288,7 +321,11 @@ def test_inference_writes_one_mask_per_input_at_original_size_and_orientation(tm
             post(sample)
         out = np.asarray(Image.open(tmp_path / "out" / f"{Path(path).stem}_seg.png"))
         assert out.shape == (rows, cols) and out.dtype == np.uint8 and set(np.unique(out)) == {0, 255}
-        assert out[: rows // 2 - 1, : cols // 2 - 1].all() and not out[rows // 2 + 1:].any() and not out[:, cols // 2 + 1:].any()
+        assert (
+            out[: rows // 2 - 1, : cols // 2 - 1].all()
+            and not out[rows // 2 + 1 :].any()
+            and not out[:, cols // 2 + 1 :].any()
+        )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"x{i}_seg.png" for i in range(2)]
 
 
@@ -297,15 +334,17 @@ def test_inference_config_fits_monai_labels_bundle_task(tmp_path):
     spatial_shape), input ``image`` / output ``pred``, the pre-processing, and the post-processing
     without its ``SaveImaged`` writer (MONAI Label filters those out); the prediction then has the
     original image's size, so MONAI Label's ``Restored`` leaves it as it is."""
+    from conftest import REPO_ROOT
     from monai.bundle import ConfigParser
     from monai.data import decollate_batch, list_data_collate
     from monai.transforms import SaveImaged
 
-    from conftest import REPO_ROOT
-
     bundle = REPO_ROOT / "bundles" / "rsna_segmentation"
     metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
-    (key_in, image), (key_out, pred) = next(iter(metadata["network_data_format"]["inputs"].items())), next(iter(metadata["network_data_format"]["outputs"].items()))
+    (key_in, image), (key_out, pred) = (
+        next(iter(metadata["network_data_format"]["inputs"].items())),
+        next(iter(metadata["network_data_format"]["outputs"].items())),
+    )
     assert (key_in, key_out, len(image["spatial_shape"])) == ("image", "pred", 2)
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.yaml"))

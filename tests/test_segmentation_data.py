@@ -49,7 +49,10 @@ def test_bcv_datalist_and_label_fractions(bcv_dir):
         assert sub["validation"] == full["validation"]  # validation is never cut
         assert all(item in full["training"] for item in sub["training"])
         assert sub == load_segmentation_datalist(bcv_dir, "bcv", label_fraction=fraction, seed=0)  # fixed seed
-    draws = {tuple(i["image"] for i in load_segmentation_datalist(bcv_dir, "bcv", label_fraction=0.2, seed=s)["training"]) for s in range(6)}
+    draws = {
+        tuple(i["image"] for i in load_segmentation_datalist(bcv_dir, "bcv", label_fraction=0.2, seed=s)["training"])
+        for s in range(6)
+    }
     assert len(draws) > 1  # the seed matters
 
 
@@ -71,7 +74,9 @@ def test_datalist_errors_name_file_and_entry(tmp_path, bcv_dir):
     with pytest.raises(FileNotFoundError, match="dataset_0.json"):
         load_segmentation_datalist(tmp_path, "bcv")
     bad = tmp_path / "dataset_0.json"
-    bad.write_text(json.dumps({"training": [{"image": "imagesTr/img9.nii.gz", "label": "labelsTr/l9.nii.gz"}], "validation": []}))
+    bad.write_text(
+        json.dumps({"training": [{"image": "imagesTr/img9.nii.gz", "label": "labelsTr/l9.nii.gz"}], "validation": []})
+    )
     with pytest.raises(FileNotFoundError, match=r"training entry 0 'image' file .*img9.nii.gz' does not exist"):
         load_segmentation_datalist(tmp_path, "bcv")
     bad.write_text(json.dumps({"training": [{"image": "x.nii.gz"}]}))
@@ -109,10 +114,15 @@ def test_train_transforms_crop_roi_and_check_labels(bcv_dir, tmp_path):
     assert len(crops) == 3
     for crop in crops:
         assert crop["image"].shape == (1, 32, 32, 8) and crop["label"].shape == (1, 32, 32, 8)
-        assert -0.1 <= float(crop["image"].min()) and float(crop["image"].max()) <= 1.1  # window 0..1 plus the random shift
+        assert (
+            -0.1 <= float(crop["image"].min()) and float(crop["image"].max()) <= 1.1
+        )  # window 0..1 plus the random shift
     val = segmentation_transforms("validate", roi_size=(64, 64, 8), num_classes=14)(item)
     assert val["image"].shape[1:3] == (64, 64)  # padded up to the ROI
-    with pytest.raises(ValueError, match=r"label0001.nii.gz' \(key 'label'\) holds class ids 0..13, but the network predicts classes 0..9"):
+    with pytest.raises(
+        ValueError,
+        match=r"label0001.nii.gz' \(key 'label'\) holds class ids 0..13, but the network predicts classes 0..9",
+    ):
         segmentation_transforms("validate", num_classes=10)(item)
 
 
@@ -132,7 +142,9 @@ def test_inference_items_and_atomic_writer(tmp_path):
     assert inference_items(str(tmp_path / "list.txt")) == [{"image": str((tmp_path / "a.nii.gz").resolve())}]
     writer = AtomicNibabelWriter()
     writer.set_data_array(torch.ones(4, 5, 6), channel_dim=None)
-    writer.set_metadata({"affine": np.diag([2.0, 2.0, 3.0, 1.0]), "original_affine": np.diag([2.0, 2.0, 3.0, 1.0])}, resample=False)
+    writer.set_metadata(
+        {"affine": np.diag([2.0, 2.0, 3.0, 1.0]), "original_affine": np.diag([2.0, 2.0, 3.0, 1.0])}, resample=False
+    )
     writer.write(tmp_path / "out" / "seg.nii.gz")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["seg.nii.gz"]  # no temporary file left
     img = nib.load(tmp_path / "out" / "seg.nii.gz")

@@ -9,7 +9,6 @@ from unimedi_monai.io.checkpoint import CheckpointMismatchError, atomic_save, lo
 from unimedi_monai.networks.unetr_decoder import UniMedIUNETR, decoder_strides, skip_layers_for
 from unimedi_monai.segmentation.network_init import segmentation_param_groups
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -84,7 +83,7 @@ def test_load_pretrained_encoder_changes_encoder_not_decoder(pretrain_checkpoint
     report = load_weights(net, path, source="student").load_report
     after = net.state_dict()
     encoder_keys = [k for k in after if k.startswith("encoder.")]
-    assert sorted(report["loaded"]) == sorted(k[len("encoder."):] for k in encoder_keys)
+    assert sorted(report["loaded"]) == sorted(k[len("encoder.") :] for k in encoder_keys)
     assert report["missing"] == []
     assert "mask_token" in report["unexpected"] and any(k.startswith("tokenizer_2d.") for k in report["unexpected"])
     source = model.state_dict()
@@ -126,7 +125,12 @@ def test_pretrained_or_random_init_and_param_groups(pretrain_checkpoint):
     path, _ = pretrain_checkpoint
     net = load_weights(UniMedIUNETR(14, backbone="tiny", feature_size=4), path, source="student", init="pretrained")
     assert net.load_report["missing"] == [] and net.load_report["loaded"]
-    assert load_weights(UniMedIUNETR(14, backbone="tiny", feature_size=4), path, source="student", init="random").load_report is None
+    assert (
+        load_weights(
+            UniMedIUNETR(14, backbone="tiny", feature_size=4), path, source="student", init="random"
+        ).load_report
+        is None
+    )
     groups = segmentation_param_groups(net, lr=1e-3, encoder_lr_scale=0.1)
     assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))

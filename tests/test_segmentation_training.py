@@ -12,7 +12,6 @@ import torch
 from unimedi_monai.engines import BestModelSaver
 from unimedi_monai.segmentation.metrics import OrganDiceWriter, mean_organ_dice, organ_dice_report
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -36,8 +35,12 @@ def test_short_training_lowers_loss(tmp_path):
     net = UniMedIUNETR(14, backbone="tiny", feature_size=8)
     losses: list[float] = []
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=24, train_data_loader=loader, network=net,
-        optimizer=torch.optim.AdamW(net.parameters(), lr=3e-3), loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        device=torch.device("cpu"),
+        max_epochs=24,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=3e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
     )
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
     trainer.run()
@@ -56,7 +59,9 @@ def test_organ_dice_report_skips_absent_organs():
 
 
 def _engine(values, epoch):
-    return SimpleNamespace(state=SimpleNamespace(metrics={"val_organ_dice": torch.tensor(values)}, epoch=epoch), data_loader=[0, 1])
+    return SimpleNamespace(
+        state=SimpleNamespace(metrics={"val_organ_dice": torch.tensor(values)}, epoch=epoch), data_loader=[0, 1]
+    )
 
 
 def _evaluator(values, epoch):
@@ -64,7 +69,10 @@ def _evaluator(values, epoch):
     from ignite.engine import Engine
 
     engine = Engine(lambda e, b: None)
-    engine.state.metrics = {"val_organ_dice": torch.tensor(values), "val_mean_dice": mean_organ_dice(torch.tensor(values))}
+    engine.state.metrics = {
+        "val_organ_dice": torch.tensor(values),
+        "val_mean_dice": mean_organ_dice(torch.tensor(values)),
+    }
     engine.state.key_metric_name, engine.state.epoch = "val_mean_dice", epoch
     engine.data_loader = [0, 1]
     return engine
@@ -72,7 +80,12 @@ def _evaluator(values, epoch):
 
 def test_best_model_saver_keeps_the_best(tmp_path):
     net = torch.nn.Linear(2, 2)
-    writer = OrganDiceWriter(tmp_path / "eval" / "metrics.json", ["liver", "spleen"], extra={"checkpoint": str(tmp_path / "models" / "model.pt")}, record_epoch=True)
+    writer = OrganDiceWriter(
+        tmp_path / "eval" / "metrics.json",
+        ["liver", "spleen"],
+        extra={"checkpoint": str(tmp_path / "models" / "model.pt")},
+        record_epoch=True,
+    )
     saver = BestModelSaver(net, tmp_path / "models" / "model.pt", on_save=[writer])
     saver(_evaluator([0.2, 0.4], 1))
     first = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -17,7 +17,13 @@ from torch import nn
 from unimedi_monai.data import ct_transforms
 from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
 from unimedi_monai.evaluation.slice_hits import poisson_binomial_tail, random_hit_probability
-from unimedi_monai.slice_selection import SliceSelectionNet, SliceSelector, evaluate_slice_selection, output_stem, read_query
+from unimedi_monai.slice_selection import (
+    SliceSelectionNet,
+    SliceSelector,
+    evaluate_slice_selection,
+    output_stem,
+    read_query,
+)
 
 
 class SliceBrightness(nn.Module):
@@ -63,7 +69,15 @@ def _write_dicom_series(image: sitk.Image, folder: Path, head_first: bool) -> No
             "0020|000e": "1.2.826.0.1.3680043.2.1125.1.2",
             "0020|0013": str(number),
             "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
-            "0020|0037": "\\".join(f"{v:.6f}" for v in direction[0:1] + direction[3:4] + direction[6:7] + direction[1:2] + direction[4:5] + direction[7:8]),
+            "0020|0037": "\\".join(
+                f"{v:.6f}"
+                for v in direction[0:1]
+                + direction[3:4]
+                + direction[6:7]
+                + direction[1:2]
+                + direction[4:5]
+                + direction[7:8]
+            ),
             "0018|0050": "2.0",
         }.items():
             piece.SetMetaData(tag, value)
@@ -237,7 +251,9 @@ def test_evaluate_counts_hits(tmp_path):
     assert math.isclose(metrics["accuracy_random_expected"], 7 / 48)  # 7 slices within 3 of a centre
     per_case = json.loads((tmp_path / "eval" / "cases.json").read_text())["cases"]
     assert [c["hit"] for c in per_case] == [True, False, True] and per_case[1]["selected"] == [10]
-    assert (tmp_path / "eval" / "slices" / "c0.png").is_file() and not (tmp_path / "eval" / "slices" / "c1.png").exists()
+    assert (tmp_path / "eval" / "slices" / "c0.png").is_file() and not (
+        tmp_path / "eval" / "slices" / "c1.png"
+    ).exists()
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["accuracy_random"] in (0.0, 1 / 3, 2 / 3, 1.0) and saved["tolerance"] == 3
     bad = [{"id": "x", "image": cases[0]["image"], "nodules_voxel": [[0, 0, 60]]}]
@@ -277,5 +293,5 @@ def test_evaluate_nodule_windows(tmp_path):
     expected = np.mean([random_hit_probability(r["centres"], 32, 6, 3, r["window"][0]) for r in records])
     assert metrics["accuracy"] == 1.0 and math.isclose(metrics["accuracy_random_expected"], expected)
     assert metrics["window_slices"] == 32 and metrics["mean_scored_per_ct"] == 32.0
-    again = evaluate_slice_selection(sel, cases, tmp_path / "again", window_slices=32, num_plots=0, progress=False)
+    evaluate_slice_selection(sel, cases, tmp_path / "again", window_slices=32, num_plots=0, progress=False)
     assert json.loads((tmp_path / "again" / "cases.json").read_text())["cases"] == records  # seeded

@@ -21,7 +21,14 @@ def test_inference_writes_scores_in_file_numbering_and_png(pretrained_bundle, tm
     datalist = json.loads((pretrained_bundle / "demo_data" / "datalist.json").read_text())
     item = next(i for i in datalist["validation"] if i["modality"] == "ct")
     image = pretrained_bundle / "demo_data" / item["image"]
-    args = ["--model_path", str(pretrained_bundle / "models" / "model.pt"), "--backbone", "demo", "--datalist", str(image)]
+    args = [
+        "--model_path",
+        str(pretrained_bundle / "models" / "model.pt"),
+        "--backbone",
+        "demo",
+        "--datalist",
+        str(image),
+    ]
     run_bundle("slice_selection", ["inference.yaml"], tmp_path, args)
     stem = image.name[: -len(".nii.gz")]
     result = json.loads((tmp_path / "eval" / f"{stem}_slices.json").read_text())
@@ -43,8 +50,18 @@ def test_demo_evaluation_after_short_pretraining(pretrained_bundle, tmp_path):
     ``test_demo_evaluation_beats_random`` for a longer pre-training.
     """
     args = [
-        "--model_path", str(pretrained_bundle / "models" / "model.pt"), "--backbone", "demo",
-        "--demo_dir", str(pretrained_bundle / "demo_data"), "--demo", PRETRAIN_DEMO, "--mode", "text", "--num_plots", "1",
+        "--model_path",
+        str(pretrained_bundle / "models" / "model.pt"),
+        "--backbone",
+        "demo",
+        "--demo_dir",
+        str(pretrained_bundle / "demo_data"),
+        "--demo",
+        PRETRAIN_DEMO,
+        "--mode",
+        "text",
+        "--num_plots",
+        "1",
     ]
     run_bundle("slice_selection", ["inference.yaml", "evaluate.yaml"], tmp_path, args)
     datalist = json.loads((pretrained_bundle / "demo_data" / "datalist.json").read_text())
@@ -85,8 +102,20 @@ def test_demo_evaluation_beats_random(tmp_path):
     if not demo_dir.is_dir():
         demo_dir = ckpt.parent.parent / "demo_data"
     args = [
-        "--model_path", str(ckpt), "--backbone", "demo", "--demo_dir", str(demo_dir),
-        "--demo_sections", "['training','validation']", "--mode", "text", "--top_k", "1", "--num_plots", "0",
+        "--model_path",
+        str(ckpt),
+        "--backbone",
+        "demo",
+        "--demo_dir",
+        str(demo_dir),
+        "--demo_sections",
+        "['training','validation']",
+        "--mode",
+        "text",
+        "--top_k",
+        "1",
+        "--num_plots",
+        "0",
     ]
     run_bundle("slice_selection", ["inference.yaml", "evaluate.yaml"], tmp_path, args, timeout=1800)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -48,9 +48,16 @@ def test_gradients_reach_student_never_teacher(model):
     assert all(p.grad is None for p in model.teacher.parameters())
     assert all(not p.requires_grad for p in model.teacher.parameters())
     params = dict(model.named_parameters())
-    for prefix in ("encoder.tokenizer_2d.proj.", "encoder.tokenizer_3d.proj.", "encoder.mask_token",
-                   "encoder.backbone.blocks.0.qkv.weight", "head.mlp.0.weight", "contrastive_loss.logit_scale",
-                   "image_projection.net.weight", "text_projection.net.weight"):
+    for prefix in (
+        "encoder.tokenizer_2d.proj.",
+        "encoder.tokenizer_3d.proj.",
+        "encoder.mask_token",
+        "encoder.backbone.blocks.0.qkv.weight",
+        "head.mlp.0.weight",
+        "contrastive_loss.logit_scale",
+        "image_projection.net.weight",
+        "text_projection.net.weight",
+    ):
         grads = [p.grad for n, p in params.items() if n.startswith(prefix)]
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), prefix
 
@@ -155,8 +162,20 @@ def test_mask_ratio_holds_in_each_token_group_and_diagnostics(model):
     d = out["diagnostics"]
     for key in ("mask_ratio_xray", "mask_ratio_ct3d", "mask_ratio_ct2d"):
         assert d[key] == pytest.approx(0.5, abs=0.01), key
-    for key in ("icl_entropy_xray", "icl_entropy_ct", "icl_kl", "icl_distinct_xray", "icl_distinct_ct", "icl_log_k",
-                "pcl_entropy_ct3d", "pcl_kl", "teacher_cls_cos_xray", "teacher_cls_cos_ct", "slice_pos_mean", "slice_pos_spread"):
+    for key in (
+        "icl_entropy_xray",
+        "icl_entropy_ct",
+        "icl_kl",
+        "icl_distinct_xray",
+        "icl_distinct_ct",
+        "icl_log_k",
+        "pcl_entropy_ct3d",
+        "pcl_kl",
+        "teacher_cls_cos_xray",
+        "teacher_cls_cos_ct",
+        "slice_pos_mean",
+        "slice_pos_spread",
+    ):
         assert key in d and d[key] == d[key], key
     assert 1 <= d["icl_distinct_xray"] <= 4 and 1 <= d["icl_distinct_ct"] <= 2
     assert 0 <= d["icl_entropy_xray"] <= d["icl_log_k"] + 1e-6

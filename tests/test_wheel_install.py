@@ -19,7 +19,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, bundle_env
 
 LOCK = REPO_ROOT / "constraints" / "lock.txt"
@@ -27,8 +26,12 @@ pytestmark = pytest.mark.slow
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env or bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}"
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env or bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -36,7 +39,21 @@ def _run(cmd: list[str], cwd: Path, timeout: int = 600, env: dict | None = None)
 def installed(tmp_path_factory) -> Path:
     """The python of a new venv with the project installed from its wheel (no checkout on its path)."""
     work = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"), str(REPO_ROOT)], work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(work / "dist"),
+            str(REPO_ROOT),
+        ],
+        work,
+    )
     wheels = list((work / "dist").glob("unimedi_monai-*.whl"))
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as zf:
@@ -45,11 +62,29 @@ def installed(tmp_path_factory) -> Path:
     venv = work / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], work)
     python = venv / "bin" / "python"
-    site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    site = Path(
+        subprocess.check_output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     # the locked dependencies: this (tested) environment's site-packages, after the new venv's own
     locked_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "locked_dependencies.pth").write_text("\n".join(sorted(locked_site)) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheels[0])], work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheels[0]),
+        ],
+        work,
+    )
     return python
 
 
@@ -66,8 +101,15 @@ def test_installed_package_is_the_wheel_and_matches_the_lock(installed, tmp_path
 def test_bundle_zip_verifies_trains_and_infers_outside_the_repository(installed, tmp_path):
     # the bundle as tracked in the repository (no weights, no runtime outputs), packed by the installed package
     source = tmp_path / "source" / "pretrain"
-    shutil.copytree(REPO_ROOT / "bundles" / "pretrain", source, ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "runs"))
-    proc = _run([str(installed), "-m", "unimedi_monai.packaging", "pack", str(source), "--out", str(tmp_path / "dist")], tmp_path)
+    shutil.copytree(
+        REPO_ROOT / "bundles" / "pretrain",
+        source,
+        ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "runs"),
+    )
+    proc = _run(
+        [str(installed), "-m", "unimedi_monai.packaging", "pack", str(source), "--out", str(tmp_path / "dist")],
+        tmp_path,
+    )
     zips = list((tmp_path / "dist").glob("unimedi_pretrain_v*.zip"))
     assert len(zips) == 1 and str(zips[0]) in proc.stdout
 
@@ -77,16 +119,46 @@ def test_bundle_zip_verifies_trains_and_infers_outside_the_repository(installed,
     bundle = users / "unimedi_pretrain"
     configs = bundle / "configs"
     schema = _run([str(installed), "-m", "unimedi_monai.packaging", "schema"], tmp_path).stdout.strip()
-    proc = _run([str(installed), "-m", "monai.bundle", "verify_metadata", "--meta_file", str(configs / "metadata.json"), "--filepath", schema], users)
+    proc = _run(
+        [
+            str(installed),
+            "-m",
+            "monai.bundle",
+            "verify_metadata",
+            "--meta_file",
+            str(configs / "metadata.json"),
+            "--filepath",
+            schema,
+        ],
+        users,
+    )
     assert "metadata is verified with no error" in proc.stdout + proc.stderr
 
     env = bundle_env()
     env.pop("PYTHONPATH", None)
     train = [
-        str(installed), "-m", "monai.bundle", "run", "--config_file", str(configs / "train.yaml"),
-        "--meta_file", str(configs / "metadata.json"), "--logging_file", str(configs / "logging.conf"),
-        "--backbone", "tiny", "--demo", "{'n_xray': 16, 'n_ct': 8, 'seed': 3}", "--max_epochs", "1",
-        "--batch_size", "8", "--num_workers", "0", "--slice_top_k", "2",
+        str(installed),
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs / "train.yaml"),
+        "--meta_file",
+        str(configs / "metadata.json"),
+        "--logging_file",
+        str(configs / "logging.conf"),
+        "--backbone",
+        "tiny",
+        "--demo",
+        "{'n_xray': 16, 'n_ct': 8, 'seed': 3}",
+        "--max_epochs",
+        "1",
+        "--batch_size",
+        "8",
+        "--num_workers",
+        "0",
+        "--slice_top_k",
+        "2",
     ]
     _run(train, users, env=env)
     assert (bundle / "models" / "model.pt").is_file() and (bundle / "demo_data" / "datalist.json").is_file()
@@ -101,9 +173,22 @@ def test_bundle_zip_verifies_trains_and_infers_outside_the_repository(installed,
     shutil.copy(xray, inputs / xray.name)
     shutil.copy(ct, inputs / ct.name)
     infer = [
-        str(installed), "-m", "monai.bundle", "run", "--config_file", str(configs / "inference.yaml"),
-        "--meta_file", str(configs / "metadata.json"), "--logging_file", str(configs / "logging.conf"),
-        "--dataset_dir", str(inputs), "--backbone", "tiny", "--slice_top_k", "2",
+        str(installed),
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs / "inference.yaml"),
+        "--meta_file",
+        str(configs / "metadata.json"),
+        "--logging_file",
+        str(configs / "logging.conf"),
+        "--dataset_dir",
+        str(inputs),
+        "--backbone",
+        "tiny",
+        "--slice_top_k",
+        "2",
     ]
     _run(infer, users, env=env)
     doc = json.loads((bundle / "eval" / "embeddings.json").read_text())

@@ -15,7 +15,9 @@ from typing import Any
 __all__ = ["read_json_object"]
 
 
-def read_json_object(path: str | os.PathLike, what: str = "JSON file", expected: str = "", missing: str | None = None) -> dict[str, Any]:
+def read_json_object(
+    path: str | os.PathLike, what: str = "JSON file", expected: str = "", missing: str | None = None
+) -> dict[str, Any]:
     """The top-level JSON object of ``path``, or a one-line error naming the file (and the line of a syntax error).
 
     Args:
@@ -42,7 +44,9 @@ def read_json_object(path: str | os.PathLike, what: str = "JSON file", expected:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}; fix the file.") from e
+        raise ValueError(
+            f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}; fix the file."
+        ) from e
     if not isinstance(data, dict):
         raise ValueError(f"{what} {path} must hold a JSON object{expected}, got a JSON {type(data).__name__}.")
     return data

@@ -51,5 +51,7 @@ def test_a_model_pt_that_does_not_fit_is_refused(bundle):
     state = UniMedIUNETR(14, backbone="tiny", feature_size=4).state_dict()
     state["extra.weight"] = torch.zeros(2)
     torch.save(state, bundle / "models" / "model.pt")
-    with pytest.raises(CheckpointMismatchError, match=r"model\.pt' does not fit the network: 1 unexpected key \[extra.weight\]"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"model\.pt' does not fit the network: 1 unexpected key \[extra.weight\]"
+    ):
         _task(bundle)._get_network("cpu", {})

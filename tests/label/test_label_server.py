@@ -74,7 +74,9 @@ def _write_weights(bundle: Path, text_encoder) -> None:
     make the mask one class everywhere, whatever the image; without them the mask follows the image."""
     from monai.bundle import ConfigParser
 
-    config = next(p for p in (bundle / "configs" / "inference.yaml", bundle / "configs" / "inference.json") if p.is_file())
+    config = next(
+        p for p in (bundle / "configs" / "inference.yaml", bundle / "configs" / "inference.json") if p.is_file()
+    )
     (bundle / "models").mkdir(exist_ok=True)
     parser = ConfigParser()
     parser.read_config(str(config))
@@ -102,13 +104,19 @@ def label_server(tmp_path, shared_data, request):
     name = request.param
     source = shared_data / STUDY_FILES[name]
     if not source.is_file():
-        pytest.skip(f"real study for {name} not found: {source} (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)")
+        pytest.skip(
+            f"real study for {name} not found: {source} (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)"
+        )
     if not (BUNDLES_DIR / name / "configs" / "metadata.json").is_file():
         pytest.skip(f"bundle {name} not in {BUNDLES_DIR}")
     if not LABEL_PYTHON.is_file():
         pytest.fail(f"MONAI Label environment missing ({LABEL_PYTHON}); run bash scripts/setup_label_env.sh")
     bundles = tmp_path / "bundles"
-    shutil.copytree(BUNDLES_DIR / name, bundles / name, ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "outputs"))
+    shutil.copytree(
+        BUNDLES_DIR / name,
+        bundles / name,
+        ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "outputs"),
+    )
     text_encoder = request.getfixturevalue("text_encoder") if name == "slice_selection" else None
     _write_weights(bundles / name, text_encoder)
     studies = tmp_path / "studies"
@@ -120,12 +128,36 @@ def label_server(tmp_path, shared_data, request):
     app.mkdir()
     shutil.copy(APP_DIR / "main.py", app / "main.py")
     port = _free_port()
-    cmd = [str(LABEL_PYTHON), "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
-           "--conf", "models", name, "--conf", "bundles_dir", str(bundles), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        str(LABEL_PYTHON),
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(app),
+        "--studies",
+        str(studies),
+        "--conf",
+        "models",
+        name,
+        "--conf",
+        "bundles_dir",
+        str(bundles),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     for key, value in LABEL_BUNDLES[name].items():
         cmd += ["--conf", f"{name}.{key}", value]
     log = open(tmp_path / "server.log", "w")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", CI="1", PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO_ROOT)))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        CI="1",
+        PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO_ROOT)),
+    )
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -184,7 +216,11 @@ def test_infer_over_http_returns_label_map(label_server, tmp_path):
         assert marked == sorted(result["top_k"])  # the label map marks exactly the selected axial slices
         assert set(np.unique(values)) <= {0, 1}
     else:
-        n_classes = len(json.loads((Path(BUNDLES_DIR) / name / "configs" / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]["channel_def"])
+        n_classes = len(
+            json.loads((Path(BUNDLES_DIR) / name / "configs" / "metadata.json").read_text())["network_data_format"][
+                "outputs"
+            ]["pred"]["channel_def"]
+        )
         assert values.max() < n_classes
 
 
@@ -210,14 +246,28 @@ def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
         ref_rows_cols = np.asarray(ref).shape[:2]
         values = np.asarray(mask)
     assert ref_rows_cols == (315, 384)
-    assert values.shape == ref_rows_cols  # the X-ray's own rows and columns, not the 224 x 224 network grid, not transposed
+    assert (
+        values.shape == ref_rows_cols
+    )  # the X-ray's own rows and columns, not the 224 x 224 network grid, not transposed
     assert np.issubdtype(values.dtype, np.integer) and set(np.unique(values).tolist()) <= {0, 1}
 
     # the reference: the bundle's own inference command (same weights, same X-ray) writes the same mask
     # (0 / 255 there, class ids here), so a flipped or shifted result fails too
     bundle, ref_dir = tmp_path / "bundles" / name, tmp_path / "bundle_run"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.yaml"),
-           "--bundle_root", str(bundle), "--datalist", str(study), "--output_dir", str(ref_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(bundle / "configs" / "inference.yaml"),
+        "--bundle_root",
+        str(bundle),
+        "--datalist",
+        str(study),
+        "--output_dir",
+        str(ref_dir),
+    ]
     for key, value in LABEL_BUNDLES[name].items():
         cmd += [f"--{key}", value]
     env = dict(os.environ, CI="1", PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO_ROOT)))
@@ -229,4 +279,6 @@ def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
     assert 0.01 < values.mean() < 0.99  # both classes present: the comparison means something
     # the two environments' torch builds may round differently where the random logits nearly tie
     assert np.mean(values.astype(np.int64) * 255 != expected) < 1e-3
-    assert np.mean(values[::-1] * 255 != expected) > 0.01 and np.mean(values[:, ::-1] * 255 != expected) > 0.01  # a flip would show
+    assert (
+        np.mean(values[::-1] * 255 != expected) > 0.01 and np.mean(values[:, ::-1] * 255 != expected) > 0.01
+    )  # a flip would show

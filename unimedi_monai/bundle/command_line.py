@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["RUN_ARGUMENTS", "monai_run_argv", "parse_overrides", "run_config_files"]
 
 #: arguments of ``monai.bundle run`` itself (not config overrides).
 RUN_ARGUMENTS = frozenset(
-    {"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file", "workflow_name", "workflow_type", "properties_path"}
+    {
+        "run_id",
+        "init_id",
+        "final_id",
+        "meta_file",
+        "config_file",
+        "logging_file",
+        "tracking",
+        "args_file",
+        "workflow_name",
+        "workflow_type",
+        "properties_path",
+    }
 )
 #: extra keys accepted with ``--tracking`` (MONAI's experiment-tracking settings).
 _TRACKING_ARGUMENTS = frozenset({"output_dir", "tracking_uri", "experiment_name", "run_name", "save_execute_config"})

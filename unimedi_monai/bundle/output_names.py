@@ -5,15 +5,28 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["IMAGE_SUFFIXES", "output_stem", "per_input_outputs", "unique_output_stems"]
 
 logger = logging.getLogger(__name__)
 
 #: file suffixes :func:`output_stem` strips (longest first).
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".dcm",
+    ".dicom",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+)
 
 
 def output_stem(image: str | os.PathLike) -> str:
@@ -49,11 +62,15 @@ def unique_output_stems(images: Sequence[str | os.PathLike]) -> list[str]:
         stems = [f"{output_stem(p)}_{i}" for i, p in enumerate(paths)]
     renamed = sum(a != b for a, b in zip(stems, (output_stem(p) for p in paths)))
     if renamed:
-        logger.warning("%d inputs share a file name; their outputs are named after their folders too (e.g. %s)", renamed, stems[0])
+        logger.warning(
+            "%d inputs share a file name; their outputs are named after their folders too (e.g. %s)", renamed, stems[0]
+        )
     return stems
 
 
-def per_input_outputs(images: Sequence[str | os.PathLike], output_dir: str | os.PathLike, suffix: str) -> dict[str, str]:
+def per_input_outputs(
+    images: Sequence[str | os.PathLike], output_dir: str | os.PathLike, suffix: str
+) -> dict[str, str]:
     """``{input: output_dir/<unique stem><suffix>}`` for a run writing one file per input.
 
     Pass the result to :func:`guard_outputs` (``files=``) to refuse an output that would overwrite an input.

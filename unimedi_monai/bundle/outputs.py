@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from unimedi_monai.io.rank import is_rank0
 from unimedi_monai.bundle.run_lock import LOCK_FILENAME, OutputFolderError, _held_locks, acquire_lock
+from unimedi_monai.io.rank import is_rank0
 
 __all__ = ["OutputFolderError", "check_dataset_dir", "guard_outputs"]
 
 
-def check_dataset_dir(dataset_dir: str | os.PathLike | None, key: str = "dataset_dir", required: bool = False) -> str | None:
+def check_dataset_dir(
+    dataset_dir: str | os.PathLike | None, key: str = "dataset_dir", required: bool = False
+) -> str | None:
     """A clear error when the data folder named by config key ``key`` does not exist.
 
     Args:
@@ -34,7 +37,9 @@ def check_dataset_dir(dataset_dir: str | os.PathLike | None, key: str = "dataset
         return None
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"{key} '{folder}' does not exist or is not a folder; pass --{key} with your data folder.")
+        raise FileNotFoundError(
+            f"{key} '{folder}' does not exist or is not a folder; pass --{key} with your data folder."
+        )
     return str(folder.resolve())
 
 
@@ -111,7 +116,9 @@ def guard_outputs(
     seen: dict[Path, int] = {}
     for i, path in enumerate(written):
         if path in seen:
-            raise OutputFolderError(f"two outputs of this run would be written to '{path}' (outputs {seen[path]} and {i}); give the inputs distinct names.")
+            raise OutputFolderError(
+                f"two outputs of this run would be written to '{path}' (outputs {seen[path]} and {i}); give the inputs distinct names."
+            )
         seen[path] = i
         for source, key in sources.items():
             if path == source or (source.is_dir() and path.is_relative_to(source)):

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from unimedi_monai.bundle.command_line import monai_run_argv, parse_overrides
 from unimedi_monai.bundle.errors import install_excepthook

@@ -79,7 +79,9 @@ def acquire_lock(folder: str | os.PathLike) -> Path:
             continue
         pid, host = _read_owner(fd)
         if pid not in (-1, me["pid"]) or host not in ("?", me["host"]):
-            logger.warning("taking over the stale lock %s of process %d on %s, which no longer holds it", lock, pid, host)
+            logger.warning(
+                "taking over the stale lock %s of process %d on %s, which no longer holds it", lock, pid, host
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode("utf-8"), 0)
         if not _held_locks:

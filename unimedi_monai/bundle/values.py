@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["NUMERIC_KEYS", "check_values"]
 
@@ -100,4 +101,6 @@ def check_values(values: Mapping[str, Any]) -> None:
             if high is not None:
                 bounds.append(f"{'<' if kind == 'float<' else '<='} {high:g}")
             null = " (or null)" if nullable else ""
-            raise ValueError(f"config key '{key}' must be {what} {' and '.join(bounds)}{null}, got {value!r} (command line --{key}).")
+            raise ValueError(
+                f"config key '{key}' must be {what} {' and '.join(bounds)}{null}, got {value!r} (command line --{key})."
+            )

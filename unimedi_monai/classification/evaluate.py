@@ -37,7 +37,12 @@ def predict_logits(
 
     network.eval()
     loader = DataLoader(Dataset(list(items), transform), batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    return torch.cat([network(b["image"].to(device)).float().cpu() for b in tqdm(loader, desc="predict", disable=not progress, leave=False)])
+    return torch.cat(
+        [
+            network(b["image"].to(device)).float().cpu()
+            for b in tqdm(loader, desc="predict", disable=not progress, leave=False)
+        ]
+    )
 
 
 def evaluate_classifier(
@@ -66,5 +71,11 @@ def evaluate_classifier(
     logits = predict_logits(network, items, transform, device, batch_size, num_workers, progress)
     probs = predict_probabilities(logits, task)
     metrics = write_classification_report(probs, labels_tensor(items, task), task, output_dir, settings, prefix)
-    logger.info("%s evaluation on %d images: accuracy %.4f, auc %.4f", task.name, len(items), metrics["accuracy"], metrics["auc"])
+    logger.info(
+        "%s evaluation on %d images: accuracy %.4f, auc %.4f",
+        task.name,
+        len(items),
+        metrics["accuracy"],
+        metrics["auc"],
+    )
     return metrics

@@ -83,12 +83,18 @@ def extract_features(
     encoder = getattr(network, "encoder", network)
     path = None
     if cache_dir is not None:
-        key = feature_cache_key(state_dict_hash(encoder), items, {**dict(settings or {}), "pool": getattr(network, "pool", None)})
+        key = feature_cache_key(
+            state_dict_hash(encoder), items, {**dict(settings or {}), "pool": getattr(network, "pool", None)}
+        )
         path = Path(cache_dir) / f"features_{key}.pt"
         if path.is_file():
             try:
                 cached = safe_load(path)
-                if isinstance(cached, dict) and cached.get("features") is not None and cached["features"].shape[0] == len(items):
+                if (
+                    isinstance(cached, dict)
+                    and cached.get("features") is not None
+                    and cached["features"].shape[0] == len(items)
+                ):
                     logger.info("using cached features %s", path)
                     return cached["features"]
             except RuntimeError as err:

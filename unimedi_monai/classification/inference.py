@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.classification.metrics import predict_probabilities
 from unimedi_monai.classification.tasks import ClassificationTask
+from unimedi_monai.io.atomic_io import write_json_atomic
 
 __all__ = ["prediction_names", "predict_to_json"]
 
 logger = logging.getLogger(__name__)
+
 
 def prediction_names(files: Sequence[str]) -> list[str]:
     """The output name (without ``.json``) of each input: its file name, or its whole path with ``__`` for
@@ -64,7 +65,9 @@ def predict_to_json(
             scores = {name: float(v) for name, v in zip(task.class_names, p)}
             pred = [n for n, v in scores.items() if v > 0.5] if task.multi_label else max(scores, key=scores.get)
             out = Path(output_dir) / f"{names[index]}.json"
-            write_json_atomic({"image": str(files[index]), "probabilities": scores, "prediction": pred, "task": task.name}, out)
+            write_json_atomic(
+                {"image": str(files[index]), "probabilities": scores, "prediction": pred, "task": task.name}, out
+            )
             written.append(out)
     logger.info("wrote %d predictions to %s", len(written), output_dir)
     return written

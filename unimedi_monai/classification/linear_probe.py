@@ -14,7 +14,11 @@ import torch
 from torch import nn
 
 from unimedi_monai.classification.features import extract_features
-from unimedi_monai.classification.metrics import classification_metrics, predict_probabilities, write_classification_report
+from unimedi_monai.classification.metrics import (
+    classification_metrics,
+    predict_probabilities,
+    write_classification_report,
+)
 from unimedi_monai.classification.tasks import ClassificationTask, fraction_indices
 from unimedi_monai.io.checkpoint import atomic_save
 
@@ -48,7 +52,9 @@ class LinearProbeResult:
 def labels_tensor(items: Sequence[Mapping], task: ClassificationTask) -> torch.Tensor:
     """Labels of items: ``(N,)`` long (single-label) or ``(N, C)`` float with ``-1`` = ignored."""
     if task.multi_label:
-        return torch.tensor([list(map(float, i["label"])) for i in items], dtype=torch.float32).reshape(-1, task.num_classes)
+        return torch.tensor([list(map(float, i["label"])) for i in items], dtype=torch.float32).reshape(
+            -1, task.num_classes
+        )
     return torch.tensor([int(i["label"]) for i in items], dtype=torch.long)
 
 
@@ -83,7 +89,9 @@ def train_linear_probe(
         device: where to train.
     """
     if train_x.ndim != 2 or train_x.shape[0] != train_y.shape[0] or train_x.shape[0] == 0:
-        raise ValueError(f"linear probe: features {tuple(train_x.shape)} and labels {tuple(train_y.shape)} do not match.")
+        raise ValueError(
+            f"linear probe: features {tuple(train_x.shape)} and labels {tuple(train_y.shape)} do not match."
+        )
     gen = torch.Generator().manual_seed(seed)
     x = train_x.float().to(device)
     mean, std = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-6)
@@ -103,7 +111,7 @@ def train_linear_probe(
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=gen).to(device) if bs < n else None
         for start in range(0, n, bs):
-            idx = order[start:start + bs] if order is not None else slice(None)
+            idx = order[start : start + bs] if order is not None else slice(None)
             loss = loss_fn(layer(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,24 +166,39 @@ def run_linear_probe(
     Returns:
         the test metrics.
     """
+
     def feats(section: str) -> torch.Tensor:
-        return extract_features(network, splits[section], transform, cache_dir, transform_settings, device,
-                                feature_batch_size, num_workers, progress)
+        return extract_features(
+            network,
+            splits[section],
+            transform,
+            cache_dir,
+            transform_settings,
+            device,
+            feature_batch_size,
+            num_workers,
+            progress,
+        )
 
     train_all, val_x, test_x = feats("training"), feats("validation") if splits["validation"] else None, feats("test")
     keep = fraction_indices(task, splits["training"], data_pct, seed)
     train_y = labels_tensor(splits["training"], task)[keep]
     val_y = labels_tensor(splits["validation"], task) if val_x is not None else None
     logger.info("linear probe: %d of %d training images (data_pct %s)", len(keep), len(splits["training"]), data_pct)
-    result = train_linear_probe(train_all[keep], train_y, task, val_x, val_y, epochs, lr, weight_decay, batch_size,
-                                val_interval, seed, device)
+    result = train_linear_probe(
+        train_all[keep], train_y, task, val_x, val_y, epochs, lr, weight_decay, batch_size, val_interval, seed, device
+    )
     with torch.no_grad():
         network.head.weight.copy_(result.weight.to(network.head.weight.device))
         network.head.bias.copy_(result.bias.to(network.head.bias.device))
     atomic_save(network.state_dict(), model_path)
     probs = predict_probabilities(result.logits(test_x), task)
-    run_settings = {**dict(settings or {}), "num_train": len(keep), "best_epoch": result.best_epoch,
-                    f"best_val_{task.key_metric}": result.best_metric}
+    run_settings = {
+        **dict(settings or {}),
+        "num_train": len(keep),
+        "best_epoch": result.best_epoch,
+        f"best_val_{task.key_metric}": result.best_metric,
+    }
     metrics = write_classification_report(probs, labels_tensor(splits["test"], task), task, output_dir, run_settings)
     logger.info("linear probe test: accuracy %.4f, auc %.4f", metrics["accuracy"], metrics["auc"])
     return metrics

@@ -29,7 +29,9 @@ class MaskedBCEWithLogitsLoss(nn.Module):
         """Mean loss over the kept entries (0 with a graph when every entry is ignored)."""
         target = target.to(logits.dtype)
         if target.shape != logits.shape:
-            raise ValueError(f"multi-label target shape {tuple(target.shape)} does not match the logits {tuple(logits.shape)}.")
+            raise ValueError(
+                f"multi-label target shape {tuple(target.shape)} does not match the logits {tuple(logits.shape)}."
+            )
         keep = target != self.ignore_value
         loss = nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(min=0.0), reduction="none")
         return (loss * keep).sum() / keep.sum().clamp(min=1)

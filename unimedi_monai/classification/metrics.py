@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from ignite.metrics import Metric
 
-from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.classification.tasks import ClassificationTask
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 
 __all__ = [
     "predict_probabilities",
@@ -112,17 +112,23 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, task: Clas
     return out
 
 
-def plot_confusion_matrix(matrix: np.ndarray, task: ClassificationTask, path: str | os.PathLike, title: str = "") -> Path:
+def plot_confusion_matrix(
+    matrix: np.ndarray, task: ClassificationTask, path: str | os.PathLike, title: str = ""
+) -> Path:
     """Write the confusion matrix (or the per-class 2x2 matrices of a multi-label task) as a PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mats = [(matrix, list(task.class_names), title)] if not task.multi_label else [
-        (matrix[k], ["neg", "pos"], name) for k, name in enumerate(task.class_names)
-    ]
-    fig, axes = plt.subplots(1, len(mats), figsize=(max(4.0, 0.9 * task.num_classes + 2) if len(mats) == 1 else 2.6 * len(mats), 3.6))
+    mats = (
+        [(matrix, list(task.class_names), title)]
+        if not task.multi_label
+        else [(matrix[k], ["neg", "pos"], name) for k, name in enumerate(task.class_names)]
+    )
+    fig, axes = plt.subplots(
+        1, len(mats), figsize=(max(4.0, 0.9 * task.num_classes + 2) if len(mats) == 1 else 2.6 * len(mats), 3.6)
+    )
     axes = np.atleast_1d(axes)
     for ax, (m, names, sub) in zip(axes, mats):
         ax.imshow(m, cmap="Blues")
@@ -162,9 +168,16 @@ def write_classification_report(
     ``settings``) and ``<prefix>confusion_matrix.png`` under ``output_dir``; return the metrics."""
     metrics = classification_metrics(probs, labels, task)
     output_dir = Path(output_dir)
-    plot_confusion_matrix(confusion_matrix(probs, labels, task), task, output_dir / f"{prefix}confusion_matrix.png", title=task.name)
-    report = {**metrics, "task": task.name, "classes": list(task.class_names), "key_metric": task.key_metric,
-              "settings": dict(settings or {})}
+    plot_confusion_matrix(
+        confusion_matrix(probs, labels, task), task, output_dir / f"{prefix}confusion_matrix.png", title=task.name
+    )
+    report = {
+        **metrics,
+        "task": task.name,
+        "classes": list(task.class_names),
+        "key_metric": task.key_metric,
+        "settings": dict(settings or {}),
+    }
     write_json_atomic(_json_safe(report), output_dir / f"{prefix}metrics.json")
     return metrics
 

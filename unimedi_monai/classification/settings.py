@@ -50,8 +50,13 @@ def run_settings(
             )
         checkpoint = os.path.abspath(pretrained_path)
     return {
-        "dataset": task.name, "mode": mode, "init": init, "data_pct": float(data_pct), "checkpoint": checkpoint,
-        "backbone": backbone if isinstance(backbone, (str, dict)) else str(backbone), "seed": int(seed),
+        "dataset": task.name,
+        "mode": mode,
+        "init": init,
+        "data_pct": float(data_pct),
+        "checkpoint": checkpoint,
+        "backbone": backbone if isinstance(backbone, (str, dict)) else str(backbone),
+        "seed": int(seed),
         "dataset_dir": None if dataset_dir is None else os.path.abspath(dataset_dir),
     }
 

@@ -18,11 +18,20 @@ from typing import Any
 
 from unimedi_monai.data.adapters.chexpert import CHEXPERT_COMPETITION
 from unimedi_monai.data.adapters.covidx import COVIDX_CLASSES
+from unimedi_monai.data.adapters.rsna_pneumonia import RSNA_CLASSES
 from unimedi_monai.data.datalist import warn_duplicate_images
 from unimedi_monai.data.fractions import select_fraction
-from unimedi_monai.data.adapters.rsna_pneumonia import RSNA_CLASSES
 
-__all__ = ["ClassificationTask", "DATASETS", "get_task", "prepare_splits", "fraction_indices", "training_fraction", "class_counts", "warn_empty_classes"]
+__all__ = [
+    "ClassificationTask",
+    "DATASETS",
+    "get_task",
+    "prepare_splits",
+    "fraction_indices",
+    "training_fraction",
+    "class_counts",
+    "warn_empty_classes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +79,19 @@ class ClassificationTask:
 
 _PROMPTS = {
     "normal": ["chest x-ray with no acute cardiopulmonary abnormality", "normal chest radiograph, the lungs are clear"],
-    "negative": ["chest x-ray with no acute cardiopulmonary abnormality", "normal chest radiograph, the lungs are clear"],
+    "negative": [
+        "chest x-ray with no acute cardiopulmonary abnormality",
+        "normal chest radiograph, the lungs are clear",
+    ],
     "pneumonia": ["chest x-ray showing pneumonia", "airspace consolidation consistent with pneumonia"],
-    "COVID-19": ["chest x-ray showing COVID-19 pneumonia", "bilateral peripheral ground-glass opacities typical of COVID-19"],
-    "positive": ["chest x-ray showing COVID-19 pneumonia", "bilateral peripheral ground-glass opacities typical of COVID-19"],
+    "COVID-19": [
+        "chest x-ray showing COVID-19 pneumonia",
+        "bilateral peripheral ground-glass opacities typical of COVID-19",
+    ],
+    "positive": [
+        "chest x-ray showing COVID-19 pneumonia",
+        "bilateral peripheral ground-glass opacities typical of COVID-19",
+    ],
     "Atelectasis": ["chest x-ray showing atelectasis"],
     "Cardiomegaly": ["chest x-ray showing cardiomegaly, the heart is enlarged"],
     "Consolidation": ["chest x-ray showing consolidation"],
@@ -86,7 +104,9 @@ _PROMPTS = {
 }
 
 
-def get_task(dataset: str, covidx_variant: str = "3class", prompts: Mapping[str, Sequence[str]] | None = None) -> ClassificationTask:
+def get_task(
+    dataset: str, covidx_variant: str = "3class", prompts: Mapping[str, Sequence[str]] | None = None
+) -> ClassificationTask:
     """The task of a ``dataset`` key value.
 
     Args:
@@ -99,7 +119,9 @@ def get_task(dataset: str, covidx_variant: str = "3class", prompts: Mapping[str,
     """
     if dataset == "covidx":
         if covidx_variant not in COVIDX_CLASSES:
-            raise ValueError(f"config key 'covidx_variant' must be one of {sorted(COVIDX_CLASSES)}, got {covidx_variant!r}.")
+            raise ValueError(
+                f"config key 'covidx_variant' must be one of {sorted(COVIDX_CLASSES)}, got {covidx_variant!r}."
+            )
         names, multi, key = COVIDX_CLASSES[covidx_variant], False, "accuracy"
     elif dataset == "chexpert":
         names, multi, key = CHEXPERT_COMPETITION, True, "auc"
@@ -112,7 +134,9 @@ def get_task(dataset: str, covidx_variant: str = "3class", prompts: Mapping[str,
     merged = {n: list(_PROMPTS.get(n, [f"chest x-ray showing {n}"])) for n in names}
     for name, texts in dict(prompts or {}).items():
         if name not in merged:
-            raise ValueError(f"config key 'prompts' names the class {name!r}, which {dataset} does not have; classes: {list(names)}.")
+            raise ValueError(
+                f"config key 'prompts' names the class {name!r}, which {dataset} does not have; classes: {list(names)}."
+            )
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"config key 'prompts#{name}' must be a non-empty list of non-empty strings.")
@@ -129,10 +153,15 @@ def _demo_sections(demo_root: str | os.PathLike, modalities: Sequence[str]) -> d
         kept = []
         for item in items:
             if item["modality"] in modalities:
-                kept.append({
-                    "image": item["image"], "label": DEMO_CLASSES.index(item["finding"]), "class_name": item["finding"],
-                    "patient_id": item["patient_id"], "modality": item["modality"],
-                })
+                kept.append(
+                    {
+                        "image": item["image"],
+                        "label": DEMO_CLASSES.index(item["finding"]),
+                        "class_name": item["finding"],
+                        "patient_id": item["patient_id"],
+                        "modality": item["modality"],
+                    }
+                )
         out[section] = kept
     return out
 
@@ -188,7 +217,9 @@ def prepare_splits(
     elif task.name == "rsna":
         from unimedi_monai.data.adapters.rsna_pneumonia import load_rsna_pneumonia
 
-        rest, test = split_by_patient(load_rsna_pneumonia(dataset_dir, check_files)["training"], test_fraction, seed + 1)
+        rest, test = split_by_patient(
+            load_rsna_pneumonia(dataset_dir, check_files)["training"], test_fraction, seed + 1
+        )
         raw = {"training": rest, "test": test}
     else:
         demo = _demo_sections(dataset_dir, modalities)
@@ -196,7 +227,9 @@ def prepare_splits(
     train, val = split_by_patient(raw["training"], val_fraction, seed)
     leaked = {i["patient_id"] for i in train + val} & {i["patient_id"] for i in raw["test"]}
     if leaked:
-        raise ValueError(f"{dataset_dir}: patients {sorted(leaked)[:3]} are in both the training and the test data; fix the split files.")
+        raise ValueError(
+            f"{dataset_dir}: patients {sorted(leaked)[:3]} are in both the training and the test data; fix the split files."
+        )
     splits = {"training": train, "validation": val, "test": raw["test"]}
     warn_duplicate_images(splits, f"{task.name} data in {dataset_dir}")
     warn_empty_classes(task, train, f"{task.name} data in {dataset_dir}")
@@ -221,8 +254,14 @@ def warn_empty_classes(task: ClassificationTask, items: Sequence[Mapping], sourc
     counts = class_counts(task, items)
     empty = [name for name, n in counts.items() if n == 0]
     if empty:
-        logger.warning("%s: %d of %d classes have no training image (%s); class counts %s: their AUC is undefined and their logits untrained.",
-                       source, len(empty), len(counts), ", ".join(empty), counts)
+        logger.warning(
+            "%s: %d of %d classes have no training image (%s); class counts %s: their AUC is undefined and their logits untrained.",
+            source,
+            len(empty),
+            len(counts),
+            ", ".join(empty),
+            counts,
+        )
     return counts
 
 

@@ -36,8 +36,13 @@ def class_text_embeddings(model: nn.Module, prompts: Mapping[str, Sequence[str]]
     return torch.stack(rows)
 
 
-def zero_shot_probabilities(image_emb: torch.Tensor, class_emb: torch.Tensor, task: ClassificationTask,
-                            negative_emb: torch.Tensor | None = None, temperature: float = 0.07) -> torch.Tensor:
+def zero_shot_probabilities(
+    image_emb: torch.Tensor,
+    class_emb: torch.Tensor,
+    task: ClassificationTask,
+    negative_emb: torch.Tensor | None = None,
+    temperature: float = 0.07,
+) -> torch.Tensor:
     """Class probabilities from unit image embeddings ``(N, D)`` and class embeddings ``(C, D)``.
 
     Single-label: softmax over the ``C`` cosine similarities / ``temperature``. Multi-label: per class
@@ -102,14 +107,27 @@ def zero_shot_evaluate(
         if modality not in transforms:
             raise ValueError(f"zero-shot: {len(subset)} {modality} items but no '{modality}' transform.")
         loader = DataLoader(Dataset(subset, transforms[modality]), batch_size=batch_size, num_workers=num_workers)
-        embs = [model.encode_image(b["image"].to(device))[0].float() for b in tqdm(loader, desc=f"zero-shot {modality}", disable=not progress, leave=False)]
+        embs = [
+            model.encode_image(b["image"].to(device))[0].float()
+            for b in tqdm(loader, desc=f"zero-shot {modality}", disable=not progress, leave=False)
+        ]
         probs = zero_shot_probabilities(torch.cat(embs), class_emb, task, negative, temperature).cpu()
         results[modality] = write_classification_report(
-            probs, labels_tensor(subset, task), task, output_dir, {**dict(settings or {}), "modality": modality},
+            probs,
+            labels_tensor(subset, task),
+            task,
+            output_dir,
+            {**dict(settings or {}), "modality": modality},
             prefix=f"zero_shot_{modality}_",
         )
-        logger.info("zero-shot %s (%d images): accuracy %.4f (chance %.4f), auc %.4f", modality, len(subset),
-                    results[modality]["accuracy"], results[modality].get("chance_accuracy", float("nan")), results[modality]["auc"])
+        logger.info(
+            "zero-shot %s (%d images): accuracy %.4f (chance %.4f), auc %.4f",
+            modality,
+            len(subset),
+            results[modality]["accuracy"],
+            results[modality].get("chance_accuracy", float("nan")),
+            results[modality]["auc"],
+        )
     if not results:
         raise ValueError("zero-shot: no X-ray or CT items to classify.")
     return results

@@ -68,7 +68,11 @@ def check_resample_arguments(
 
 
 def resampled_grid(
-    affine: np.ndarray, spatial_shape: Sequence[int], spatial_size: Sequence[int], axcodes: str = "RAS", lps: bool = False
+    affine: np.ndarray,
+    spatial_shape: Sequence[int],
+    spatial_size: Sequence[int],
+    axcodes: str = "RAS",
+    lps: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """
     The geometry of ``Orientation(axcodes)`` then ``Resize(spatial_size)`` applied to an image.
@@ -131,7 +135,9 @@ def _sample(source: Any, reversed_axes: bool, index_map: np.ndarray, size: Seque
     return sitk.GetArrayFromImage(out)
 
 
-def resample_array(array: np.ndarray, index_map: np.ndarray, spatial_size: Sequence[int], mode: str = "linear") -> np.ndarray:
+def resample_array(
+    array: np.ndarray, index_map: np.ndarray, spatial_size: Sequence[int], mode: str = "linear"
+) -> np.ndarray:
     """
     Sample an ``(X, Y, Z)`` array on the grid ``index_map`` with SimpleITK (multi-threaded), with one plain
     copy of the input (into SimpleITK) and no transposing copy, whether the array is C- or Fortran-ordered.

@@ -151,11 +151,16 @@ class OutsideDatasetLog:
             logger.warning(
                 "%s: %d paths lead outside dataset_dir %s (via '..', an absolute path or a symlink; e.g. %s); "
                 "they are followed (each one logged); set allow_outside_dataset_dir to false to refuse them.",
-                self.source, len(self.outside), self.root, self.outside[0],
+                self.source,
+                len(self.outside),
+                self.root,
+                self.outside[0],
             )
 
 
-def warn_duplicate_images(sections: Mapping[str, Sequence[Mapping[str, Any]]], source: str | os.PathLike) -> tuple[int, int]:
+def warn_duplicate_images(
+    sections: Mapping[str, Sequence[Mapping[str, Any]]], source: str | os.PathLike
+) -> tuple[int, int]:
     """Log a warning with counts when an image is listed twice in one section, or in two sections.
 
     Args:
@@ -181,7 +186,10 @@ def warn_duplicate_images(sections: Mapping[str, Sequence[Mapping[str, Any]]], s
         logger.warning(
             "%s: %d images are listed twice within a section and %d in two sections (e.g. %s); a repeated image "
             "weighs twice, an image in both training and validation inflates the validation scores.",
-            source, repeats, shared, example,
+            source,
+            repeats,
+            shared,
+            example,
         )
     return repeats, shared
 
@@ -208,12 +216,21 @@ def read_datalist_json(path: str | Path) -> dict[str, Any]:
         ValueError: when the file is not valid UTF-8 JSON, or its top level is not an object.
     """
     return read_json_object(
-        path, "datalist", " with 'training' (and optionally 'validation') lists", missing=f"datalist file not found: {path}."
+        path,
+        "datalist",
+        " with 'training' (and optionally 'validation') lists",
+        missing=f"datalist file not found: {path}.",
     )
 
 
 def _validate_item(
-    item: Any, index: int, section: str, source: Path, dataset_dir: Path, check_files: bool, outside: OutsideDatasetLog | None = None
+    item: Any,
+    index: int,
+    section: str,
+    source: Path,
+    dataset_dir: Path,
+    check_files: bool,
+    outside: OutsideDatasetLog | None = None,
 ) -> dict[str, Any]:
     """Validate one datalist item and return a copy with absolute ``image`` and report text."""
     where = f"datalist {source}, section '{section}', entry {index}"
@@ -330,9 +347,12 @@ def load_datalist(
                 f"datalist {path}: section '{section}' must be a list of entries, got {type(entries).__name__}."
             )
         if not entries and section not in _OPTIONAL_SECTIONS:
-            raise ValueError(f"datalist {path}: section '{section}' has no entries; add {section} entries to it (or point --datalist at another file).")
+            raise ValueError(
+                f"datalist {path}: section '{section}' has no entries; add {section} entries to it (or point --datalist at another file)."
+            )
         result[section] = [
-            _validate_item(item, index, section, path, dataset_dir, check_files, outside) for index, item in enumerate(entries)
+            _validate_item(item, index, section, path, dataset_dir, check_files, outside)
+            for index, item in enumerate(entries)
         ]
     outside.summary()
     warn_duplicate_images(result, path)

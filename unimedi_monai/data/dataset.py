@@ -17,7 +17,14 @@ from monai.data import CacheDataset, Dataset, PersistentDataset
 from unimedi_monai.data.integrity import file_fingerprint
 from unimedi_monai.data.transforms import ReadImaged, unwrap_transform_error
 
-__all__ = ["MODALITIES", "CACHE_MODES", "BAD_SAMPLE_MODES", "BAD_SAMPLE_KEY", "MixedModalityDataset", "build_pretrain_dataset"]
+__all__ = [
+    "MODALITIES",
+    "CACHE_MODES",
+    "BAD_SAMPLE_MODES",
+    "BAD_SAMPLE_KEY",
+    "MixedModalityDataset",
+    "build_pretrain_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -366,12 +373,16 @@ def build_pretrain_dataset(
     if cache == "disk" and not cache_dir:
         raise ValueError("build_pretrain_dataset: cache='disk' needs cache_dir (a folder for the cached samples).")
     if on_bad_sample not in BAD_SAMPLE_MODES:
-        raise ValueError(f"build_pretrain_dataset: on_bad_sample must be one of {BAD_SAMPLE_MODES}, got {on_bad_sample!r}.")
+        raise ValueError(
+            f"build_pretrain_dataset: on_bad_sample must be one of {BAD_SAMPLE_MODES}, got {on_bad_sample!r}."
+        )
     _require_volumes(ct_transform)
     xray_items, ct_items, source_indices = _split_by_modality(items)
     xray_ds = _wrap(xray_items, xray_transform, cache, cache_dir, "xray", num_workers, progress)
     ct_ds = _wrap(ct_items, ct_transform, cache, cache_dir, "ct", num_workers, progress)
-    dataset = MixedModalityDataset(xray_ds, ct_ds, source_indices=source_indices, on_bad_sample=on_bad_sample, section=section)
+    dataset = MixedModalityDataset(
+        xray_ds, ct_ds, source_indices=source_indices, on_bad_sample=on_bad_sample, section=section
+    )
     failed = dataset.failed_indices()
     if failed and on_bad_sample == "raise":
         try:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "MODALITIES", "infer_modality", "list_inputs"]
 
@@ -41,15 +41,20 @@ def infer_modality(path: str | os.PathLike) -> str:
         return "ct"
     if name.endswith(XRAY_SUFFIXES):
         return "xray"
-    raise ValueError(f"{p}: cannot tell the modality; CT volumes end in {CT_SUFFIXES} (or are DICOM-series folders), X-rays in {XRAY_SUFFIXES}.")
+    raise ValueError(
+        f"{p}: cannot tell the modality; CT volumes end in {CT_SUFFIXES} (or are DICOM-series folders), X-rays in {XRAY_SUFFIXES}."
+    )
 
 
 def _datalist_paths(datalist: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     entries = [datalist] if isinstance(datalist, (str, os.PathLike)) else list(datalist)
     if len(entries) == 1 and str(entries[0]).lower().endswith(".txt") and Path(entries[0]).expanduser().is_file():
         listing = Path(entries[0]).expanduser()
-        entries = [line.strip() if os.path.isabs(line.strip()) else str(listing.parent / line.strip())
-                   for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+        entries = [
+            line.strip() if os.path.isabs(line.strip()) else str(listing.parent / line.strip())
+            for line in listing.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     paths: list[str] = []
     for i, entry in enumerate(entries):
         path = os.path.expanduser(os.fspath(entry))
@@ -58,7 +63,9 @@ def _datalist_paths(datalist: str | os.PathLike | Sequence[str | os.PathLike]) -
             continue
         matches = sorted(glob.glob(path))
         if not matches:
-            raise FileNotFoundError(f"config key 'datalist', entry {i}: '{path}' does not exist (or the pattern matches nothing).")
+            raise FileNotFoundError(
+                f"config key 'datalist', entry {i}: '{path}' does not exist (or the pattern matches nothing)."
+            )
         paths += matches
     return paths
 
@@ -104,13 +111,17 @@ def list_inputs(
     if datalist is not None and not (isinstance(datalist, (list, tuple)) and not datalist):
         return _datalist_paths(datalist)
     if dataset_dir is None or not os.fspath(dataset_dir):
-        raise ValueError("no input given: set config key 'datalist' (a file, glob, list or .txt listing) or 'dataset_dir' (a folder of inputs).")
+        raise ValueError(
+            "no input given: set config key 'datalist' (a file, glob, list or .txt listing) or 'dataset_dir' (a folder of inputs)."
+        )
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"config key 'dataset_dir': {folder} is not a folder.")
     found = _folder_inputs(folder, modality)
     if not found:
         kinds = {"xray": XRAY_SUFFIXES, "ct": CT_SUFFIXES, "any": CT_SUFFIXES + XRAY_SUFFIXES}[modality]
-        raise ValueError(f"config key 'dataset_dir': {folder} holds no input; expected {'/'.join(kinds)} files"
-                         + (" or DICOM-series folders." if modality != "xray" else "."))
+        raise ValueError(
+            f"config key 'dataset_dir': {folder} holds no input; expected {'/'.join(kinds)} files"
+            + (" or DICOM-series folders." if modality != "xray" else ".")
+        )
     return found

@@ -106,7 +106,9 @@ def check_nifti_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"cannot read '{name}' as NIfTI ({type(err).__name__}: {err}); repair or replace it.") from err
     shape = tuple(int(s) for s in header.get_data_shape())
     if not shape or min(shape) < 1:
-        raise ValueError(f"NIfTI file '{name}' declares the shape {shape}: every dimension must be at least 1; repair or replace it.")
+        raise ValueError(
+            f"NIfTI file '{name}' declares the shape {shape}: every dimension must be at least 1; repair or replace it."
+        )
     voxels = int(np.prod(np.asarray(shape, dtype=np.int64)))
     limit = _max_voxels()
     if voxels > limit:
@@ -138,7 +140,11 @@ def check_nifti_file(path: str | os.PathLike) -> dict[str, Any]:
         stored = type(header).from_fileobj(f, check=False)
     pixdim = np.asarray(stored["pixdim"][1 : 1 + min(len(shape), 3)], dtype=np.float64)
     if not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0):
-        logger.warning("NIfTI file '%s' has the voxel size (pixdim) %s: zero, negative or not finite; its spacing is unreliable.", name, pixdim.tolist())
+        logger.warning(
+            "NIfTI file '%s' has the voxel size (pixdim) %s: zero, negative or not finite; its spacing is unreliable.",
+            name,
+            pixdim.tolist(),
+        )
     return {"shape": shape, "dtype": str(dtype), "bytes": need}
 
 
@@ -158,7 +164,13 @@ def count_nonfinite(array: Any) -> int:
 
 
 def grid_mismatch(
-    shape_a: Any, affine_a: Any, shape_b: Any, affine_b: Any, spacing_rtol: float = 1e-3, direction_atol: float = 1e-3, origin_voxels: float = 0.1
+    shape_a: Any,
+    affine_a: Any,
+    shape_b: Any,
+    affine_b: Any,
+    spacing_rtol: float = 1e-3,
+    direction_atol: float = 1e-3,
+    origin_voxels: float = 0.1,
 ) -> str | None:
     """How two images' voxel grids differ (shape, spacing, direction, origin), or None when they agree.
 

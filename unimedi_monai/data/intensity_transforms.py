@@ -16,8 +16,8 @@ from monai.transforms import MapTransform
 from monai.utils.type_conversion import convert_to_dst_type
 
 from unimedi_monai.data.integrity import count_nonfinite
-from unimedi_monai.data.readers import PHOTOMETRIC_KEY
 from unimedi_monai.data.read_image import filename_of
+from unimedi_monai.data.readers import PHOTOMETRIC_KEY
 
 __all__ = ["CheckFinited", "ToGreyscaled", "ScaleToUnitd"]
 
@@ -40,8 +40,12 @@ def _warn_degenerate(name: str, spatial: tuple[int, ...], constant: float | None
         what = f"only {'x'.join(map(str, spatial))} pixels"
     else:
         what = f"constant (every pixel {constant:g})"
-    logger.warning("image '%s' is %s; %d such image(s) so far: check the file or remove it from the datalist.", name, what, _degenerate_count)
-
+    logger.warning(
+        "image '%s' is %s; %d such image(s) so far: check the file or remove it from the datalist.",
+        name,
+        what,
+        _degenerate_count,
+    )
 
 
 class CheckFinited(MapTransform):

@@ -12,6 +12,7 @@ from monai.transforms import Compose
 
 __all__ = ["PipelineCompose", "unwrap_transform_error"]
 
+
 def unwrap_transform_error(error: BaseException) -> BaseException:
     """
     Return the error raised inside a transform, following the ``RuntimeError("applying transform ...")``

@@ -30,10 +30,10 @@ from monai.transforms import (
 from monai.utils import ensure_tuple
 
 from unimedi_monai.data.ct_resample import CT_RESAMPLERS
-from unimedi_monai.data.readers import SimpleITKReader, XRayDicomReader, XRayPILReader
 from unimedi_monai.data.intensity_transforms import CheckFinited, ScaleToUnitd, ToGreyscaled
 from unimedi_monai.data.pipeline_compose import PipelineCompose
 from unimedi_monai.data.read_image import ReadImaged
+from unimedi_monai.data.readers import SimpleITKReader, XRayDicomReader, XRayPILReader
 from unimedi_monai.data.report_transforms import CleanReportd
 from unimedi_monai.data.resize_shortest_side import ResizeShortestSided
 
@@ -181,7 +181,12 @@ def ct_transforms(
     window = ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
     if resampler == "simpleitk":
         spatial = [
-            ReadImaged(keys="image", readers=[SimpleITKReader(spatial_size=size, axcodes="RAS")], dtype=np.float32, spatial_ndim=3),
+            ReadImaged(
+                keys="image",
+                readers=[SimpleITKReader(spatial_size=size, axcodes="RAS")],
+                dtype=np.float32,
+                spatial_ndim=3,
+            ),
             EnsureChannelFirstd(keys="image"),
             CheckFinited(keys="image"),
             window,

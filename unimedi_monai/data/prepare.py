@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from unimedi_monai.data.adapters.bimcv import build_bimcv_datalist
-from unimedi_monai.data.datalist import MODALITIES, REQUIRED_KEYS, is_report_path, read_datalist_json, write_datalist
 from unimedi_monai.data.adapters.mimic_cxr import METADATA_CSV, SPLIT_CSV, build_mimic_cxr_datalist
+from unimedi_monai.data.datalist import MODALITIES, REQUIRED_KEYS, is_report_path, read_datalist_json, write_datalist
 
 __all__ = ["build_parser", "merge_datalists", "main"]
 

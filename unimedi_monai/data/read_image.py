@@ -22,6 +22,7 @@ from unimedi_monai.data.readers import IMAGE_DIMENSION_KEY
 
 __all__ = ["filename_of", "ReadImaged"]
 
+
 def filename_of(img: Any) -> str:
     """Return the source file recorded in a MetaTensor's metadata, or ``"<unknown file>"``."""
     if isinstance(img, MetaTensor):

@@ -30,7 +30,13 @@ from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.data.utils import is_supported_format, orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
-from unimedi_monai.data.ct_resample import RESAMPLE_MODES, check_resample_arguments, resample_array, resample_image, resampled_grid
+from unimedi_monai.data.ct_resample import (
+    RESAMPLE_MODES,
+    check_resample_arguments,
+    resample_array,
+    resample_image,
+    resampled_grid,
+)
 from unimedi_monai.data.integrity import check_nifti_file, count_nonfinite
 
 __all__ = [
@@ -143,7 +149,9 @@ class SimpleITKReader(ImageReader):
         self.keep_nonfinite = keep_nonfinite
         self.spatial_size: tuple[int, ...] | None = None
         if spatial_size is not None:
-            self.spatial_size = check_resample_arguments("SimpleITKReader", spatial_size, resample_mode, axcodes, "resample_mode")
+            self.spatial_size = check_resample_arguments(
+                "SimpleITKReader", spatial_size, resample_mode, axcodes, "resample_mode"
+            )
         elif resample_mode not in RESAMPLE_MODES or len(axcodes) != 3:
             check_resample_arguments("SimpleITKReader", (1, 1, 1), resample_mode, axcodes, "resample_mode")
         self.axcodes = axcodes

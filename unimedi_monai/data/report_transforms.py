@@ -12,6 +12,7 @@ from monai.transforms import MapTransform
 
 __all__ = ["CleanReportd"]
 
+
 class CleanReportd(MapTransform):
     """
     Clean free-text reports with :py:func:`unimedi_monai.data.reports.clean_report` (whitespace collapsed,
@@ -29,7 +30,9 @@ class CleanReportd(MapTransform):
         CleanReportd(keys="report")({"report": "  Small   nodule  in ___ lobe. "})["report"]  # 'Small nodule in lobe.'
     """
 
-    def __init__(self, keys: KeysCollection = "report", allow_empty: bool = False, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection = "report", allow_empty: bool = False, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.allow_empty = allow_empty
 

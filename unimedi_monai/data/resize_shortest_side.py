@@ -11,6 +11,7 @@ from monai.transforms import MapTransform, Resize
 
 __all__ = ["ResizeShortestSided"]
 
+
 class ResizeShortestSided(MapTransform):
     """
     Resize channel-first images so that their shortest spatial side equals ``size``, keeping the aspect ratio

@@ -125,7 +125,9 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         num_xray, num_ct = int(num_xray), int(num_ct)
         where = f" from {source}" if source else ""
         if num_xray + num_ct == 0:
-            raise ValueError(f"MixedBatchSampler: no samples{where} (num_xray=0, num_ct=0); add entries to the datalist.")
+            raise ValueError(
+                f"MixedBatchSampler: no samples{where} (num_xray=0, num_ct=0); add entries to the datalist."
+            )
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"MixedBatchSampler: batch_size must be a positive integer, got {batch_size!r}.")
         batch_size = int(batch_size)
@@ -240,7 +242,9 @@ class MixedBatchSampler(torch.utils.data.Sampler[list[int]]):
         if ct is not None:
             out.extend(ct.take(b * self.n_ct, self.n_ct))
         if self.sample_seeds:
-            seeds = np.random.SeedSequence([self.seed, self.epoch if epoch is None else epoch, b]).generate_state(len(out))
+            seeds = np.random.SeedSequence([self.seed, self.epoch if epoch is None else epoch, b]).generate_state(
+                len(out)
+            )
             out = [(index, int(s)) for index, s in zip(out, seeds)]
         return out
 

@@ -26,7 +26,7 @@ constant beyond the first and last grid centres).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import nibabel as nib
 import numpy as np

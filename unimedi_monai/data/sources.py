@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["is_demo_request", "resolve_data_folder", "resolve_dataset_dir"]
 
@@ -57,7 +57,9 @@ def resolve_data_folder(
         return str(Path(path).parent)
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset_dir '{folder}' does not exist; set dataset_dir to {folder_hint} (or leave it null for {demo_hint}).")
+        raise FileNotFoundError(
+            f"dataset_dir '{folder}' does not exist; set dataset_dir to {folder_hint} (or leave it null for {demo_hint})."
+        )
     return str(folder.resolve())
 
 

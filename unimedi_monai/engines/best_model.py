@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
@@ -71,11 +72,19 @@ class BestModelSaver(Checkpoint):
                                         val_handlers=[BestModelSaver(net, "models/model.pt")])
     """
 
-    def __init__(self, network: nn.Module, path: str | os.PathLike, on_save: Sequence[Callable[[Engine], Any]] = ()) -> None:
+    def __init__(
+        self, network: nn.Module, path: str | os.PathLike, on_save: Sequence[Callable[[Engine], Any]] = ()
+    ) -> None:
         self.network = network
         self.path = Path(path)
         self.on_save = list(on_save)
-        super().__init__({"model": network}, _AtomicWeightsFile(self.path), score_function=self.score, n_saved=1, filename_pattern="{name}.{ext}")
+        super().__init__(
+            {"model": network},
+            _AtomicWeightsFile(self.path),
+            score_function=self.score,
+            n_saved=1,
+            filename_pattern="{name}.{ext}",
+        )
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -90,7 +99,9 @@ class BestModelSaver(Checkpoint):
         name = getattr(engine.state, "key_metric_name", None)
         metrics = getattr(engine.state, "metrics", {}) or {}
         if name is None or name not in metrics:
-            raise KeyError(f"BestModelSaver: the evaluator has no key metric (key_metric_name {name!r}, metrics {sorted(metrics)}); set its key_val_metric.")
+            raise KeyError(
+                f"BestModelSaver: the evaluator has no key metric (key_metric_name {name!r}, metrics {sorted(metrics)}); set its key_val_metric."
+            )
         return float(metrics[name])
 
     @property
@@ -101,7 +112,13 @@ class BestModelSaver(Checkpoint):
     def __call__(self, engine: Engine, *args: Any, **kwargs: Any) -> None:
         score, name, epoch = self.score(engine), engine.state.key_metric_name, engine.state.epoch
         if not math.isfinite(score):
-            logger.warning("epoch %s: %s is %s, never the best; %s kept", epoch, name, score, self.path if self._saved else "no model")
+            logger.warning(
+                "epoch %s: %s is %s, never the best; %s kept",
+                epoch,
+                name,
+                score,
+                self.path if self._saved else "no model",
+            )
             return
         if not (self._check_lt_n_saved() or self._compare_fn(score)):
             logger.info("epoch %s: %s %.4f, best %.4f kept in %s", epoch, name, score, self.best, self.path)

@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import random
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,6 @@ from unimedi_monai.io.checkpoint import (
 from unimedi_monai.io.rank import is_rank0
 
 __all__ = [
-    "BestModelSaver",
     "CheckpointHandler",
     "JsonlStatsWriter",
     "ProgressBarHandler",
@@ -45,7 +45,13 @@ def rng_states() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     states: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -143,7 +149,11 @@ class CheckpointHandler:
 
     def _state(self, engine: Engine) -> dict[str, Any]:
         state = {k: v.state_dict() for k, v in self.save_dict.items()}
-        state["engine"] = {"iteration": engine.state.iteration, "epoch_length": engine.state.epoch_length, "max_epochs": engine.state.max_epochs}
+        state["engine"] = {
+            "iteration": engine.state.iteration,
+            "epoch_length": engine.state.epoch_length,
+            "max_epochs": engine.state.max_epochs,
+        }
         state["rng"] = rng_states()
         scaler = getattr(engine, "grad_scaler", None)
         if scaler is not None and scaler.is_enabled():
@@ -191,7 +201,9 @@ class CheckpointHandler:
             try:
                 obj.load_state_dict(state[k])
             except (RuntimeError, ValueError, KeyError) as err:
-                detail = describe_mismatch(obj, state[k]) if isinstance(obj, torch.nn.Module) else str(err).splitlines()[0]
+                detail = (
+                    describe_mismatch(obj, state[k]) if isinstance(obj, torch.nn.Module) else str(err).splitlines()[0]
+                )
                 raise CheckpointMismatchError(
                     f"checkpoint '{path}' entry '{k}' does not fit this run: {detail}; resume with the configuration "
                     f"that wrote it (backbone, text model, ...) or start afresh with another --bundle_root."
@@ -230,7 +242,9 @@ class JsonlStatsWriter:
         every: write every N iterations.
     """
 
-    def __init__(self, path: str | os.PathLike, output_transform: Callable[[Any], Mapping[str, float]], every: int = 1) -> None:
+    def __init__(
+        self, path: str | os.PathLike, output_transform: Callable[[Any], Mapping[str, float]], every: int = 1
+    ) -> None:
         self.path = Path(path)
         self.output_transform = output_transform
         self.every = max(int(every), 1)
@@ -302,7 +316,12 @@ class ProgressBarHandler:
         disable: hide the bar (for logs and CI).
     """
 
-    def __init__(self, output_transform: Callable[[Any], Mapping[str, float]] | None = None, persist: bool = True, disable: bool = False) -> None:
+    def __init__(
+        self,
+        output_transform: Callable[[Any], Mapping[str, float]] | None = None,
+        persist: bool = True,
+        disable: bool = False,
+    ) -> None:
         self.output_transform = output_transform
         self.persist = persist
         self.disable = disable
@@ -330,6 +349,7 @@ def rank_handlers(handlers: Sequence[Any], rank0_only: Sequence[str]) -> list[An
         ValueError: a name in ``rank0_only`` matches no handler of the list (a renamed or removed handler
             would otherwise run on every rank unnoticed).
     """
+
     def names(handler: Any) -> set[str]:
         return {cls.__name__ for cls in type(handler).__mro__}
 

@@ -30,7 +30,11 @@ def cosine_schedule(
     if total_iterations < 1:
         raise ValueError(f"a schedule needs at least one iteration, got total_iterations={total_iterations}.")
     warmup_iterations = int(min(max(warmup_iterations, 0), total_iterations))
-    warmup = np.linspace(warmup_start_value, base_value, warmup_iterations, endpoint=False) if warmup_iterations else np.array([])
+    warmup = (
+        np.linspace(warmup_start_value, base_value, warmup_iterations, endpoint=False)
+        if warmup_iterations
+        else np.array([])
+    )
     steps = np.arange(total_iterations - warmup_iterations)
     denom = max(len(steps) - 1, 1)
     cosine = final_value + 0.5 * (base_value - final_value) * (1.0 + np.cos(np.pi * steps / denom))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +22,17 @@ __all__ = ["UniMedITrainer", "unwrap_model", "training_scalars"]
 logger = logging.getLogger(__name__)
 
 SCALAR_KEYS = (
-    "loss", "loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio", "lr", "weight_decay", "teacher_momentum",
-    "teacher_temperature", "grad_norm",
+    "loss",
+    "loss_vl",
+    "loss_icl",
+    "loss_pcl",
+    "temperature",
+    "mask_ratio",
+    "lr",
+    "weight_decay",
+    "teacher_momentum",
+    "teacher_temperature",
+    "grad_norm",
 )
 
 
@@ -133,7 +143,9 @@ class UniMedITrainer(Trainer):
         if epoch_length is None:
             epoch_length = len(train_data_loader)  # type: ignore[arg-type]
         if epoch_length < 1:
-            raise ValueError("the training data loader is empty: check the datalist's 'training' section and batch size.")
+            raise ValueError(
+                "the training data loader is empty: check the datalist's 'training' section and batch size."
+            )
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -154,7 +166,7 @@ class UniMedITrainer(Trainer):
         self.momentum_schedule = cosine_schedule(teacher_momentum, teacher_momentum_end, total)
         self.teacher_temperature_schedule = None
         losses = [getattr(unwrap_model(network), name, None) for name in ("icl_loss", "pcl_loss")]
-        losses = [l for l in losses if l is not None and hasattr(l, "teacher_temperature")]
+        losses = [loss for loss in losses if loss is not None and hasattr(loss, "teacher_temperature")]
         if warmup_teacher_temperature is not None and teacher_temperature_warmup_iterations > 0 and losses:
             if warmup_teacher_temperature <= 0:
                 raise ValueError(f"warmup_teacher_temperature must be positive, got {warmup_teacher_temperature}.")
@@ -185,12 +197,14 @@ class UniMedITrainer(Trainer):
         if self.skipped_samples:
             logger.warning(
                 "epoch %d: %d bad samples were skipped (on_bad_sample=skip); each is logged above. Fix or remove them.",
-                engine.state.epoch, self.skipped_samples,
+                engine.state.epoch,
+                self.skipped_samples,
             )
         if self.truncated_reports:
             logger.warning(
                 "epoch %d: %d reports were longer than the report encoder's limit and were truncated (text_max_length).",
-                engine.state.epoch, self.truncated_reports,
+                engine.state.epoch,
+                self.truncated_reports,
             )
 
     def _count_long_reports(self, model: nn.Module, groups: Sequence[dict[str, Any] | None]) -> None:
@@ -201,14 +215,18 @@ class UniMedITrainer(Trainer):
         for group in groups:
             if group is None:
                 continue
-            lengths = [len(ids) for ids in tokenizer(list(group["report"]), truncation=False, verbose=False)["input_ids"]]
+            lengths = [
+                len(ids) for ids in tokenizer(list(group["report"]), truncation=False, verbose=False)["input_ids"]
+            ]
             for pos, n in enumerate(lengths):
                 if n > limit:
                     if self.truncated_reports == 0:
                         logger.warning(
                             "a report of sample %s has %d tokens, more than the report encoder's max_length %d: it is truncated "
                             "(raise text_max_length to keep more; the count is logged at the end of the epoch).",
-                            int(group["index"][pos]) if "index" in group else pos, n, limit,
+                            int(group["index"][pos]) if "index" in group else pos,
+                            n,
+                            limit,
                         )
                     self.truncated_reports += 1
 
@@ -231,7 +249,11 @@ class UniMedITrainer(Trainer):
     def _iteration(self, engine: Any, batchdata: dict[str, Any]) -> dict[str, Any]:
         step = min(engine.state.iteration - 1, len(self.lr_schedule) - 1)
         device = engine.state.device
-        lr, wd, momentum = float(self.lr_schedule[step]), float(self.wd_schedule[step]), float(self.momentum_schedule[step])
+        lr, wd, momentum = (
+            float(self.lr_schedule[step]),
+            float(self.wd_schedule[step]),
+            float(self.momentum_schedule[step]),
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
             if group.get("apply_weight_decay", True):
@@ -248,9 +270,19 @@ class UniMedITrainer(Trainer):
             logger.warning("iteration %d: skipped a bad sample: %s", engine.state.iteration, message)
             self.skipped_samples += 1
         if batchdata.get("xray") is None and batchdata.get("ct") is None:
-            logger.warning("iteration %d: every sample of the batch was skipped; no optimiser step.", engine.state.iteration)
+            logger.warning(
+                "iteration %d: every sample of the batch was skipped; no optimiser step.", engine.state.iteration
+            )
             nan = float("nan")
-            return {"loss": nan, "loss_vl": nan, "loss_icl": nan, "loss_pcl": nan, "lr": lr, "weight_decay": wd, "teacher_momentum": momentum}
+            return {
+                "loss": nan,
+                "loss_vl": nan,
+                "loss_icl": nan,
+                "loss_pcl": nan,
+                "lr": lr,
+                "weight_decay": wd,
+                "teacher_momentum": momentum,
+            }
         self._count_long_reports(model, (batchdata.get("xray"), batchdata.get("ct")))
         xray = _to_device(batchdata.get("xray"), device, self.non_blocking)
         ct = _to_device(batchdata.get("ct"), device, self.non_blocking)

@@ -180,13 +180,21 @@ def plot_embeddings(
     size = float(np.clip(2000.0 / max(n, 1), 4.0, 40.0))
     for m in modalities:
         sel = mod_arr == m
-        ax_mod.scatter(coords[sel, 0], coords[sel, 1], s=size, marker=markers[m], color=mod_colors[m],
-                       alpha=0.7, label=f"{m} ({int(sel.sum())})")
+        ax_mod.scatter(
+            coords[sel, 0],
+            coords[sel, 1],
+            s=size,
+            marker=markers[m],
+            color=mod_colors[m],
+            alpha=0.7,
+            label=f"{m} ({int(sel.sum())})",
+        )
         for f in findings:
             both = sel & (find_arr == f)
             if both.any():
-                ax_find.scatter(coords[both, 0], coords[both, 1], s=size, marker=markers[m], color=find_colors[f],
-                                alpha=0.7)
+                ax_find.scatter(
+                    coords[both, 0], coords[both, 1], s=size, marker=markers[m], color=find_colors[f], alpha=0.7
+                )
     for f in findings:  # one legend entry per finding, independent of the marker shape
         ax_find.scatter([], [], s=30, marker="o", color=find_colors[f], label=f"{f} ({int((find_arr == f).sum())})")
     ax_mod.set_title("coloured by modality")
@@ -316,8 +324,10 @@ def plot_slice_scores(
             raise ValueError(f"{name} slice indices {bad} are outside [0, {n}) for {n} slice scores.")
     imgs = None
     if volume_slices is not None:
-        imgs = volume_slices.detach().cpu().float().numpy() if isinstance(volume_slices, torch.Tensor) else (
-            np.asarray(volume_slices, dtype=np.float32)
+        imgs = (
+            volume_slices.detach().cpu().float().numpy()
+            if isinstance(volume_slices, torch.Tensor)
+            else (np.asarray(volume_slices, dtype=np.float32))
         )
         if imgs.ndim != 3 or imgs.shape[0] != len(selected):
             raise ValueError(

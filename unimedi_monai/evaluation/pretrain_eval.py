@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
 from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate, slice_hit_test
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.networks.attention_selection import top_k_slices
 
 __all__ = ["evaluate_pretraining", "cross_modal_alignment", "cls_probe_accuracy"]
@@ -56,7 +57,12 @@ def _lesion_on_grid(item: Mapping[str, Any], target: int) -> list[int]:
 
 
 def cross_modal_alignment(
-    embeddings: torch.Tensor, modality: Sequence[str], finding: Sequence[str], k: int = 5, a: str = "ct", b: str = "xray"
+    embeddings: torch.Tensor,
+    modality: Sequence[str],
+    finding: Sequence[str],
+    k: int = 5,
+    a: str = "ct",
+    b: str = "xray",
 ) -> dict[str, float]:
     """Finding agreement between modalities in the joint embedding space.
 
@@ -81,7 +87,12 @@ def cross_modal_alignment(
     precision = float((fb[nearest.numpy()] == fa[:, None]).mean())
     share = {f: float((fb == f).mean()) for f in set(fb)}
     chance = float(np.mean([share.get(f, 0.0) for f in fa]))
-    return {"precision": precision, "chance": chance, "ratio": precision / chance if chance > 0 else float("inf"), "num_queries": len(ia)}
+    return {
+        "precision": precision,
+        "chance": chance,
+        "ratio": precision / chance if chance > 0 else float("inf"),
+        "num_queries": len(ia),
+    }
 
 
 def cls_probe_accuracy(features: torch.Tensor, labels: Sequence[str], folds: int = 5, seed: int = 0) -> float:
@@ -114,7 +125,9 @@ def cls_probe_accuracy(features: torch.Tensor, labels: Sequence[str], folds: int
     for f in range(folds):
         train, test = torch.from_numpy(fold != f), torch.from_numpy(fold == f)
         with torch.enable_grad():  # the evaluation around it runs under no_grad
-            probe = train_linear_probe(features[train], y[train], task, epochs=300, lr=1e-2, weight_decay=1e-4, seed=seed)
+            probe = train_linear_probe(
+                features[train], y[train], task, epochs=300, lr=1e-2, weight_decay=1e-4, seed=seed
+            )
         correct += int((probe.logits(features[test]).argmax(-1) == y[test]).sum())
     return correct / len(labels)
 
@@ -128,8 +141,11 @@ def _random_encoder(network: nn.Module, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     try:
         rand = UnifiedVisionEncoder(
-            enc.backbone.config, enc.tokenizer_2d.img_size, enc.tokenizer_3d.img_size,
-            enc.tokenizer_2d.patch_size, enc.tokenizer_3d.patch_size,
+            enc.backbone.config,
+            enc.tokenizer_2d.img_size,
+            enc.tokenizer_3d.img_size,
+            enc.tokenizer_2d.patch_size,
+            enc.tokenizer_3d.patch_size,
         )
     finally:
         torch.random.set_rng_state(state)
@@ -201,7 +217,9 @@ def evaluate_pretraining(
     for m in ("xray", "ct"):
         if not by_modality[m]:
             continue
-        loader = DataLoader(Subset(dataset, by_modality[m]), batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mixed)
+        loader = DataLoader(
+            Subset(dataset, by_modality[m]), batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mixed
+        )
         for batch in tqdm(loader, desc=f"evaluate {m}", disable=not progress):
             data = batch[m]
             images = data["image"].to(device)
@@ -218,7 +236,9 @@ def evaluate_pretraining(
             image_emb.append(emb.float().cpu())
             cls_feats[m].append(feats["cls"].float().cpu())
             if random_encoder is not None:
-                tokens = random_encoder.embed_ct(images, selected_train) if m == "ct" else random_encoder.embed_xray(images)
+                tokens = (
+                    random_encoder.embed_ct(images, selected_train) if m == "ct" else random_encoder.embed_xray(images)
+                )
                 rand_feats[m].append(random_encoder(tokens)["cls"].float().cpu())
             text_emb.append(network.encode_text(data["report"]).float().cpu())
             reports += list(data["report"])
@@ -230,12 +250,17 @@ def evaluate_pretraining(
                 ct_scores += scores.cpu().tolist()
                 depth = images.shape[-1]
                 for j in range(images.shape[0]):
-                    item = {key: (data[key][j] if isinstance(data.get(key), list) else None) for key in ("lesion_slices", "num_slices")}
+                    item = {
+                        key: (data[key][j] if isinstance(data.get(key), list) else None)
+                        for key in ("lesion_slices", "num_slices")
+                    }
                     ct_lesions.append(_lesion_on_grid(item, depth))
                     if len(ct_previews) < num_slice_plots and ct_lesions[-1]:
                         ct_previews.append((images[j, 0].cpu(), scores[j].cpu(), top[j].cpu().tolist(), ct_lesions[-1]))
     image_all, text_all = torch.cat(image_emb), torch.cat(text_emb)
-    metrics: dict[str, Any] = dict(retrieval_recall_subsets(image_all, text_all, modality, ks=(1, 5, 10), text_groups=reports))
+    metrics: dict[str, Any] = dict(
+        retrieval_recall_subsets(image_all, text_all, modality, ks=(1, 5, 10), text_groups=reports)
+    )
     metrics["num_xray"] = modality.count("xray")
     metrics["num_ct"] = modality.count("ct")
     if any(ct_lesions):
@@ -249,7 +274,9 @@ def evaluate_pretraining(
         metrics["num_ct_with_lesion"] = sum(1 for x in ct_lesions if x)
         top_train = [list(np.argsort(-np.asarray(s))[:k_train]) for s in ct_scores]
         metrics[f"slice_hit_rate_top{k_train}"] = slice_hit_rate(top_train, ct_lesions, tolerance)
-        metrics[f"slice_hit_rate_random_top{k_train}"] = random_slice_hit_rate(ct_lesions, n_slices, k_train, tolerance, seed=seed)["expected"]
+        metrics[f"slice_hit_rate_random_top{k_train}"] = random_slice_hit_rate(
+            ct_lesions, n_slices, k_train, tolerance, seed=seed
+        )["expected"]
         test = slice_hit_test(ct_selected, ct_lesions, n_slices, tolerance)
         metrics["slice_hit_p_value"] = test["p_value"]
         metrics["slice_hit_ratio"] = test["ratio"]
@@ -268,13 +295,26 @@ def evaluate_pretraining(
             metrics[f"probe_chance_{m}"] = max(labels.count(f) for f in set(labels)) / len(labels)
     metrics["temperature"] = float(getattr(getattr(network, "contrastive_loss", None), "temperature", float("nan")))
 
-    plot_embeddings(image_all, modality, finding, output_dir / "embeddings.png", method=plot_method,
-                    title="Image embeddings (held-out): 2D X-ray and 3D CT")
+    plot_embeddings(
+        image_all,
+        modality,
+        finding,
+        output_dir / "embeddings.png",
+        method=plot_method,
+        title="Image embeddings (held-out): 2D X-ray and 3D CT",
+    )
     order = np.argsort(np.asarray(finding), kind="stable")
-    plot_similarity_matrix(image_all[order], text_all[order], output_dir / "similarity.png", labels=[finding[i] for i in order])
+    plot_similarity_matrix(
+        image_all[order], text_all[order], output_dir / "similarity.png", labels=[finding[i] for i in order]
+    )
     for n, (volume, scores, selected, lesion) in enumerate(ct_previews):
-        plot_slice_scores(scores.numpy(), selected, lesion, output_dir / f"slice_scores_{n}.png",
-                          volume_slices=volume.permute(2, 0, 1)[selected].numpy())
+        plot_slice_scores(
+            scores.numpy(),
+            selected,
+            lesion,
+            output_dir / f"slice_scores_{n}.png",
+            volume_slices=volume.permute(2, 0, 1)[selected].numpy(),
+        )
     write_json_atomic(metrics, output_dir / "metrics.json")
     logger.info("evaluation metrics written to %s", output_dir / "metrics.json")
     return metrics

@@ -114,9 +114,7 @@ def pessimistic_ranks(
     q = F.normalize(queries.to(dtype), dim=1)
     # similarities are computed once per distinct candidate vector, which guarantees that identical
     # candidates get bitwise identical scores (exact ties) whatever the GEMM tiling.
-    unique_cands, inverse, counts = torch.unique(
-        candidates.to(dtype), dim=0, return_inverse=True, return_counts=True
-    )
+    unique_cands, inverse, counts = torch.unique(candidates.to(dtype), dim=0, return_inverse=True, return_counts=True)
     c = F.normalize(unique_cands, dim=1)
     has_duplicates = unique_cands.shape[0] < n
     ranks = torch.empty(n, dtype=torch.long)
@@ -269,7 +267,10 @@ def retrieval_recall_subsets(
         idx = torch.tensor(idx_list, dtype=torch.long)
         groups = None if text_groups is None else [text_groups[i] for i in idx_list]
         sub = retrieval_recall(
-            torch.as_tensor(image_emb)[idx], torch.as_tensor(text_emb)[idx], ks=ks, text_groups=groups,
+            torch.as_tensor(image_emb)[idx],
+            torch.as_tensor(text_emb)[idx],
+            ks=ks,
+            text_groups=groups,
             chunk_size=chunk_size,
         )
         out.update({f"{key}{suffix}": value for key, value in sub.items()})

@@ -99,11 +99,7 @@ def slice_hit_rate(
             f"selected_per_volume has {len(selected_per_volume)} volumes but lesion_per_volume has "
             f"{len(lesion_per_volume)}; give one entry per volume in the same order."
         )
-    hits = [
-        slice_hit(sel, les, tolerance)
-        for sel, les in zip(selected_per_volume, lesion_per_volume)
-        if len(les) > 0
-    ]
+    hits = [slice_hit(sel, les, tolerance) for sel, les in zip(selected_per_volume, lesion_per_volume) if len(les) > 0]
     if not hits:
         raise ValueError(
             f"none of the {len(lesion_per_volume)} volumes has a lesion slice, so the slice hit rate is undefined; "
@@ -128,7 +124,9 @@ def near_lesion_mask(lesion_slices: Sequence[int], num_slices: int, tolerance: i
     return (np.abs(np.arange(start, start + num_slices)[:, None] - les[None, :]) <= tolerance).any(axis=1)
 
 
-def random_hit_probability(lesion_slices: Sequence[int], num_slices: int, k: int, tolerance: int = 1, start: int = 0) -> float:
+def random_hit_probability(
+    lesion_slices: Sequence[int], num_slices: int, k: int, tolerance: int = 1, start: int = 0
+) -> float:
     """Probability that ``k`` distinct slices drawn uniformly from ``start .. start + num_slices - 1`` include
     one within ``tolerance`` of a lesion slice: ``1 - C(n - m, k) / C(n, k)`` (all slices when ``k > n``).
 
@@ -254,7 +252,7 @@ def poisson_binomial_tail(probabilities: Sequence[float], successes: int) -> flo
     for p in probabilities:
         dist[1:] = dist[1:] * (1.0 - p) + dist[:-1] * p
         dist[0] *= 1.0 - p
-    return float(min(1.0, max(0.0, dist[int(successes):].sum())))
+    return float(min(1.0, max(0.0, dist[int(successes) :].sum())))
 
 
 def slice_hit_test(
@@ -269,12 +267,12 @@ def slice_hit_test(
         ``hit_rate``, ``random_expected`` (exact), ``ratio``, ``p_value`` (probability that random
         selection hits at least as many volumes, Poisson-binomial over the volumes) and ``num_volumes``.
     """
-    pairs = [(list(s), list(l)) for s, l in zip(selected_per_volume, lesion_per_volume) if len(l)]
+    pairs = [(list(s), list(les)) for s, les in zip(selected_per_volume, lesion_per_volume) if len(les)]
     if not pairs:
         raise ValueError("no volume has a lesion slice; the slice hit test is undefined.")
-    hits = sum(slice_hit(s, l, tolerance) for s, l in pairs)
+    hits = sum(slice_hit(s, les, tolerance) for s, les in pairs)
     k = len(pairs[0][0])
-    probs = random_hit_probabilities([l for _, l in pairs], num_slices, k, tolerance)
+    probs = random_hit_probabilities([les for _, les in pairs], num_slices, k, tolerance)
     rate, expected = hits / len(pairs), float(np.mean(probs))
     return {
         "hit_rate": rate,

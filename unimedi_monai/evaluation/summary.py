@@ -1,15 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Print the headline figures of a pre-training evaluation next to their chance levels.
 
-    python -m unimedi_monai.evaluation.summary bundles/pretrain/eval/metrics.json
+python -m unimedi_monai.evaluation.summary bundles/pretrain/eval/metrics.json
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from unimedi_monai.json_files import read_json_object
 

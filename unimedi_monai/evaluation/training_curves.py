@@ -30,7 +30,10 @@ History = Mapping[str, Sequence[tuple[int, float]]]
 #: (title, metrics drawn together); the first metric named ``*log_k`` is drawn as a dashed reference
 DIAGNOSTIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("L_icl teacher target entropy (dashed: log K)", ("icl_entropy_xray", "icl_entropy_ct", "icl_log_k")),
-    ("L_pcl teacher target entropy (dashed: log K)", ("pcl_entropy_xray", "pcl_entropy_ct3d", "pcl_entropy_ct2d", "pcl_log_k")),
+    (
+        "L_pcl teacher target entropy (dashed: log K)",
+        ("pcl_entropy_xray", "pcl_entropy_ct3d", "pcl_entropy_ct2d", "pcl_log_k"),
+    ),
     ("student-teacher KL", ("icl_kl", "pcl_kl")),
     ("distinct teacher top prototypes ([CLS], per batch)", ("icl_distinct_xray", "icl_distinct_ct")),
     ("teacher [CLS] cosine between images", ("teacher_cls_cos_xray", "teacher_cls_cos_ct")),
@@ -200,8 +203,13 @@ def plot_training_curves(
         val = np.array([p[1] for p in points], dtype=np.float64)
         if smoothing_window > 1 and val.size > 1:
             ax.plot(it, val, color="tab:blue", alpha=0.3, linewidth=0.8, label="raw")
-            ax.plot(it, _moving_average(val, smoothing_window), color="tab:blue", linewidth=1.5,
-                    label=f"mean of {smoothing_window}")
+            ax.plot(
+                it,
+                _moving_average(val, smoothing_window),
+                color="tab:blue",
+                linewidth=1.5,
+                label=f"mean of {smoothing_window}",
+            )
             ax.legend(fontsize="x-small")
         else:
             ax.plot(it, val, color="tab:blue", linewidth=1.2, marker="." if val.size < 50 else None)
@@ -211,7 +219,7 @@ def plot_training_curves(
         ax.set_xlabel("iteration")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_axis_off()
     fig.suptitle(title)
     fig.tight_layout()

@@ -16,10 +16,19 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
-__all__ = ["TMP_SUFFIX", "atomic_open", "write_json_atomic", "register_output_folder", "describe_target", "file_mode", "remove_stale_temporaries"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_open",
+    "write_json_atomic",
+    "register_output_folder",
+    "describe_target",
+    "file_mode",
+    "remove_stale_temporaries",
+]
 
 #: suffix of the temporary files :func:`atomic_open` writes (``.<name>.<random>.tmp``).
 TMP_SUFFIX = ".tmp"
@@ -103,15 +112,26 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if (isinstance(err, OSError) and err.errno in _WRITE_ERRNOS) or _is_write_failure(err):
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise OSError(getattr(err, "errno", None) or 0, f"cannot write {describe_target(path)}: {reason}; free disk space or choose a writable folder") from err
+            reason = (
+                err.strerror
+                if isinstance(err, OSError) and err.strerror
+                else str(err).splitlines()[0]
+                if str(err)
+                else type(err).__name__
+            )
+            raise OSError(
+                getattr(err, "errno", None) or 0,
+                f"cannot write {describe_target(path)}: {reason}; free disk space or choose a writable folder",
+            ) from err
         raise
 
 
 def _is_write_failure(err: BaseException) -> bool:
     """torch.save reports a full disk as ``RuntimeError: ... enforce fail ... PytorchStreamWriter``."""
     text = str(err)
-    return isinstance(err, RuntimeError) and ("PytorchStreamWriter" in text or "enforce fail" in text or "file write failed" in text)
+    return isinstance(err, RuntimeError) and (
+        "PytorchStreamWriter" in text or "enforce fail" in text or "file write failed" in text
+    )
 
 
 def write_json_atomic(data: Mapping[str, Any], path: str | os.PathLike) -> Path:

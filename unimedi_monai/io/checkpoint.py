@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -61,7 +62,9 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, pickle of a non-weights object, ...
-        raise RuntimeError(f"cannot read checkpoint '{path}' ({type(err).__name__}: {err}); it may be truncated or not a weights file.") from err
+        raise RuntimeError(
+            f"cannot read checkpoint '{path}' ({type(err).__name__}: {err}); it may be truncated or not a weights file."
+        ) from err
 
 
 def list_checkpoints(save_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -81,7 +84,9 @@ def list_checkpoints(save_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 UNREADABLE_SUFFIX = ".unreadable"
 
 
-def load_latest_checkpoint(save_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, Path] | None:
+def load_latest_checkpoint(
+    save_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[dict, Path] | None:
     """The newest readable training checkpoint in ``save_dir``.
 
     An unreadable one (truncated, corrupt) is renamed to ``<name>.unreadable`` with a warning naming it:
@@ -97,7 +102,11 @@ def load_latest_checkpoint(save_dir: str | os.PathLike, map_location: str | torc
             os.replace(path, aside)
             logger.warning("%s; set aside as %s, trying the previous checkpoint.", err, aside.name)
     if found:
-        logger.warning("none of the %d checkpoints in %s can be read: training starts again from iteration 0.", len(found), save_dir)
+        logger.warning(
+            "none of the %d checkpoints in %s can be read: training starts again from iteration 0.",
+            len(found),
+            save_dir,
+        )
     return None
 
 
@@ -126,20 +135,33 @@ def describe_mismatch(network: nn.Module, state: Mapping[str, Any], shapes_only:
         for k, v in state.items()
         if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)
     ]
-    parts = [f"{len(x)} {name}{'' if len(x) == 1 else plural} {_listed(x)}" for x, name, plural in (
-        (missing, "missing key", "s"), (unexpected, "unexpected key", "s"), (shapes, "shape mismatch", "es")) if x]
+    parts = [
+        f"{len(x)} {name}{'' if len(x) == 1 else plural} {_listed(x)}"
+        for x, name, plural in (
+            (missing, "missing key", "s"),
+            (unexpected, "unexpected key", "s"),
+            (shapes, "shape mismatch", "es"),
+        )
+        if x
+    ]
     return ", ".join(parts) if parts else "keys and shapes match"
 
 
 def non_finite_entries(state_dict: Mapping[str, Any]) -> list[str]:
     """Names of the floating-point tensors of a state dict that hold NaN or inf."""
-    return [k for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [
+        k
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def _extract_state_dict(obj: Any, key: str | None) -> Mapping[str, torch.Tensor]:
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
-            raise CheckpointMismatchError(f"checkpoint has no '{key}' entry; found {sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__}.")
+            raise CheckpointMismatchError(
+                f"checkpoint has no '{key}' entry; found {sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__}."
+            )
         return obj[key]
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj
@@ -234,10 +256,15 @@ def load_weights(
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {list(INIT_MODES)} (config key 'init'), got {init!r}.")
     if source not in WEIGHT_SOURCES:
-        raise ValueError(f"source must be one of {list(WEIGHT_SOURCES)} (config key 'pretrained_source'), got {source!r}.")
+        raise ValueError(
+            f"source must be one of {list(WEIGHT_SOURCES)} (config key 'pretrained_source'), got {source!r}."
+        )
     network.load_report = None  # type: ignore[assignment]
     if init == "random":
-        logger.info("init=random: %s keeps its own initialisation, no weights loaded (from-scratch baseline)", type(network).__name__)
+        logger.info(
+            "init=random: %s keeps its own initialisation, no weights loaded (from-scratch baseline)",
+            type(network).__name__,
+        )
         return network
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(_absent_message(path, source))
@@ -245,9 +272,11 @@ def load_weights(
     prefix = PRETRAINED_PREFIXES.get(source, "")
     state = dict(_extract_state_dict(safe_load(path, map_location), key))
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not state:
-            raise CheckpointMismatchError(f"checkpoint '{path}' has no keys starting with '{prefix}'; it is not a pre-training checkpoint (the pretrain bundle's models/model.pt).")
+            raise CheckpointMismatchError(
+                f"checkpoint '{path}' has no keys starting with '{prefix}'; it is not a pre-training checkpoint (the pretrain bundle's models/model.pt)."
+            )
     hint = getattr(target, "checkpoint_mismatch_hint", None)
     message = hint(state) if callable(hint) else None
     if message:
@@ -278,11 +307,21 @@ def load_weights(
     if prefix:
         logger.info(
             "pre-trained %s encoder from %s: %d keys loaded, %d missing, %d unexpected (unused: %s)",
-            source, path, len(report["loaded"]), len(report["missing"]), len(report["unexpected"]),
+            source,
+            path,
+            len(report["loaded"]),
+            len(report["missing"]),
+            len(report["unexpected"]),
             sorted({k.split(".")[0] for k in report["unexpected"]}),
         )
     else:
-        logger.info("loaded %d tensors from %s into %s (%d missing, %d unexpected)", len(report["loaded"]), path,
-                    type(network).__name__, len(report["missing"]), len(report["unexpected"]))
+        logger.info(
+            "loaded %d tensors from %s into %s (%d missing, %d unexpected)",
+            len(report["loaded"]),
+            path,
+            type(network).__name__,
+            len(report["missing"]),
+            len(report["unexpected"]),
+        )
     network.load_report = report  # type: ignore[assignment]
     return network

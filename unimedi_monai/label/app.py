@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -34,7 +35,9 @@ def resolve_bundles(app_dir: str, conf: Mapping[str, str]) -> dict[str, str]:
     """
     names = [n.strip() for n in str(conf.get("models") or "").split(",") if n.strip()]
     if not names:
-        raise ValueError("pass the bundles to serve with --conf models <name>[,<name>...], e.g. --conf models bcv_segmentation")
+        raise ValueError(
+            "pass the bundles to serve with --conf models <name>[,<name>...], e.g. --conf models bcv_segmentation"
+        )
     roots = [Path(app_dir) / "model"]
     if conf.get("bundles_dir"):
         bundles_dir = Path(str(conf["bundles_dir"])).expanduser()
@@ -45,7 +48,9 @@ def resolve_bundles(app_dir: str, conf: Mapping[str, str]) -> dict[str, str]:
     for name in names:
         path = next((r / name for r in roots if (r / name / "configs" / "metadata.json").is_file()), None)
         if path is None:
-            raise ValueError(f"--conf models: bundle '{name}' not found in {[str(r) for r in roots]}; pass --conf bundles_dir DIR.")
+            raise ValueError(
+                f"--conf models: bundle '{name}' not found in {[str(r) for r in roots]}; pass --conf bundles_dir DIR."
+            )
         found[name] = str(path)
     return found
 
@@ -94,9 +99,9 @@ class UniMedILabelApp(MONAILabelApp):
         for key, value in self.conf.items():
             if key.startswith(f"{name}."):
                 try:
-                    out[key[len(name) + 1:]] = ast.literal_eval(value)
+                    out[key[len(name) + 1 :]] = ast.literal_eval(value)
                 except (ValueError, SyntaxError):
-                    out[key[len(name) + 1:]] = value
+                    out[key[len(name) + 1 :]] = value
         return out
 
     def init_infers(self) -> dict[str, InferTask]:
@@ -108,7 +113,9 @@ class UniMedILabelApp(MONAILabelApp):
             else:
                 task = UniMedIBundleInferTask(path, self.conf, overrides=overrides)
             if not task.is_valid():
-                raise ValueError(f"bundle '{name}' ({path}) cannot be served: it needs configs/inference.yaml and models/model.pt (or model.ts).")
+                raise ValueError(
+                    f"bundle '{name}' ({path}) cannot be served: it needs configs/inference.yaml and models/model.pt (or model.ts)."
+                )
             logger.info("+++ Adding Inferer:: %s => %s", name, path)
             infers[name] = task
         return infers

@@ -13,8 +13,9 @@ import copy
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,9 @@ def inference_config(bundle_path: str | os.PathLike) -> Path:
         path = Path(bundle_path) / "configs" / name
         if path.is_file():
             return path
-    raise FileNotFoundError(f"bundle {bundle_path} has no configs/inference.yaml or configs/inference.json; MONAI Label serves inference configs only.")
+    raise FileNotFoundError(
+        f"bundle {bundle_path} has no configs/inference.yaml or configs/inference.json; MONAI Label serves inference configs only."
+    )
 
 
 class UniMedIBundleInferTask(BundleInferTask):
@@ -70,7 +73,9 @@ class UniMedIBundleInferTask(BundleInferTask):
         kwargs: other ``BundleInferTask`` arguments.
     """
 
-    def __init__(self, path: str, conf: Mapping[str, str], overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, path: str, conf: Mapping[str, str], overrides: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         self._overrides = dict(overrides or {})
         super().__init__(path, dict(conf), **kwargs)
 
@@ -139,7 +144,9 @@ def selected_slices_label_map(image_path: str, selected: Sequence[int], slice_ax
     axis = 2 - int(slice_axis)
     for s in selected:
         if not 0 <= int(s) < size[slice_axis]:
-            raise ValueError(f"selected slice {s} is outside {image_path}'s {size[slice_axis]} slices along axis {slice_axis}.")
+            raise ValueError(
+                f"selected slice {s} is outside {image_path}'s {size[slice_axis]} slices along axis {slice_axis}."
+            )
         index = [slice(None)] * 3
         index[axis] = int(s)
         mask[tuple(index)] = 1
@@ -168,7 +175,9 @@ class SliceSelectionInferTask(InferTask):
         label_file, result = task({"image": "/data/ct.nii.gz"})   # result["top_k"]: selected slices
     """
 
-    def __init__(self, path: str, conf: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str, conf: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> None:
         self.bundle_path = str(path)
         self.config_path = inference_config(path)
         metadata = read_metadata(path)

@@ -32,8 +32,12 @@ def mask_2d_for_label_writer(pred: Any) -> np.ndarray:
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
-        raise ValueError(f"a 2D infer task returns one (H, W) class-id channel; got a prediction of shape {array.shape}.")
+        raise ValueError(
+            f"a 2D infer task returns one (H, W) class-id channel; got a prediction of shape {array.shape}."
+        )
     if array.size and (array.min() < 0 or not np.array_equal(array, np.round(array))):
-        raise ValueError("a 2D infer task returns class ids (whole numbers >= 0); the bundle's postprocessing must end with argmax.")
+        raise ValueError(
+            "a 2D infer task returns class ids (whole numbers >= 0); the bundle's postprocessing must end with argmax."
+        )
     dtype = np.uint8 if not array.size or array.max() < 256 else np.uint16
     return np.ascontiguousarray(array.T.astype(dtype))

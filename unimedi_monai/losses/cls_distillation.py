@@ -109,7 +109,11 @@ class ClsDistillationLoss(nn.Module):
         return F.softmax((teacher_logits.detach().float() - self.center[group]) / self.teacher_temperature, dim=-1)
 
     def record_diagnostics(
-        self, student_logits: torch.Tensor, targets: torch.Tensor, group: torch.Tensor, names: tuple[str, ...] | None = None
+        self,
+        student_logits: torch.Tensor,
+        targets: torch.Tensor,
+        group: torch.Tensor,
+        names: tuple[str, ...] | None = None,
     ) -> None:
         """Fill :attr:`last_diagnostics`: overall ``entropy`` / ``kl`` / ``distinct`` and, per group
         ``g`` (named by ``names[g]``), ``entropy_<name>`` and ``distinct_<name>``; plus ``log_k``."""
@@ -165,4 +169,6 @@ class ClsDistillationLoss(nn.Module):
         present = stats[:, k] > 0
         if bool(present.any()):
             batch_center = stats[present, :k] / stats[present, k:]
-            self.center[present] = self.center[present] * self.center_momentum + batch_center * (1.0 - self.center_momentum)
+            self.center[present] = self.center[present] * self.center_momentum + batch_center * (
+                1.0 - self.center_momentum
+            )

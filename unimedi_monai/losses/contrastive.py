@@ -57,7 +57,9 @@ class ContrastiveLoss(nn.Module):
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """Loss for ``(B, D)`` L2-normalised image and text embeddings, row i paired with row i."""
         if image_emb.shape != text_emb.shape:
-            raise ValueError(f"image and text embeddings must have the same shape, got {tuple(image_emb.shape)} and {tuple(text_emb.shape)}.")
+            raise ValueError(
+                f"image and text embeddings must have the same shape, got {tuple(image_emb.shape)} and {tuple(text_emb.shape)}."
+            )
         scale = self.logit_scale.clamp(self.min_log, self.max_log).exp()
         all_images, offset = all_gather_with_grad(image_emb)
         all_texts, _ = all_gather_with_grad(text_emb)

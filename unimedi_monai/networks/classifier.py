@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ class UniMedIClassifier(nn.Module):
         """Width of the feature the head reads (the backbone's hidden size)."""
         return self.encoder.hidden_size
 
-    def train(self, mode: bool = True) -> "UniMedIClassifier":
+    def train(self, mode: bool = True) -> UniMedIClassifier:
         super().train(mode)
         if self.freeze_encoder:
             self.encoder.eval()
@@ -103,7 +104,9 @@ class UniMedIClassifier(nn.Module):
         elif images.ndim == 5:
             tokens = self.encoder.embed_volume(images)
         else:
-            raise ValueError(f"UniMedIClassifier expects (B,1,H,W) X-rays or (B,1,H,W,D) CTs, got shape {tuple(images.shape)}.")
+            raise ValueError(
+                f"UniMedIClassifier expects (B,1,H,W) X-rays or (B,1,H,W,D) CTs, got shape {tuple(images.shape)}."
+            )
         out = self.encoder(tokens)
         return out["cls"] if self.pool == "cls" else out["patches"].mean(dim=1)
 

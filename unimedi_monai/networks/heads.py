@@ -24,7 +24,9 @@ class ProjectionHead(nn.Module):
         if hidden_dim is None:
             self.net: nn.Module = nn.Linear(in_dim, embed_dim, bias=False)
         else:
-            self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, embed_dim, bias=False))
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, embed_dim, bias=False)
+            )
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=in_dim**-0.5)
@@ -58,7 +60,13 @@ class DistillationHead(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, num_layers: int = 3, use_bn: bool = False
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        num_layers: int = 3,
+        use_bn: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:

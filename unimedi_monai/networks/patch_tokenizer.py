@@ -26,7 +26,7 @@ Tokens are flattened in the grid's row-major order: for a 3D grid (h, w, d) the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

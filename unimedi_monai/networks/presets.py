@@ -18,8 +18,9 @@ Presets:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["BackboneConfig", "BACKBONE_PRESETS", "preset_of_state_dict", "resolve_backbone_config"]
 

@@ -11,7 +11,8 @@ logits. The number of stages follows the patch size (``log2(16) = 4``).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.networks.blocks import Convolution, UnetOutBlock, UpSample
@@ -74,11 +75,15 @@ class UniMedISETRPUP(nn.Module):
             raise ValueError(f"UniMedI's 2D tokenizer takes one X-ray channel, got in_channels={in_channels}.")
         patch = int(patch_size)
         if patch < 2 or patch & (patch - 1):
-            raise ValueError(f"patch_size must be a power of two (one x2 decoder stage per doubling), got {patch_size}.")
+            raise ValueError(
+                f"patch_size must be a power of two (one x2 decoder stage per doubling), got {patch_size}."
+            )
         if int(decoder_channels) < 1:
             raise ValueError(f"decoder_channels must be a positive integer, got {decoder_channels}.")
         backbone_module = SharedBackbone(backbone)
-        tokenizer = PatchTokenizer(2, img_size, patch, backbone_module.hidden_size, stem=backbone_module.config.patch_stem)
+        tokenizer = PatchTokenizer(
+            2, img_size, patch, backbone_module.hidden_size, stem=backbone_module.config.patch_stem
+        )
         # attribute names of UnifiedVisionEncoder: the checkpoint's encoder.* keys load as they are
         self.encoder = nn.ModuleDict({"tokenizer_2d": tokenizer, "backbone": backbone_module})
         self.out_channels = int(out_channels)
@@ -106,7 +111,7 @@ class UniMedISETRPUP(nn.Module):
         """The backbone configuration."""
         return self.encoder["backbone"].config
 
-    def train(self, mode: bool = True) -> "UniMedISETRPUP":
+    def train(self, mode: bool = True) -> UniMedISETRPUP:
         super().train(mode)
         if self.freeze_encoder:
             self.encoder.eval()

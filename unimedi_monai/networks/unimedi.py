@@ -54,7 +54,8 @@ Why these choices (DINO / iBOT / A-CLIP practice):
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -62,11 +63,11 @@ from torch import nn
 from unimedi_monai.losses.cls_distillation import ClsDistillationLoss
 from unimedi_monai.losses.contrastive import ContrastiveLoss
 from unimedi_monai.losses.patch_distillation import PatchDistillationLoss
+from unimedi_monai.networks.attention_selection import attention_guided_mask, slice_scores, top_k_slices
 from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.text_encoder import ReportEncoder
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
-from unimedi_monai.networks.attention_selection import attention_guided_mask, slice_scores, top_k_slices
 
 __all__ = ["UniMedI", "ICL_GROUPS", "PCL_GROUPS"]
 
@@ -187,16 +188,26 @@ class UniMedI(nn.Module):
         self.text_encoder = text_encoder
         self.image_projection = ProjectionHead(cfg.hidden_size, cfg.embed_dim, projection_hidden_dim)
         self.text_projection = ProjectionHead(text_encoder.hidden_size, cfg.embed_dim, projection_hidden_dim)
-        self.head = DistillationHead(cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim, use_bn=head_batch_norm)
+        self.head = DistillationHead(
+            cfg.hidden_size, cfg.head_out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim, use_bn=head_batch_norm
+        )
         self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)})
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         self.contrastive_loss = ContrastiveLoss(init_temperature, min_temperature, learnable=learn_temperature)
         self.icl_loss = ClsDistillationLoss(
-            cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum, len(ICL_GROUPS) if center_per_group else 1
+            cfg.head_out_dim,
+            student_temperature,
+            teacher_temperature,
+            center_momentum,
+            len(ICL_GROUPS) if center_per_group else 1,
         )
         self.pcl_loss = PatchDistillationLoss(
-            cfg.head_out_dim, student_temperature, teacher_temperature, center_momentum, len(PCL_GROUPS) if center_per_group else 1
+            cfg.head_out_dim,
+            student_temperature,
+            teacher_temperature,
+            center_momentum,
+            len(PCL_GROUPS) if center_per_group else 1,
         )
         self.center_per_group = bool(center_per_group)
         self.slice_selection = slice_selection
@@ -211,7 +222,7 @@ class UniMedI(nn.Module):
         self.pcl_weight = float(pcl_weight)
 
     # ------------------------------------------------------------------ teacher
-    def train(self, mode: bool = True) -> "UniMedI":
+    def train(self, mode: bool = True) -> UniMedI:
         """Train / eval mode; the teacher stays in eval mode, but in training its BatchNorm layers
         normalise with batch statistics (without updating its running statistics, which
         :meth:`update_teacher` copies from the student), so teacher and student normalise alike."""
@@ -315,7 +326,10 @@ class UniMedI(nn.Module):
         if n3d is None or n3d >= attention.shape[1]:
             return attention_guided_mask(attention, self.mask_ratio)
         return torch.cat(
-            [attention_guided_mask(attention[:, :n3d], self.mask_ratio), attention_guided_mask(attention[:, n3d:], self.mask_ratio)],
+            [
+                attention_guided_mask(attention[:, :n3d], self.mask_ratio),
+                attention_guided_mask(attention[:, n3d:], self.mask_ratio),
+            ],
             dim=1,
         )
 
@@ -369,7 +383,9 @@ class UniMedI(nn.Module):
             if images is None or images.shape[0] == 0:
                 continue
             if reports is None or len(reports) != images.shape[0]:
-                raise ValueError(f"{name}: {images.shape[0]} images but {0 if reports is None else len(reports)} reports.")
+                raise ValueError(
+                    f"{name}: {images.shape[0]} images but {0 if reports is None else len(reports)} reports."
+                )
             groups.append((self._group(images, is_ct), reports))
         if not groups:
             raise ValueError("UniMedI.forward needs X-rays or CT volumes (both were empty).")
@@ -383,10 +399,22 @@ class UniMedI(nn.Module):
 
         device = student_cls.device
         icl_group = torch.cat(
-            [torch.full((g["student"]["cls"].shape[0],), int(g["is_ct"]) if self.center_per_group else 0, dtype=torch.long, device=device) for g, _ in groups]
+            [
+                torch.full(
+                    (g["student"]["cls"].shape[0],),
+                    int(g["is_ct"]) if self.center_per_group else 0,
+                    dtype=torch.long,
+                    device=device,
+                )
+                for g, _ in groups
+            ]
         )
-        loss_icl = self.icl_loss(_by_group(self.head, student_cls, icl_group), _by_group(self.teacher["head"], teacher_cls, icl_group).detach(), icl_group,
-                                 ICL_GROUPS if self.center_per_group else ("all",))
+        loss_icl = self.icl_loss(
+            _by_group(self.head, student_cls, icl_group),
+            _by_group(self.teacher["head"], teacher_cls, icl_group).detach(),
+            icl_group,
+            ICL_GROUPS if self.center_per_group else ("all",),
+        )
 
         s_masked, t_masked, sample_idx, token_group = [], [], [], []
         offset = 0
@@ -401,21 +429,29 @@ class UniMedI(nn.Module):
             kinds = torch.zeros(mask.shape[1], dtype=torch.long, device=mask.device)
             if g["is_ct"]:
                 kinds[: g["n3d"]] = PCL_GROUPS.index("ct3d")
-                kinds[g["n3d"]:] = PCL_GROUPS.index("ct2d")
+                kinds[g["n3d"] :] = PCL_GROUPS.index("ct2d")
                 mask_ratios["mask_ratio_ct3d"] = float(mask[:, : g["n3d"]].float().mean())
                 if mask.shape[1] > g["n3d"]:
-                    mask_ratios["mask_ratio_ct2d"] = float(mask[:, g["n3d"]:].float().mean())
+                    mask_ratios["mask_ratio_ct2d"] = float(mask[:, g["n3d"] :].float().mean())
             else:
                 mask_ratios["mask_ratio_xray"] = float(mask.float().mean())
-            token_group.append(kinds.unsqueeze(0).expand_as(mask)[mask] if self.center_per_group else torch.zeros_like(rows))
+            token_group.append(
+                kinds.unsqueeze(0).expand_as(mask)[mask] if self.center_per_group else torch.zeros_like(rows)
+            )
             offset += mask.shape[0]
             masked_tokens += int(mask.sum())
             total_tokens += mask.numel()
         token_group_all = torch.cat(token_group)
         with torch.no_grad():
             teacher_patch_logits = _by_group(self.teacher["head"], torch.cat(t_masked), token_group_all)
-        loss_pcl = self.pcl_loss(_by_group(self.head, torch.cat(s_masked), token_group_all), teacher_patch_logits, torch.cat(sample_idx), offset,
-                                 token_group_all, PCL_GROUPS if self.center_per_group else ("all",))
+        loss_pcl = self.pcl_loss(
+            _by_group(self.head, torch.cat(s_masked), token_group_all),
+            teacher_patch_logits,
+            torch.cat(sample_idx),
+            offset,
+            token_group_all,
+            PCL_GROUPS if self.center_per_group else ("all",),
+        )
 
         loss = loss_vl + self.icl_weight * loss_icl + self.pcl_weight * loss_pcl
         ct_group = next((g for g, _ in groups if g["selected"] is not None), None)
@@ -435,7 +471,9 @@ class UniMedI(nn.Module):
         }
 
     @torch.no_grad()
-    def _diagnostics(self, groups: Sequence[tuple[dict[str, Any], Sequence[str]]], ct_group: dict[str, Any] | None) -> dict[str, float]:
+    def _diagnostics(
+        self, groups: Sequence[tuple[dict[str, Any], Sequence[str]]], ct_group: dict[str, Any] | None
+    ) -> dict[str, float]:
         """Detached health figures of the step, from tensors the step computed anyway.
 
         ``icl_*`` / ``pcl_*``: the distillation losses' :attr:`~ClsDistillationLoss.last_diagnostics`
@@ -455,7 +493,9 @@ class UniMedI(nn.Module):
             n = cls.shape[0]
             if n > 1:
                 sim = cls @ cls.t()
-                out[f"teacher_cls_cos_{'ct' if g['is_ct'] else 'xray'}"] = float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+                out[f"teacher_cls_cos_{'ct' if g['is_ct'] else 'xray'}"] = float(
+                    (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+                )
         if ct_group is not None:
             pos = ct_group["selected"].float()
             out["slice_pos_mean"] = float(pos.mean())
@@ -499,7 +539,11 @@ class UniMedI(nn.Module):
             if with_slices and slice_indices is not None:
                 selected = slice_indices
             elif with_slices:
-                selected = self.uniform_slices(images) if self.slice_selection == "uniform" else self._teacher_select(images, self.slice_top_k)[0]
+                selected = (
+                    self.uniform_slices(images)
+                    if self.slice_selection == "uniform"
+                    else self._teacher_select(images, self.slice_top_k)[0]
+                )
             tokens = self.encoder.embed_ct(images, selected)
         else:
             raise ValueError(f"encode_image expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(images.shape)}.")

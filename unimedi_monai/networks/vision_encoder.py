@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from unimedi_monai.networks.attention_selection import gather_slices
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
-from unimedi_monai.networks.attention_selection import gather_slices
 
 __all__ = ["UnifiedVisionEncoder"]
 
@@ -61,7 +62,9 @@ class UnifiedVisionEncoder(nn.Module):
             raise ValueError(f"CT volumes must be (B, 1, H, W, D), got shape {tuple(volumes.shape)}.")
         return self.tokenizer_3d(volumes, mask, self.mask_token if mask is not None else None)
 
-    def embed_slices(self, volumes: torch.Tensor, slice_indices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_slices(
+        self, volumes: torch.Tensor, slice_indices: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Tokens ``(B, k * N2d, hidden)`` of the slices ``slice_indices`` ``(B, k)`` through the 2D tokenizer."""
         b, k = slice_indices.shape
         slices = gather_slices(volumes, slice_indices)

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """Command line: pack bundles for the model zoo, check their metadata, keep versions in line with the lock.
 
-    python -m unimedi_monai.packaging pack bundles/pretrain --out dist/ [--url_template URL] [--max_size_mb 25]
-    python -m unimedi_monai.packaging pack_all --out dist/ [--bundles_dir bundles]   # every bundle folder
-    python -m unimedi_monai.packaging check bundles/pretrain [--lock constraints/lock.txt]
-    python -m unimedi_monai.packaging sync_versions --lock constraints/lock.txt [--bundles_dir bundles]
-    python -m unimedi_monai.packaging check_env --lock constraints/lock.txt       # installed == lock
-    python -m unimedi_monai.packaging schema        # path of the metadata schema, for verify_metadata --filepath
+python -m unimedi_monai.packaging pack bundles/pretrain --out dist/ [--url_template URL] [--max_size_mb 25]
+python -m unimedi_monai.packaging pack_all --out dist/ [--bundles_dir bundles]   # every bundle folder
+python -m unimedi_monai.packaging check bundles/pretrain [--lock constraints/lock.txt]
+python -m unimedi_monai.packaging sync_versions --lock constraints/lock.txt [--bundles_dir bundles]
+python -m unimedi_monai.packaging check_env --lock constraints/lock.txt       # installed == lock
+python -m unimedi_monai.packaging schema        # path of the metadata schema, for verify_metadata --filepath
 """
 
 from __future__ import annotations
@@ -25,15 +25,25 @@ from unimedi_monai.packaging.metadata import (
 from unimedi_monai.packaging.pack import MAX_FILE_SIZE, pack_bundle
 
 
-def pack(bundle: str, out: str = "dist", url_template: str | None = None, max_size_mb: float = MAX_FILE_SIZE / 2**20) -> None:
+def pack(
+    bundle: str, out: str = "dist", url_template: str | None = None, max_size_mb: float = MAX_FILE_SIZE / 2**20
+) -> None:
     """Pack one bundle folder and print the zip's path (and the large files to upload)."""
     result = pack_bundle(bundle, out, url_template=url_template, max_file_size=int(max_size_mb * 2**20))
-    print(f"{result.zip_path}: {len(result.files)} files" + (f", {len(result.large_files)} in large_files.yml" if result.large_files else ""))
+    print(
+        f"{result.zip_path}: {len(result.files)} files"
+        + (f", {len(result.large_files)} in large_files.yml" if result.large_files else "")
+    )
     for entry in result.large_files:
         print(f"  upload {bundle}/{entry['path']} to {entry['url']} ({entry['hash_type']} {entry['hash_val']})")
 
 
-def pack_all(out: str = "dist", bundles_dir: str = "bundles", url_template: str | None = None, max_size_mb: float = MAX_FILE_SIZE / 2**20) -> None:
+def pack_all(
+    out: str = "dist",
+    bundles_dir: str = "bundles",
+    url_template: str | None = None,
+    max_size_mb: float = MAX_FILE_SIZE / 2**20,
+) -> None:
     """Pack every bundle folder of ``bundles_dir`` (a folder holding ``<name>/configs/metadata.json``)."""
     for bundle in find_bundles(bundles_dir):
         pack(str(bundle), out, url_template, max_size_mb)
@@ -69,7 +79,10 @@ def check_env(lock: str) -> None:
     installed = {canonical_name(d.metadata["Name"]) for d in importlib_metadata.distributions() if d.metadata["Name"]}
     extra = sorted(installed - set(locked) - {"unimedi-monai"})
     if extra:
-        print(f"warning: installed but not in {lock}: {', '.join(extra)} (a CUDA torch brings its own; otherwise start from a new venv)", file=sys.stderr)
+        print(
+            f"warning: installed but not in {lock}: {', '.join(extra)} (a CUDA torch brings its own; otherwise start from a new venv)",
+            file=sys.stderr,
+        )
     if wrong:
         raise ValueError(f"the environment differs from {lock}: {'; '.join(wrong)}")
     print(f"environment matches {lock} ({len(locked)} packages)")
@@ -83,7 +96,14 @@ def schema() -> None:
 def main(argv: list[str] | None = None) -> None:
     import fire
 
-    commands = {"pack": pack, "pack_all": pack_all, "check": check, "sync_versions": sync_versions, "check_env": check_env, "schema": schema}
+    commands = {
+        "pack": pack,
+        "pack_all": pack_all,
+        "check": check,
+        "sync_versions": sync_versions,
+        "check_env": check_env,
+        "schema": schema,
+    }
     try:
         fire.Fire(commands, command=argv, name="python -m unimedi_monai.packaging")
     except (ValueError, FileNotFoundError) as err:

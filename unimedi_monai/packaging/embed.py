@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.data.inputs import CT_SUFFIXES, XRAY_SUFFIXES, infer_modality, list_inputs
+from unimedi_monai.io.atomic_io import write_json_atomic
 
 __all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "infer_modality", "list_images", "embed_images"]
+
 
 def list_images(datalist: Any = None, dataset_dir: str | os.PathLike | None = None) -> list[dict[str, str]]:
     """``[{"image": path, "modality": "xray" | "ct"}]`` for the inputs named by the config keys ``datalist`` / ``dataset_dir``.
@@ -25,7 +27,9 @@ def list_images(datalist: Any = None, dataset_dir: str | os.PathLike | None = No
     Raises:
         ValueError: neither key is set, the folder holds no image, or a ``datalist`` entry is neither an X-ray nor a CT.
     """
-    return [{"image": path, "modality": infer_modality(path)} for path in list_inputs(datalist, dataset_dir, modality="any")]
+    return [
+        {"image": path, "modality": infer_modality(path)} for path in list_inputs(datalist, dataset_dir, modality="any")
+    ]
 
 
 @torch.no_grad()

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from unimedi_monai.networks.attention_selection import slice_scores, top_k_slices
 from unimedi_monai.networks.heads import ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
-from unimedi_monai.networks.attention_selection import slice_scores, top_k_slices
 
 __all__ = ["ImageEmbeddingNetwork"]
 

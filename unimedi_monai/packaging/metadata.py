@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from unimedi_monai.json_files import read_json_object
 
@@ -62,18 +63,24 @@ def find_bundles(bundles_dir: str | os.PathLike) -> list[Path]:
 def read_metadata(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     """``configs/metadata.json`` of a bundle, with a one-line error naming the file when it is missing or invalid."""
     path = Path(bundle_dir) / "configs" / "metadata.json"
-    return read_json_object(path, "bundle metadata", missing=f"{path} does not exist; a bundle needs configs/metadata.json.")
+    return read_json_object(
+        path, "bundle metadata", missing=f"{path} does not exist; a bundle needs configs/metadata.json."
+    )
 
 
 def bundle_name(bundle_dir: str | os.PathLike) -> str:
     """The bundle's model-zoo name: ``name`` in its metadata, else the folder name."""
     name = read_metadata(bundle_dir).get("name") or Path(bundle_dir).name
     if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)):
-        raise ValueError(f"{Path(bundle_dir) / 'configs' / 'metadata.json'}: 'name' {name!r} must use letters, digits and '_' only.")
+        raise ValueError(
+            f"{Path(bundle_dir) / 'configs' / 'metadata.json'}: 'name' {name!r} must use letters, digits and '_' only."
+        )
     return str(name)
 
 
-def validate_metadata(metadata: Mapping[str, Any], schema_path: str | os.PathLike = META_SCHEMA, source: str = "metadata") -> None:
+def validate_metadata(
+    metadata: Mapping[str, Any], schema_path: str | os.PathLike = META_SCHEMA, source: str = "metadata"
+) -> None:
     """Validate ``metadata`` against the JSON schema shipped in the package (:data:`META_SCHEMA`).
 
     Raises:
@@ -83,7 +90,9 @@ def validate_metadata(metadata: Mapping[str, Any], schema_path: str | os.PathLik
 
     schema = json.loads(Path(schema_path).read_text(encoding="utf-8"))
     validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(dict(metadata)), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(dict(metadata)), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         err = errors[0]
         where = "#".join(str(p) for p in err.absolute_path) or "(top level)"
@@ -126,12 +135,19 @@ def read_lock(lock_file: str | os.PathLike) -> dict[str, str]:
 
 def declared_versions(metadata: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """``(metadata key, package, version)`` for every version a bundle's metadata declares."""
-    pairs = [(key, pkg, str(metadata[key])) for key, pkg in _TOP_LEVEL_PACKAGES.items() if metadata.get(key) is not None]
-    pairs += [(f"required_packages_version#{pkg}", pkg, str(ver)) for pkg, ver in dict(metadata.get("required_packages_version") or {}).items()]
+    pairs = [
+        (key, pkg, str(metadata[key])) for key, pkg in _TOP_LEVEL_PACKAGES.items() if metadata.get(key) is not None
+    ]
+    pairs += [
+        (f"required_packages_version#{pkg}", pkg, str(ver))
+        for pkg, ver in dict(metadata.get("required_packages_version") or {}).items()
+    ]
     return pairs
 
 
-def version_mismatches(metadata: Mapping[str, Any], versions: Mapping[str, str] | None = None, source: str = "installed") -> list[str]:
+def version_mismatches(
+    metadata: Mapping[str, Any], versions: Mapping[str, str] | None = None, source: str = "installed"
+) -> list[str]:
     """Declared versions (``monai_version``, ``pytorch_version``, ``numpy_version``, ``required_packages_version``) that differ.
 
     Args:
@@ -146,7 +162,11 @@ def version_mismatches(metadata: Mapping[str, Any], versions: Mapping[str, str] 
     wanted = None if versions is None else {canonical_name(k): str(v).split("+")[0] for k, v in versions.items()}
     problems = []
     for key, pkg, declared in declared_versions(metadata):
-        found = installed_version(pkg) if wanted is None or canonical_name(pkg) == _PROJECT else wanted.get(canonical_name(pkg))
+        found = (
+            installed_version(pkg)
+            if wanted is None or canonical_name(pkg) == _PROJECT
+            else wanted.get(canonical_name(pkg))
+        )
         label = "installed" if wanted is None or canonical_name(pkg) == _PROJECT else source
         if found is None:
             problems.append(f"{key}: metadata {declared}, but {pkg} is not {label}")
@@ -174,7 +194,8 @@ def warn_version_mismatches(bundle_dir: str | os.PathLike) -> list[str]:
         logger.warning(
             "%s: running with package versions other than the tested ones (%s); results may differ. "
             "The tested set is the repository's constraints/lock.txt (bash scripts/setup_env.sh installs it).",
-            Path(bundle_dir) / "configs" / "metadata.json", "; ".join(problems),
+            Path(bundle_dir) / "configs" / "metadata.json",
+            "; ".join(problems),
         )
     return problems
 
@@ -215,7 +236,7 @@ def sync_metadata_versions(bundle_dir: str | os.PathLike, versions: Mapping[str,
             block = re.search(r'"required_packages_version"\s*:\s*\{[^}]*\}', text)
             assert block is not None
             inner = pattern.sub(rf'\g<1>"{new}"', block.group(0), count=1)
-            text = text[: block.start()] + inner + text[block.end():]
+            text = text[: block.start()] + inner + text[block.end() :]
         else:
             text = pattern.sub(rf'\g<1>"{new}"', text, count=1)
         changes.append(f"{pkg} {declared} -> {new}")
@@ -231,11 +252,16 @@ def sync_metadata_versions(bundle_dir: str | os.PathLike, versions: Mapping[str,
     text = re.sub(r'("version"\s*:\s*)"[^"]*"', rf'\g<1>"{new_version}"', text, count=1)
     text = re.sub(
         r'("changelog"\s*:\s*\{)(\s*)',
-        lambda m: f"{m.group(1)}{m.group(2)}{json.dumps(new_version)}: {json.dumps(data['changelog'][new_version])},{m.group(2)}",
-        text, count=1,
+        lambda m: (
+            f"{m.group(1)}{m.group(2)}{json.dumps(new_version)}: {json.dumps(data['changelog'][new_version])},{m.group(2)}"
+        ),
+        text,
+        count=1,
     )
     if json.loads(text) != data:  # the line edits must give exactly the intended metadata
-        raise RuntimeError(f"{path}: could not update the versions in place; edit the file by hand ({'; '.join(changes)}).")
+        raise RuntimeError(
+            f"{path}: could not update the versions in place; edit the file by hand ({'; '.join(changes)})."
+        )
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return changes
@@ -267,7 +293,9 @@ def check_metadata(
     validate_metadata(metadata, schema_path, source=str(path))
     version = metadata["version"]
     if version not in metadata["changelog"]:
-        raise ValueError(f"{path}: key changelog has no entry for the current version {version!r}; add one saying what changed.")
+        raise ValueError(
+            f"{path}: key changelog has no entry for the current version {version!r}; add one saying what changed."
+        )
     if check_versions:
         problems = version_mismatches(metadata, versions, source="locked")
         if problems:

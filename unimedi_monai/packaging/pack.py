@@ -7,9 +7,9 @@ import fnmatch
 import hashlib
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
@@ -21,9 +21,22 @@ __all__ = ["MAX_FILE_SIZE", "EXCLUDED_PATTERNS", "PackResult", "file_hash", "pac
 MAX_FILE_SIZE = 25 * 1024 * 1024  # the model zoo's limit for files inside a bundle
 # runtime outputs and caches; training checkpoints (models/model.pt and models/model.ts are kept)
 EXCLUDED_PATTERNS: tuple[str, ...] = (
-    "eval/*", "logs/*", "runs/*", "cache/*", "demo_data/*", "dist/*",
-    "models/checkpoint_*", "models/*.tmp*", "*/__pycache__/*", "__pycache__/*", "*.pyc", ".*", "*/.*",
-    "large_files.yml", "large_files.yaml", "large_files.json",
+    "eval/*",
+    "logs/*",
+    "runs/*",
+    "cache/*",
+    "demo_data/*",
+    "dist/*",
+    "models/checkpoint_*",
+    "models/*.tmp*",
+    "*/__pycache__/*",
+    "__pycache__/*",
+    "*.pyc",
+    ".*",
+    "*/.*",
+    "large_files.yml",
+    "large_files.yaml",
+    "large_files.json",
 )
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed entry times: the same bundle gives the same zip
 

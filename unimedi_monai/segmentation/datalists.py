@@ -40,17 +40,30 @@ def amos_case_id(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _rows(data: dict, section: str, json_path: Path, base: Path, label_required: bool, outside: OutsideDatasetLog | None = None) -> list[dict[str, Any]]:
+def _rows(
+    data: dict,
+    section: str,
+    json_path: Path,
+    base: Path,
+    label_required: bool,
+    outside: OutsideDatasetLog | None = None,
+) -> list[dict[str, Any]]:
     if section not in data:
-        raise ValueError(f"{json_path}: no '{section}' list; found sections {sorted(data)} (add a '{section}' list of image/label entries).")
+        raise ValueError(
+            f"{json_path}: no '{section}' list; found sections {sorted(data)} (add a '{section}' list of image/label entries)."
+        )
     rows = data[section]
     if not isinstance(rows, list):
-        raise ValueError(f"{json_path}: '{section}' must be a list of {{'image': ..., 'label': ...}} entries, got {type(rows).__name__}.")
+        raise ValueError(
+            f"{json_path}: '{section}' must be a list of {{'image': ..., 'label': ...}} entries, got {type(rows).__name__}."
+        )
     items = []
     for i, row in enumerate(rows):
         keys = ("image", "label") if label_required else ("image",)
         if not isinstance(row, dict) or any(k not in row for k in keys):
-            raise ValueError(f"{json_path}: {section} entry {i} must have {' and '.join(repr(k) for k in keys)} keys, got {row!r}.")
+            raise ValueError(
+                f"{json_path}: {section} entry {i} must have {' and '.join(repr(k) for k in keys)} keys, got {row!r}."
+            )
         item = dict(row)
         for key in keys:
             value = row[key]
@@ -58,7 +71,9 @@ def _rows(data: dict, section: str, json_path: Path, base: Path, label_required:
                 raise ValueError(f"{json_path}: {section} entry {i} '{key}' must be a file path, got {value!r}.")
             path = Path(value) if os.path.isabs(value) else base / value
             if not path.exists():
-                raise FileNotFoundError(f"{json_path}: {section} entry {i} '{key}' file '{path}' does not exist; fix the path or remove the entry.")
+                raise FileNotFoundError(
+                    f"{json_path}: {section} entry {i} '{key}' file '{path}' does not exist; fix the path or remove the entry."
+                )
             item[key] = str(path.resolve())
             if outside is not None:
                 outside.check(path, f"{json_path}: {section} entry {i} '{key}'")
@@ -119,14 +134,23 @@ def load_segmentation_datalist(
         raise ValueError(f"unknown datalist layout {layout!r}; choose one of {sorted(DEFAULT_DATALISTS)}.")
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset_dir '{folder}' does not exist; set dataset_dir to your {layout.upper()} folder (or leave it null for the demo phantoms).")
+        raise FileNotFoundError(
+            f"dataset_dir '{folder}' does not exist; set dataset_dir to your {layout.upper()} folder (or leave it null for the demo phantoms)."
+        )
     json_path = Path(datalist) if datalist is not None else Path(DEFAULT_DATALISTS[layout])
     if not json_path.is_absolute():
         json_path = folder / json_path
     if not json_path.is_file():
-        raise FileNotFoundError(f"datalist '{json_path}' does not exist; the {layout.upper()} layout expects {DEFAULT_DATALISTS[layout]} in dataset_dir (or set the datalist key).")
+        raise FileNotFoundError(
+            f"datalist '{json_path}' does not exist; the {layout.upper()} layout expects {DEFAULT_DATALISTS[layout]} in dataset_dir (or set the datalist key)."
+        )
     data = read_json_object(json_path, "datalist", " with 'training' and 'validation' lists")
-    if layout == "amos" and "modality" in data and isinstance(data["modality"], dict) and "CT" not in data["modality"].values():
+    if (
+        layout == "amos"
+        and "modality" in data
+        and isinstance(data["modality"], dict)
+        and "CT" not in data["modality"].values()
+    ):
         logger.warning("%s: modality %s does not name CT; keeping cases by their ids", json_path, data["modality"])
     base = json_path.parent
     outside = OutsideDatasetLog(folder, json_path, allow_outside_dataset_dir)
@@ -136,13 +160,20 @@ def load_segmentation_datalist(
         out[section] = _ct_cases(items, json_path, section, max_ct_id) if layout == "amos" and ct_only else items
     for section, items in out.items():
         if not items:
-            raise ValueError(f"{json_path}: the '{section}' list has no {'CT ' if layout == 'amos' and ct_only else ''}cases.")
+            raise ValueError(
+                f"{json_path}: the '{section}' list has no {'CT ' if layout == 'amos' and ct_only else ''}cases."
+            )
     outside.summary()
     warn_duplicate_images(out, json_path)
     n_all = len(out["training"])
     out["training"] = select_fraction(out["training"], label_fraction, seed=seed)
     logger.info(
         "%s: %d of %d training cases (label fraction %.2f, seed %d), %d validation cases",
-        json_path, len(out["training"]), n_all, float(label_fraction), seed, len(out["validation"]),
+        json_path,
+        len(out["training"]),
+        n_all,
+        float(label_fraction),
+        seed,
+        len(out["validation"]),
     )
     return out

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from monai.config import PathLike
 from monai.data import NibabelWriter
 from monai.data.folder_layout import FolderLayoutBase
 
-from unimedi_monai.io.atomic_io import TMP_SUFFIX, describe_target, file_mode
 from unimedi_monai.data.inputs import list_inputs
+from unimedi_monai.io.atomic_io import TMP_SUFFIX, describe_target, file_mode
 
 __all__ = ["AtomicNibabelWriter", "MappedLayout", "inference_items", "inference_outputs"]
 
@@ -60,7 +61,9 @@ class MappedLayout(FolderLayoutBase):
     def filename(self, subject: PathLike = "", idx: Any = None, **kwargs: Any) -> PathLike:
         key = str(Path(os.fspath(subject)).resolve())
         if key not in self.files:
-            raise KeyError(f"no output file was planned for input '{subject}'; pass the same inputs to per_input_outputs.")
+            raise KeyError(
+                f"no output file was planned for input '{subject}'; pass the same inputs to per_input_outputs."
+            )
         return self.files[key]
 
 

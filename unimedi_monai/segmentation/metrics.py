@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -17,7 +18,15 @@ from monai.metrics import DiceMetric
 
 from unimedi_monai.io.atomic_io import write_json_atomic
 
-__all__ = ["nan_mean_per_organ", "mean_organ_dice", "per_organ_dice", "organ_dice_report", "OrganMeanDiceMetric", "MeanOrganDice", "OrganDiceWriter"]
+__all__ = [
+    "nan_mean_per_organ",
+    "mean_organ_dice",
+    "per_organ_dice",
+    "organ_dice_report",
+    "OrganMeanDiceMetric",
+    "MeanOrganDice",
+    "OrganDiceWriter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +63,15 @@ def per_organ_dice(engine: Engine, metric_name: str) -> torch.Tensor:
     if metric_name in details:
         return nan_mean_per_organ(details[metric_name])
     if metric_name not in engine.state.metrics:
-        raise KeyError(f"the evaluator has no metric '{metric_name}'; add a MeanDice(include_background=False, reduction='mean_batch') under that name to additional_metrics.")
+        raise KeyError(
+            f"the evaluator has no metric '{metric_name}'; add a MeanDice(include_background=False, reduction='mean_batch') under that name to additional_metrics."
+        )
     return torch.as_tensor(engine.state.metrics[metric_name], dtype=torch.float64)
 
 
-def organ_dice_report(per_organ: torch.Tensor | Sequence[float], organ_names: Sequence[str], **extra: Any) -> dict[str, Any]:
+def organ_dice_report(
+    per_organ: torch.Tensor | Sequence[float], organ_names: Sequence[str], **extra: Any
+) -> dict[str, Any]:
     """A JSON-ready Dice summary: ``{"mean_dice": m, "organ_dice": {name: dice or None}, **extra}``.
 
     Args:
@@ -75,7 +88,9 @@ def organ_dice_report(per_organ: torch.Tensor | Sequence[float], organ_names: Se
     """
     values = [float(v) for v in torch.as_tensor(per_organ, dtype=torch.float64).flatten().tolist()]
     if len(values) != len(organ_names):
-        raise ValueError(f"got {len(values)} per-organ Dice values for {len(organ_names)} organ names; check out_channels against the organ list.")
+        raise ValueError(
+            f"got {len(values)} per-organ Dice values for {len(organ_names)} organ names; check out_channels against the organ list."
+        )
     organ = {name: (None if math.isnan(v) else v) for name, v in zip(organ_names, values)}
     mean = mean_organ_dice(values)
     report: dict[str, Any] = {"mean_dice": None if math.isnan(mean) else mean, "organ_dice": organ}
@@ -98,7 +113,9 @@ class OrganMeanDiceMetric(DiceMetric):
     """
 
     def __init__(self, include_background: bool = False, num_classes: int | None = None) -> None:
-        super().__init__(include_background=include_background, reduction="none", ignore_empty=True, num_classes=num_classes)
+        super().__init__(
+            include_background=include_background, reduction="none", ignore_empty=True, num_classes=num_classes
+        )
 
     def aggregate(self, reduction: Any = None) -> torch.Tensor:  # type: ignore[override]
         """The mean organ Dice of the cases seen so far, a 0-d float64 tensor (NaN when no organ is in any reference)."""
@@ -132,7 +149,11 @@ class MeanOrganDice(IgniteMetricHandler):
         output_transform: Callable = lambda x: x,
         save_details: bool = True,
     ) -> None:
-        super().__init__(metric_fn=OrganMeanDiceMetric(include_background, num_classes), output_transform=output_transform, save_details=save_details)
+        super().__init__(
+            metric_fn=OrganMeanDiceMetric(include_background, num_classes),
+            output_transform=output_transform,
+            save_details=save_details,
+        )
 
 
 class OrganDiceWriter:
@@ -176,7 +197,10 @@ class OrganDiceWriter:
     def __call__(self, engine: Engine) -> None:
         extra = {"epoch": engine.state.epoch, **self.extra} if self.record_epoch else self.extra
         report = organ_dice_report(
-            per_organ_dice(engine, self.metric_name), self.organ_names, num_cases=len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None, **extra
+            per_organ_dice(engine, self.metric_name),
+            self.organ_names,
+            num_cases=len(engine.data_loader.dataset) if hasattr(engine.data_loader, "dataset") else None,
+            **extra,
         )
         write_json_atomic(report, self.path)
         self.last_report = report

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["BCV_ORGANS", "AMOS_ORGANS", "TOTALSEGMENTATOR_TO_BCV", "organ_names", "channel_def"]
 
@@ -44,7 +44,21 @@ AMOS_ORGANS: tuple[str, ...] = (
 )
 
 #: TotalSegmentator "total" task id -> BCV id (every other TotalSegmentator id is background).
-TOTALSEGMENTATOR_TO_BCV: dict[int, int] = {1: 1, 2: 2, 3: 3, 4: 4, 15: 5, 5: 6, 6: 7, 52: 8, 63: 9, 64: 10, 7: 11, 8: 12, 9: 13}
+TOTALSEGMENTATOR_TO_BCV: dict[int, int] = {
+    1: 1,
+    2: 2,
+    3: 3,
+    4: 4,
+    15: 5,
+    5: 6,
+    6: 7,
+    52: 8,
+    63: 9,
+    64: 10,
+    7: 11,
+    8: 12,
+    9: 13,
+}
 
 _TABLES: Mapping[str, tuple[str, ...]] = {"bcv": BCV_ORGANS, "amos": AMOS_ORGANS}
 

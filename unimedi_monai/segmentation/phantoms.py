@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.data.demo.cache import build_folder, stored_parameters
 from unimedi_monai.data.sources import resolve_data_folder
+from unimedi_monai.io.atomic_io import atomic_open, write_json_atomic
 from unimedi_monai.segmentation.datalists import DEFAULT_DATALISTS
 from unimedi_monai.segmentation.organs import channel_def, organ_names
 
@@ -101,8 +102,14 @@ def generate_organ_phantoms(
     if n_train < 1 or n_val < 1:
         raise ValueError(f"generate_organ_phantoms needs n_train >= 1 and n_val >= 1, got {n_train} and {n_val}.")
     out = Path(output_dir)
-    params = {"layout": layout, "n_train": int(n_train), "n_val": int(n_val), "shape": [int(s) for s in shape],
-              "spacing": [float(s) for s in spacing], "seed": int(seed)}
+    params = {
+        "layout": layout,
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "shape": [int(s) for s in shape],
+        "spacing": [float(s) for s in spacing],
+        "seed": int(seed),
+    }
     name = DEFAULT_DATALISTS[layout]
     json_path = out / name
     existing = _phantom_parameters(json_path)
@@ -126,7 +133,12 @@ def generate_organ_phantoms(
             image, label = _case(rng, len(names), params["shape"])
             _save_nifti(image, affine, tmp / image_name)
             _save_nifti(label, affine, tmp / label_name)
-            rows.append({"image": image_name if layout == "bcv" else f"./{image_name}", "label": label_name if layout == "bcv" else f"./{label_name}"})
+            rows.append(
+                {
+                    "image": image_name if layout == "bcv" else f"./{image_name}",
+                    "label": label_name if layout == "bcv" else f"./{label_name}",
+                }
+            )
         datalist: dict[str, Any] = {
             "description": "synthetic organ phantoms (unimedi_monai.segmentation.phantoms); not real anatomy",
             "training": rows[:n_train],

@@ -14,7 +14,8 @@ background voxels with ratio ``pos:neg``), ``RandFlipd`` along each axis and ``R
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,15 +35,14 @@ from monai.transforms import (
     Spacingd,
     SpatialPadd,
 )
-
 from monai.utils import convert_to_tensor
 
 from unimedi_monai.data.integrity import grid_mismatch
-from unimedi_monai.data.meta import source_filename
-from unimedi_monai.data.readers import SimpleITKReader
 from unimedi_monai.data.intensity_transforms import CheckFinited
+from unimedi_monai.data.meta import source_filename
 from unimedi_monai.data.pipeline_compose import PipelineCompose
 from unimedi_monai.data.read_image import ReadImaged
+from unimedi_monai.data.readers import SimpleITKReader
 
 __all__ = ["CheckLabelRanged", "CheckSameGridd", "RemapLabelsd", "segmentation_transforms"]
 
@@ -103,8 +103,10 @@ class CheckSameGridd(MapTransform):
         for key in keys[1:]:
             other = d[key]
             problem = grid_mismatch(
-                ref.meta.get("spatial_shape", ref.shape), ref.meta.get("affine"),
-                other.meta.get("spatial_shape", other.shape), other.meta.get("affine"),
+                ref.meta.get("spatial_shape", ref.shape),
+                ref.meta.get("affine"),
+                other.meta.get("spatial_shape", other.shape),
+                other.meta.get("affine"),
             )
             if problem:
                 raise ValueError(
@@ -128,7 +130,9 @@ class RemapLabelsd(MapTransform):
         RemapLabelsd("label", TOTALSEGMENTATOR_TO_BCV)({"label": seg})["label"]  # BCV ids 0..13
     """
 
-    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], default: int = 0, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, mapping: Mapping[int, int], default: int = 0, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.mapping = {int(k): int(v) for k, v in mapping.items()}
         self.default = int(default)
@@ -143,7 +147,11 @@ class RemapLabelsd(MapTransform):
             for src, dst in self.mapping.items():
                 table[src] = dst
             values = table[plain.long()].to(plain.dtype)
-            d[key] = MetaTensor(values, meta=label.meta, applied_operations=label.applied_operations) if isinstance(label, MetaTensor) else values
+            d[key] = (
+                MetaTensor(values, meta=label.meta, applied_operations=label.applied_operations)
+                if isinstance(label, MetaTensor)
+                else values
+            )
         return d
 
 
@@ -229,8 +237,14 @@ def segmentation_transforms(
     if mode == "train":
         transforms += [
             RandCropByPosNegLabeld(
-                keys=keys, label_key="label", spatial_size=roi, pos=pos, neg=neg, num_samples=int(num_samples),
-                image_key="image", image_threshold=0.0,
+                keys=keys,
+                label_key="label",
+                spatial_size=roi,
+                pos=pos,
+                neg=neg,
+                num_samples=int(num_samples),
+                image_key="image",
+                image_threshold=0.0,
             ),
             RandFlipd(keys=keys, spatial_axis=[0], prob=flip_prob),
             RandFlipd(keys=keys, spatial_axis=[1], prob=flip_prob),
@@ -238,4 +252,3 @@ def segmentation_transforms(
             RandShiftIntensityd(keys="image", offsets=shift_offset, prob=shift_prob),
         ]
     return PipelineCompose(transforms)
-

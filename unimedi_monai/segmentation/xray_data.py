@@ -26,20 +26,20 @@ for RSNA); validation and test are kept whole.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from unimedi_monai.io.atomic_io import write_json_atomic
-from unimedi_monai.json_files import read_json_object
 from unimedi_monai.data.datalist import split_by_patient
 from unimedi_monai.data.demo.cache import build_folder, stored_parameters
 from unimedi_monai.data.fractions import select_fraction
 from unimedi_monai.data.sources import resolve_data_folder
+from unimedi_monai.io.atomic_io import write_json_atomic
+from unimedi_monai.json_files import read_json_object
 from unimedi_monai.segmentation.datalists import _rows
 
 __all__ = [
@@ -67,7 +67,11 @@ def _split(items: list[dict], val_fraction: float, test_fraction: float, seed: i
 
 
 def load_rsna_segmentation(
-    dataset_dir: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0, check_files: bool = True
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    check_files: bool = True,
 ) -> dict[str, list[dict]]:
     """Patient-disjoint training / validation / test items of an RSNA Pneumonia folder.
 
@@ -94,7 +98,11 @@ def load_rsna_segmentation(
 
 
 def load_2d_datalist(
-    dataset_dir: str | os.PathLike, datalist: str | os.PathLike | None = None, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+    dataset_dir: str | os.PathLike,
+    datalist: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
 ) -> dict[str, list[dict]]:
     """Read a generic 2D datalist of ``{"image", "label"}`` pairs into training / validation / test.
 
@@ -119,9 +127,15 @@ def load_2d_datalist(
     if not json_path.is_absolute():
         json_path = folder / json_path
     if not json_path.is_file():
-        raise FileNotFoundError(f"datalist '{json_path}' does not exist; set dataset_dir to the folder of your datalist.json (or the datalist key to the file).")
+        raise FileNotFoundError(
+            f"datalist '{json_path}' does not exist; set dataset_dir to the folder of your datalist.json (or the datalist key to the file)."
+        )
     data = read_json_object(json_path, "datalist", " with a 'training' list of {'image': ..., 'label': ...} entries")
-    sections = {s: _rows(data, s, json_path, json_path.parent, label_required=True) for s in ("training", "validation", "test") if s in data or s == "training"}
+    sections = {
+        s: _rows(data, s, json_path, json_path.parent, label_required=True)
+        for s in ("training", "validation", "test")
+        if s in data or s == "training"
+    }
     for name, items in sections.items():
         for item in items:
             item.setdefault("patient_id", item["image"])
@@ -173,12 +187,21 @@ def load_xray_segmentation_data(
         stratify = None
     for section in ("training", "validation"):
         if not data[section]:
-            raise ValueError(f"{data_root}: the {section} split is empty; add images or change val_fraction / test_fraction.")
+            raise ValueError(
+                f"{data_root}: the {section} split is empty; add images or change val_fraction / test_fraction."
+            )
     n_all = len(data["training"])
     data["training"] = select_fraction(data["training"], label_fraction, seed=fraction_seed, stratify=stratify)
     logger.info(
         "%s (%s): %d of %d training images (label fraction %g, seed %d), %d validation, %d test",
-        data_root, dataset, len(data["training"]), n_all, float(label_fraction), fraction_seed, len(data["validation"]), len(data["test"]),
+        data_root,
+        dataset,
+        len(data["training"]),
+        n_all,
+        float(label_fraction),
+        fraction_seed,
+        len(data["validation"]),
+        len(data["test"]),
     )
     return data
 
@@ -215,15 +238,25 @@ def generate_lesion_demo(
     from unimedi_monai.data.demo import SIDES, SIZE_RANGES_MM, ZONES, synth_xray
 
     if min(n_train, n_val, n_test) < 1:
-        raise ValueError(f"generate_lesion_demo needs n_train, n_val and n_test >= 1, got {n_train}, {n_val}, {n_test}.")
+        raise ValueError(
+            f"generate_lesion_demo needs n_train, n_val and n_test >= 1, got {n_train}, {n_val}, {n_test}."
+        )
     out = Path(output_dir).absolute()
-    params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "seed": int(seed), "generator": "synth_xray"}
+    params = {
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "n_test": int(n_test),
+        "seed": int(seed),
+        "generator": "synth_xray",
+    }
     json_path = out / DEMO_DATALIST
     existing = _demo_parameters(json_path)
     if existing == params:
         return json_path
     if out.exists() and any(out.iterdir()) and existing is None:
-        raise FileExistsError(f"demo folder {out} is not empty and holds no demo {DEMO_DATALIST}; choose another folder (key demo_dir).")
+        raise FileExistsError(
+            f"demo folder {out} is not empty and holds no demo {DEMO_DATALIST}; choose another folder (key demo_dir)."
+        )
     rng = np.random.default_rng(seed)
 
     def write(tmp: Path) -> None:
@@ -242,14 +275,23 @@ def generate_lesion_demo(
             name = f"xr_{i:04d}.png"
             Image.fromarray(image).save(tmp / "images" / name, format="PNG", compress_level=1)
             Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / "masks" / name, format="PNG", compress_level=1)
-            rows.append({"image": f"images/{name}", "label": f"masks/{name}", "finding": finding, "side": side, "zone": zone,
-                         "size_mm": size, "patient_id": f"demo-seg-{i:04d}"})
+            rows.append(
+                {
+                    "image": f"images/{name}",
+                    "label": f"masks/{name}",
+                    "finding": finding,
+                    "side": side,
+                    "zone": zone,
+                    "size_mm": size,
+                    "patient_id": f"demo-seg-{i:04d}",
+                }
+            )
         datalist: dict[str, Any] = {
             "description": "synthetic chest X-rays with lesion masks from unimedi_monai.data.demo.synth_xray; not patient data",
             "labels": {"0": "background", "1": "lesion"},
             "training": rows[:n_train],
-            "validation": rows[n_train:n_train + n_val],
-            "test": rows[n_train + n_val:],
+            "validation": rows[n_train : n_train + n_val],
+            "test": rows[n_train + n_val :],
             "demo_parameters": params,
         }
         write_json_atomic(datalist, tmp / DEMO_DATALIST)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +35,13 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def save_overlays(images: Sequence[np.ndarray], references: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
-                  path: str | os.PathLike, titles: Sequence[str] | None = None) -> Path:
+def save_overlays(
+    images: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    predictions: Sequence[np.ndarray],
+    path: str | os.PathLike,
+    titles: Sequence[str] | None = None,
+) -> Path:
     """Write a PNG of ``(H, W)`` images with their reference (green) and predicted (red) foreground outlined.
 
     Args:
@@ -138,12 +144,18 @@ class SegmentationReportWriter:
         dice = organ_dice_report(per_organ_dice(engine, self.dice_metric), self.class_names)
         iou = organ_dice_report(per_organ_dice(engine, self.iou_metric), self.class_names)
         report: dict[str, Any] = {
-            "dice": dice["mean_dice"], "iou": iou["mean_dice"], "class_dice": dice["organ_dice"], "class_iou": iou["organ_dice"],
-            "num_images": self._count, **self.extra,
+            "dice": dice["mean_dice"],
+            "iou": iou["mean_dice"],
+            "class_dice": dice["organ_dice"],
+            "class_iou": iou["organ_dice"],
+            "num_images": self._count,
+            **self.extra,
         }
         if self.overlay_path is not None and self._samples:
             save_overlays(*zip(*self._samples), path=self.overlay_path)
             report["overlays"] = str(self.overlay_path)
         write_json_atomic(report, self.path)
         self.last_report = report
-        logger.info("Dice %s, IoU %s over %d images written to %s", report["dice"], report["iou"], self._count, self.path)
+        logger.info(
+            "Dice %s, IoU %s over %d images written to %s", report["dice"], report["iou"], self._count, self.path
+        )

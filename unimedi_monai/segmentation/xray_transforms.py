@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,10 +35,10 @@ from monai.transforms import (
     ScaleIntensityRanged,
 )
 
-from unimedi_monai.io.atomic_io import atomic_open
 from unimedi_monai.data.meta import UNKNOWN_SOURCE, source_filename
 from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
 from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled
+from unimedi_monai.io.atomic_io import atomic_open
 from unimedi_monai.segmentation.transforms import CheckLabelRanged
 
 __all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms"]
@@ -63,7 +64,9 @@ def boxes_to_mask(boxes: Sequence[Sequence[float]], shape: Sequence[int]) -> np.
         r0, r1 = max(0, math.floor(y)), min(rows, math.ceil(y + h))
         c0, c1 = max(0, math.floor(x)), min(cols, math.ceil(x + w))
         if r0 >= r1 or c0 >= c1:
-            raise ValueError(f"box {i} [x={x:g}, y={y:g}, width={w:g}, height={h:g}] lies outside the {rows} x {cols} image.")
+            raise ValueError(
+                f"box {i} [x={x:g}, y={y:g}, width={w:g}, height={h:g}] lies outside the {rows} x {cols} image."
+            )
         mask[r0:r1, c0:c1] = 1
     return mask
 
@@ -86,7 +89,13 @@ class LoadXrayMaskd(MapTransform):
         ValueError: a mask whose size differs from the image's (naming both files), or a box outside the image.
     """
 
-    def __init__(self, keys: KeysCollection = "label", image_key: str = "image", boxes_key: str = "boxes", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        image_key: str = "image",
+        boxes_key: str = "boxes",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.image_key = image_key
         self.boxes_key = boxes_key
@@ -109,7 +118,9 @@ class LoadXrayMaskd(MapTransform):
                 continue
             if key not in d:
                 if self._strict:
-                    raise KeyError(f"item of image '{source_filename(image)}' has neither a '{key}' mask file nor '{self.boxes_key}'.")
+                    raise KeyError(
+                        f"item of image '{source_filename(image)}' has neither a '{key}' mask file nor '{self.boxes_key}'."
+                    )
                 continue
             path = d[key]
             label = self._reader({key: path})[key]
@@ -182,8 +193,13 @@ def xray_segmentation_transforms(
     if mode == "train":
         transforms += [
             RandAffined(
-                keys=keys, prob=affine_prob, rotate_range=(math.radians(5.0),), scale_range=(0.1, 0.1),
-                translate_range=(0.05 * size, 0.05 * size), spatial_size=(size, size), mode=["bilinear", "nearest"],
+                keys=keys,
+                prob=affine_prob,
+                rotate_range=(math.radians(5.0),),
+                scale_range=(0.1, 0.1),
+                translate_range=(0.05 * size, 0.05 * size),
+                spatial_size=(size, size),
+                mode=["bilinear", "nearest"],
                 padding_mode=["border", "zeros"],
             ),
             EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False),
@@ -210,11 +226,22 @@ class SavePNGMaskd(SaveImaged):
     """
 
     def __init__(
-        self, keys: KeysCollection, output_dir: str | os.PathLike, output_postfix: str = "seg", num_classes: int = 2,
+        self,
+        keys: KeysCollection,
+        output_dir: str | os.PathLike,
+        output_postfix: str = "seg",
+        num_classes: int = 2,
         files: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(keys=keys, output_dir=str(output_dir), output_postfix=output_postfix, output_ext=".png", resample=False,
-                         separate_folder=False, print_log=False)
+        super().__init__(
+            keys=keys,
+            output_dir=str(output_dir),
+            output_postfix=output_postfix,
+            output_ext=".png",
+            resample=False,
+            separate_folder=False,
+            print_log=False,
+        )
         self.output_dir_path = Path(output_dir)
         self.postfix = output_postfix
         self.num_classes = int(num_classes)
@@ -241,11 +268,12 @@ class SavePNGMaskd(SaveImaged):
             if self.files is not None:
                 planned = self.files.get(str(Path(source).resolve()))
                 if planned is None:
-                    raise KeyError(f"no output file was planned for input '{source}'; pass the same inputs to per_input_outputs.")
+                    raise KeyError(
+                        f"no output file was planned for input '{source}'; pass the same inputs to per_input_outputs."
+                    )
                 target = Path(planned)
             buffer = io.BytesIO()
             Image.fromarray(array).save(buffer, format="PNG")
             with atomic_open(target, "wb") as f:
                 f.write(buffer.getvalue())
         return d
-

@@ -8,8 +8,9 @@ lesion centres as voxel indices ``[i, j, k]`` in the file's own (SimpleITK) inde
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["demo_cases", "evaluation_cases"]
 
@@ -65,7 +66,9 @@ def demo_cases(
             if max_cases is not None and len(cases) >= max_cases:
                 return cases
     if not cases:
-        raise ValueError(f"{path}: no CT with a lesion in sections {list(sections)} (findings {findings}); check `demo_sections`.")
+        raise ValueError(
+            f"{path}: no CT with a lesion in sections {list(sections)} (findings {findings}); check `demo_sections`."
+        )
     return cases
 
 

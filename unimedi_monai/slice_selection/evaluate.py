@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.evaluation.slice_hits import near_lesion_mask, poisson_binomial_tail, random_hit_probability
+from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.slice_selection.plot import plot_slice_selection
 from unimedi_monai.slice_selection.selector import SliceSelector
 
@@ -140,7 +141,9 @@ def evaluate_slice_selection(
             }
         )
         if index < num_plots:
-            plot_slice_selection(selection, out / "slices" / f"{records[-1]['id']}.png", markers=centres, marker_label="nodule centre")
+            plot_slice_selection(
+                selection, out / "slices" / f"{records[-1]['id']}.png", markers=centres, marker_label="nodule centre"
+            )
     hits = sum(r["hit"] for r in records)
     random_hits = sum(r["random_hit"] for r in records)
     probabilities = [r["random_hit_probability"] for r in records]
@@ -161,14 +164,20 @@ def evaluate_slice_selection(
         "accuracy_random_expected": float(np.mean(probabilities)),
         "p_value_vs_random": poisson_binomial_tail(probabilities, hits),
         "mean_slices_per_ct": float(np.mean([r["num_slices"] for r in records])),
-        "mean_scored_per_ct": float(np.mean([(r["window"][1] - r["window"][0]) if r["window"] else r["num_slices"] for r in records])),
+        "mean_scored_per_ct": float(
+            np.mean([(r["window"][1] - r["window"][0]) if r["window"] else r["num_slices"] for r in records])
+        ),
         "mean_selected_per_ct": float(np.mean([r["k"] for r in records])),
     }
     write_json_atomic({"cases": records}, out / "cases.json")
     write_json_atomic(metrics, out / "metrics.json")
     logger.info(
         "slice selection on %d %s CTs: accuracy %.3f, random %.3f (expected %.3f), p = %.3g",
-        len(records), dataset, metrics["accuracy"], metrics["accuracy_random"],
-        metrics["accuracy_random_expected"], metrics["p_value_vs_random"],
+        len(records),
+        dataset,
+        metrics["accuracy"],
+        metrics["accuracy_random"],
+        metrics["accuracy_random_expected"],
+        metrics["p_value_vs_random"],
     )
     return metrics

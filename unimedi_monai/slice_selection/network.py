@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import torch
 
-from unimedi_monai.networks.unimedi import UniMedI
 from unimedi_monai.networks.attention_selection import slice_scores
+from unimedi_monai.networks.unimedi import UniMedI
 
 __all__ = ["SLICE_SCORE_MODES", "SliceSelectionNet"]
 

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -42,7 +43,7 @@ def _display(volume: np.ndarray, s: int, axis: int, affine: np.ndarray | None) -
 
 
 def plot_slice_selection(
-    selection: "SliceSelection",
+    selection: SliceSelection,
     path: str | os.PathLike,
     max_panels: int = 8,
     markers: Sequence[int] | None = None,
@@ -68,18 +69,29 @@ def plot_slice_selection(
     lo, hi = _display_window(volume)
     n_panels = len(shown)
     fig = Figure(figsize=(max(6.0, 1.9 * n_panels), 4.6), dpi=100)
-    grid = fig.add_gridspec(2, n_panels, height_ratios=(1.3, 1.0), hspace=0.32, top=0.86, bottom=0.11, left=0.07, right=0.98)
+    grid = fig.add_gridspec(
+        2, n_panels, height_ratios=(1.3, 1.0), hspace=0.32, top=0.86, bottom=0.11, left=0.07, right=0.98
+    )
     axis_name = _AXIS_NAMES[selection.slice_axis]
     for col, s in enumerate(shown):
         ax = fig.add_subplot(grid[0, col])
-        ax.imshow(_display(volume, s, selection.slice_axis, selection.affine), cmap="gray", vmin=lo, vmax=hi, origin="upper")
+        ax.imshow(
+            _display(volume, s, selection.slice_axis, selection.affine), cmap="gray", vmin=lo, vmax=hi, origin="upper"
+        )
         ax.set_title(f"{axis_name}={s}\nscore {selection.scores[s]:.4g}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     ax = fig.add_subplot(grid[1, :])
     x = np.arange(selection.num_slices)
     ax.plot(x, selection.scores, color="tab:blue", lw=1.2, label=f"{selection.mode} score")
-    ax.scatter(selection.top_k, selection.scores[selection.top_k], color="tab:red", s=12, zorder=3, label=f"selected ({len(selection.top_k)})")
+    ax.scatter(
+        selection.top_k,
+        selection.scores[selection.top_k],
+        color="tab:red",
+        s=12,
+        zorder=3,
+        label=f"selected ({len(selection.top_k)})",
+    )
     for m in markers or []:
         ax.axvline(int(m), color="tab:green", ls="--", lw=1.0)
     if markers:

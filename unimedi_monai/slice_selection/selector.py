@@ -6,24 +6,26 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
 from monai.transforms import Orientationd, SpatialCrop
 
-from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.bundle.output_names import output_stem
 from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
+from unimedi_monai.io.atomic_io import write_json_atomic
 
 __all__ = ["SliceSelection", "SliceSelector", "output_files", "output_stem", "read_query"]
 
 #: a slice window: ``(start, stop)`` or a function of ``(num_slices, slice_axis)`` returning it, or None.
-WindowSpec = Union[Tuple[int, int], Callable[[int, int], Tuple[int, int]], None]
+WindowSpec = tuple[int, int] | Callable[[int, int], tuple[int, int]] | None
 
 logger = logging.getLogger(__name__)
+
 
 def output_files(image: str | os.PathLike | None, output_dir: str | os.PathLike, plot: bool = True) -> list[str]:
     """The files :meth:`SliceSelection.save` writes for ``image`` (for :func:`unimedi_monai.bundle.guard_outputs`)."""
@@ -48,7 +50,9 @@ def read_query(text: str | os.PathLike | None) -> str | None:
     if value.strip().lower().endswith(".txt"):
         path = Path(value.strip())
         if not path.is_file():
-            raise FileNotFoundError(f"report file not found: '{path}'; set `report` to a .txt file or to the text itself.")
+            raise FileNotFoundError(
+                f"report file not found: '{path}'; set `report` to a .txt file or to the text itself."
+            )
         value = path.read_text(encoding="utf-8")
     value = " ".join(value.split())
     return value or None
@@ -136,7 +140,12 @@ class SliceSelection:
         paths["json"] = str(write_json_atomic(self.to_dict(), out / f"{stem}_slices.json"))
         logger.info(
             "%s: %d of %d slices selected (%s): %s; wrote %s",
-            self.image, len(self.top_k), self.num_slices, self.mode, self.top_k, ", ".join(paths.values()),
+            self.image,
+            len(self.top_k),
+            self.num_slices,
+            self.mode,
+            self.top_k,
+            ", ".join(paths.values()),
         )
         return paths
 
@@ -197,7 +206,9 @@ class SliceSelector:
         self._split = split
         self._orientation = getattr(getattr(transforms[split], "ornt_transform", None), "axcodes", None) or "RAS"
 
-    def _load(self, image: str, window: WindowSpec) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
+    def _load(
+        self, image: str, window: WindowSpec
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
         """The model input ``(1, 1, H, W, D)``, the file's volume ``(X, Y, Z)``, affine, spacing and window."""
         data = self.transform({"image": image}, end=self._split)
         img = data["image"]
@@ -230,7 +241,9 @@ class SliceSelector:
                 nodule of the authors' LUNA16 check; the other slices get no score (NaN).
         """
         if image is None or not os.fspath(image):
-            raise ValueError("no CT given: set the config key `datalist` (--datalist PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM folder).")
+            raise ValueError(
+                "no CT given: set the config key `datalist` (--datalist PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM folder)."
+            )
         image = os.fspath(image)
         batch, volume, affine, spacing, bounds = self._load(image, window)
         if volume.ndim != 3:

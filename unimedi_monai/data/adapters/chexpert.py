@@ -59,7 +59,9 @@ def _label_value(cell: str, policy_value: float, csv_file: Path, row: int, colum
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{csv_file}, row {row}, column '{column}': {cell!r} is not one of 1, 0, -1 or blank.") from None
+        raise ValueError(
+            f"{csv_file}, row {row}, column '{column}': {cell!r} is not one of 1, 0, -1 or blank."
+        ) from None
     if value == 1.0 or value == 0.0:
         return value
     if value == -1.0:
@@ -102,7 +104,9 @@ def read_chexpert_csv(
         header = reader.fieldnames or []
         missing = [c for c in ("Path", "Frontal/Lateral", *CHEXPERT_COMPETITION) if c not in header]
         if missing:
-            raise ValueError(f"{csv_file}: header lacks the columns {missing}; is this a CheXpert train.csv / valid.csv?")
+            raise ValueError(
+                f"{csv_file}: header lacks the columns {missing}; is this a CheXpert train.csv / valid.csv?"
+            )
         for row_no, row in enumerate(reader, start=2):
             view = (row["Frontal/Lateral"] or "").strip()
             if frontal_only and view.lower() != "frontal":
@@ -113,13 +117,21 @@ def read_chexpert_csv(
                 raise ValueError(f"{csv_file}, row {row_no}, column 'Path': {path!r} holds no 'patientNNNNN' folder.")
             image = _resolve_image(path, root)
             if check_files and not image.is_file():
-                raise FileNotFoundError(f"{csv_file}, row {row_no}: image {path!r} not found under {root} or {root.parent}.")
+                raise FileNotFoundError(
+                    f"{csv_file}, row {row_no}: image {path!r} not found under {root} or {root.parent}."
+                )
             labels = [_label_value(row[c] or "", policy_value, csv_file, row_no, c) for c in CHEXPERT_COMPETITION]
             study = Path(path).parent.name
-            items.append({
-                "image": str(image.resolve()), "label": labels, "patient_id": match.group(1),
-                "study": f"{match.group(1)}/{study}", "view": view, "modality": "xray",
-            })
+            items.append(
+                {
+                    "image": str(image.resolve()),
+                    "label": labels,
+                    "patient_id": match.group(1),
+                    "study": f"{match.group(1)}/{study}",
+                    "view": view,
+                    "modality": "xray",
+                }
+            )
     if not items:
         raise ValueError(f"{csv_file} holds no {'frontal ' if frontal_only else ''}images.")
     return items

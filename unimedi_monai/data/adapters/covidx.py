@@ -42,8 +42,11 @@ _ALIASES_2 = {"negative": 0, "positive": 1, "normal": 0, "pneumonia": 0, "covid-
 
 
 def read_covidx_split(
-    list_file: str | os.PathLike, image_dir: str | os.PathLike, variant: Literal["3class", "2class"] = "3class",
-    check_files: bool = True, outside: OutsideDatasetLog | None = None,
+    list_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    variant: Literal["3class", "2class"] = "3class",
+    check_files: bool = True,
+    outside: OutsideDatasetLog | None = None,
 ) -> list[dict]:
     """Read one COVIDx split file (``train.txt`` or ``test.txt``).
 
@@ -68,7 +71,9 @@ def read_covidx_split(
         raise ValueError(f"covidx variant must be one of {sorted(COVIDX_CLASSES)}, got {variant!r}.")
     list_file, image_dir = Path(list_file), Path(image_dir)
     if not list_file.is_file():
-        raise FileNotFoundError(f"COVIDx split file not found: {list_file}; dataset_dir must hold train.txt and test.txt.")
+        raise FileNotFoundError(
+            f"COVIDx split file not found: {list_file}; dataset_dir must hold train.txt and test.txt."
+        )
     aliases = _ALIASES_3 if variant == "3class" else _ALIASES_2
     names = COVIDX_CLASSES[variant]
     items = []
@@ -93,17 +98,25 @@ def read_covidx_split(
                 raise FileNotFoundError(f"{list_file}, line {line_no}: image {image} does not exist.")
             if outside is not None:
                 outside.check(image, f"{list_file}, line {line_no}")
-            items.append({
-                "image": str(image.resolve()), "label": label, "class_name": names[label],
-                "patient_id": patient_id, "source": source, "modality": "xray",
-            })
+            items.append(
+                {
+                    "image": str(image.resolve()),
+                    "label": label,
+                    "class_name": names[label],
+                    "patient_id": patient_id,
+                    "source": source,
+                    "modality": "xray",
+                }
+            )
     if not items:
         raise ValueError(f"{list_file} lists no images.")
     return items
 
 
 def load_covidx(
-    dataset_dir: str | os.PathLike, variant: Literal["3class", "2class"] = "3class", check_files: bool = True,
+    dataset_dir: str | os.PathLike,
+    variant: Literal["3class", "2class"] = "3class",
+    check_files: bool = True,
     allow_outside_dataset_dir: bool = True,
 ) -> dict[str, list[dict]]:
     """Read a COVIDx folder into ``{"training": [...], "test": [...]}`` (see :func:`read_covidx_split`).

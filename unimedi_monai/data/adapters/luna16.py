@@ -78,9 +78,13 @@ def _parse_float(value: str, column: str, row: int, path: Path) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: row {row}: column '{column}' is {value!r}, not a number; fix or remove the row.") from None
+        raise ValueError(
+            f"{path}: row {row}: column '{column}' is {value!r}, not a number; fix or remove the row."
+        ) from None
     if not np.isfinite(number):
-        raise ValueError(f"{path}: row {row}: column '{column}' is {value!r}, not a finite number; fix or remove the row.")
+        raise ValueError(
+            f"{path}: row {row}: column '{column}' is {value!r}, not a finite number; fix or remove the row."
+        )
     return number
 
 
@@ -132,7 +136,9 @@ def find_luna16_images(dataset_dir: str | os.PathLike) -> dict[str, Path]:
     """
     root = Path(dataset_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"LUNA16 folder not found: '{root}'; set `dataset_dir` to the folder holding subset0..subset9.")
+        raise FileNotFoundError(
+            f"LUNA16 folder not found: '{root}'; set `dataset_dir` to the folder holding subset0..subset9."
+        )
     images = {p.name[: -len(".mhd")]: p for p in sorted(root.glob("subset*/*.mhd"))}
     if not images:
         raise FileNotFoundError(
@@ -215,7 +221,12 @@ def luna16_cases(
         if max_cases is not None and len(cases) >= max_cases:
             break
     if absent:
-        logger.warning("%d annotated series of %s have no image under %s (subsets not downloaded?); skipped.", absent, csv_path, root)
+        logger.warning(
+            "%d annotated series of %s have no image under %s (subsets not downloaded?); skipped.",
+            absent,
+            csv_path,
+            root,
+        )
     if not cases:
         raise ValueError(
             f"no CT under '{root}' has a nodule of at least {min_diameter_mm} mm in '{csv_path}'; check `dataset_dir`, "

@@ -43,9 +43,13 @@ def _box(row: dict, csv_file: Path, row_no: int) -> list[float]:
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"{csv_file}, row {row_no}, column '{column}': {text!r} is not a number (a Target 1 row needs its box).") from None
+            raise ValueError(
+                f"{csv_file}, row {row_no}, column '{column}': {text!r} is not a number (a Target 1 row needs its box)."
+            ) from None
         if not math.isfinite(value) or value < 0 or (column in ("width", "height") and value == 0):
-            raise ValueError(f"{csv_file}, row {row_no}, column '{column}': {text!r} must be a {'positive' if column in ('width', 'height') else 'non-negative'} number of pixels.")
+            raise ValueError(
+                f"{csv_file}, row {row_no}, column '{column}': {text!r} must be a {'positive' if column in ('width', 'height') else 'non-negative'} number of pixels."
+            )
         box.append(value)
     return box
 
@@ -71,13 +75,17 @@ def read_rsna_labels(
     """
     csv_file, image_dir = Path(csv_file), Path(image_dir)
     if not csv_file.is_file():
-        raise FileNotFoundError(f"RSNA labels file not found: {csv_file}; dataset_dir must hold stage_2_train_labels.csv.")
+        raise FileNotFoundError(
+            f"RSNA labels file not found: {csv_file}; dataset_dir must hold stage_2_train_labels.csv."
+        )
     patients: dict[str, dict] = {}
     with open(csv_file, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("patientId", "Target") if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{csv_file}: header lacks the columns {missing}; expected patientId,x,y,width,height,Target.")
+            raise ValueError(
+                f"{csv_file}: header lacks the columns {missing}; expected patientId,x,y,width,height,Target."
+            )
         for row_no, row in enumerate(reader, start=2):
             pid = (row["patientId"] or "").strip()
             if not pid:
@@ -91,7 +99,11 @@ def read_rsna_labels(
                 if check_files and not image.is_file():
                     raise FileNotFoundError(f"{csv_file}, row {row_no}: image {image} does not exist.")
                 item = patients[pid] = {
-                    "image": str(image.resolve()), "label": 0, "patient_id": pid, "num_boxes": 0, "modality": "xray",
+                    "image": str(image.resolve()),
+                    "label": 0,
+                    "patient_id": pid,
+                    "num_boxes": 0,
+                    "modality": "xray",
                 }
                 if with_boxes:
                     item["boxes"] = []
@@ -105,7 +117,13 @@ def read_rsna_labels(
     return list(patients.values())
 
 
-def load_rsna_pneumonia(dataset_dir: str | os.PathLike, check_files: bool = True, with_boxes: bool = False) -> dict[str, list[dict]]:
+def load_rsna_pneumonia(
+    dataset_dir: str | os.PathLike, check_files: bool = True, with_boxes: bool = False
+) -> dict[str, list[dict]]:
     """Read an RSNA Pneumonia folder into ``{"training": [...]}`` (no public test labels; ``with_boxes``: see :func:`read_rsna_labels`)."""
     root = Path(dataset_dir).expanduser()
-    return {"training": read_rsna_labels(root / "stage_2_train_labels.csv", root / "stage_2_train_images", check_files, with_boxes)}
+    return {
+        "training": read_rsna_labels(
+            root / "stage_2_train_labels.csv", root / "stage_2_train_images", check_files, with_boxes
+        )
+    }

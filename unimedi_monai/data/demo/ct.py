@@ -31,7 +31,6 @@ def _ct_grid() -> tuple[np.ndarray, np.ndarray]:
     return ii, jj
 
 
-
 def ct_affine() -> np.ndarray:
     """
     RAS+ affine of the demo CTs: diagonal :data:`CT_SPACING_MM`, volume centre at world (0, 0, 0).
@@ -124,9 +123,9 @@ def _ct_blob_pv(
             ox, oy, oz = rng.uniform(-0.2, 0.2, size=3) * size_mm
             r_k = rng.uniform(0.2, 0.35) * size_mm
             inside |= (dx - ox) ** 2 + (dy - oy) ** 2 + (dz - oz) ** 2 <= r_k**2
-    shape = tuple(int(h - l) for l, h in zip(lo, hi))
+    shape = tuple(int(h - low) for low, h in zip(lo, hi))
     pv = inside.reshape(shape[0], 3, shape[1], 3, shape[2], 3).mean(axis=(1, 3, 5))
-    box = tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))
+    box = tuple(slice(int(low), int(h)) for low, h in zip(lo, hi))
     return box, pv.astype(np.float32)
 
 
@@ -223,4 +222,3 @@ def synth_ct(
             )
     volume += _HU_NOISE * rng.standard_normal(CT_SHAPE, dtype=np.float32)
     return np.clip(np.rint(volume), -1024, 3071).astype(np.int16), mask
-

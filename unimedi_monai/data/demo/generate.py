@@ -73,9 +73,7 @@ def _render_case(root: Path, case: _Case) -> dict:
     if case.modality == "ct":
         item["num_slices"] = int(CT_SHAPE[2])
         item["lesion_slices"] = [int(k) for k in np.nonzero(mask.any(axis=(0, 1)))[0]]
-        item["lesion_centre_voxel"] = (
-            [int(round(float(c.mean()))) for c in np.nonzero(mask)] if mask.any() else None
-        )
+        item["lesion_centre_voxel"] = [int(round(float(c.mean()))) for c in np.nonzero(mask)] if mask.any() else None
     return item
 
 
@@ -238,7 +236,10 @@ def generate_demo_dataset(
         }
         (tmp / _DATALIST).write_text(json.dumps(datalist, indent=2) + "\n", encoding="utf-8")
         manifest = {
-            "generator": _GENERATOR, "format_version": FORMAT_VERSION, "arguments": arguments, "num_items": len(items)
+            "generator": _GENERATOR,
+            "format_version": FORMAT_VERSION,
+            "arguments": arguments,
+            "num_items": len(items),
         }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         counts.update(items=len(items), training=len(training), validation=len(validation))

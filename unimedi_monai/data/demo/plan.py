@@ -78,4 +78,3 @@ def _validation_patients(cases: Sequence[_Case], val_fraction: float, rng: np.ra
         n_val = min(n - 1, max(1, int(round(val_fraction * n))))
         chosen.update(pids[ranked[int((q + 0.5) * n / n_val)]] for q in range(n_val))
     return chosen
-

@@ -134,8 +134,15 @@ def make_report(modality: str, finding: str, side: str, zone: str, size_mm: floa
         severity = "small" if size < 25 else ("moderate" if size < 40 else "large")
         article = "an" if str(size).startswith("8") or size in (11, 18) else "a"  # "an 8 mm", "an 11 mm"
         text = text.format(
-            size=size, a=article, A=article.capitalize(), loc=loc, Loc=loc[0].upper() + loc[1:], side=side,
-            Side=side.capitalize(), severity=severity, Severity=severity.capitalize(),
+            size=size,
+            a=article,
+            A=article.capitalize(),
+            loc=loc,
+            Loc=loc[0].upper() + loc[1:],
+            side=side,
+            Side=side.capitalize(),
+            severity=severity,
+            Severity=severity.capitalize(),
         )
     draw = rng.random()
     if draw < 0.15:
@@ -143,4 +150,3 @@ def make_report(modality: str, finding: str, side: str, zone: str, size_mm: floa
     elif draw < 0.25:
         text = f"{text} {_PLACEHOLDER_SUFFIX[int(rng.integers(len(_PLACEHOLDER_SUFFIX)))]}"
     return text
-

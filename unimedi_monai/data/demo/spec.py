@@ -84,7 +84,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], coarse: int)
     grid = rng.standard_normal((coarse, coarse)).astype(np.float32)
     return _bilinear_matrix(shape[0], coarse) @ grid @ _bilinear_matrix(shape[1], coarse).T
 
+
 def _third(value: float, start: float, stop: float) -> int:
     """Index (0, 1, 2) of the third of ``[start, stop]`` holding ``value`` (clamped)."""
     return int(min(max(np.floor(3.0 * (value - start) / (stop - start)), 0), 2))
-

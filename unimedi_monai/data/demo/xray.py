@@ -37,7 +37,6 @@ def _xray_grid() -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-
 @dataclass(frozen=True)
 class _XrayAnatomy:
     image: np.ndarray  # float32 grey levels without lesion and noise
@@ -165,7 +164,10 @@ def synth_xray(
         size_px = float(size_mm) / XRAY_PIXEL_MM
         top, height = anat.lung_row - anat.lung_ry, 2.0 * anat.lung_ry
         amplitude = {
-            "nodule": (85.0, 100.0), "mass": (105.0, 120.0), "consolidation": (70.0, 80.0), "effusion": (90.0, 100.0)
+            "nodule": (85.0, 100.0),
+            "mass": (105.0, 120.0),
+            "consolidation": (70.0, 80.0),
+            "effusion": (90.0, 100.0),
         }
         lesion = None
         for _ in range(_MAX_PLACEMENT_TRIES):
@@ -204,4 +206,3 @@ def synth_xray(
     image += 3.0 * _smooth_noise(rng, XRAY_SHAPE, 6)
     image += rng.normal(0.0, 2.5, size=XRAY_SHAPE).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
-
