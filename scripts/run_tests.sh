@@ -2,8 +2,8 @@
 # Set up the environment (first run only) and run the whole test suite.
 #   bash scripts/run_tests.sh            # everything
 #   bash scripts/run_tests.sh -k losses  # extra pytest arguments pass through
-# The whole suite (no arguments) fails when it skips more tests than the README states
-# ("skips exactly N tests"), so a test that silently stops running turns CI red.
+# The whole suite (no arguments) first runs ruff (format check and lint), and fails when it skips more
+# tests than the README states ("skips exactly N tests"), so a test that silently stops running turns CI red.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_env.sh"
@@ -16,6 +16,11 @@ if [ "$#" -eq 0 ]; then
     exit 1
   fi
   export UNIMEDI_MAX_SKIPPED="$max_skipped"
+  # the one formatter and linter (config: pyproject.toml [tool.ruff]); `ruff format .` fixes the first
+  if ! "$ROOT/.venv/bin/ruff" format --check --quiet . || ! "$ROOT/.venv/bin/ruff" check --quiet .; then
+    echo "error: ruff found the problems above; run '.venv/bin/ruff format . && .venv/bin/ruff check --fix .'" >&2
+    exit 1
+  fi
 fi
 set +e
 "$ROOT/.venv/bin/python" -m pytest "$@"
