@@ -81,7 +81,9 @@ else:
     elif method == "monai":
         tf = ct_transforms(spatial_size=size, train=False, resampler="monai")
     else:
-        from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Orientationd, Resized, ScaleIntensityRanged
+        from monai.transforms import (
+            Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Orientationd, Resized, ScaleIntensityRanged
+        )
         import torch
         tf = Compose([
             LoadImaged(keys="image", reader="NibabelReader"),

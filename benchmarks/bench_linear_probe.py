@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1) * 0.5:
         print(
-            f"warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: timings are inflated by other processes"
+            f"warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: timings are inflated by other "
+            "processes"
         )
     torch.manual_seed(0)
     task = get_task("covidx")

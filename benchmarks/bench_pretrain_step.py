@@ -15,10 +15,10 @@ fp32 matmul on CPU, bf16 on GPU), timed in the same run, interleaved with the st
 FLOP counting rules (``torch.utils.flop_counter.FlopCounterMode`` over one whole step): every
 matrix product of the forward and backward passes, at 2 FLOPs per multiply-add: linear layers
 (``mm``/``addmm``/``bmm``), convolutions (patch stems, forward and backward), and scaled-dot-product
-attention (``q k^T`` and ``p v``, forward and backward; torch's formulas, also applied to the CPU flash kernels). That covers the student (forward + backward),
-the teacher (forward only, no backward), the text encoder (forward; backward of the layers that
-are trainable, all of MiniLM by default) and the heads. Element-wise work (GELU, LayerNorm, softmax,
-masking, AdamW, EMA) is not counted: it is the overhead the fraction measures.
+attention (``q k^T`` and ``p v``, forward and backward; torch's formulas, also applied to the CPU flash kernels).
+That covers the student (forward + backward), the teacher (forward only, no backward), the text encoder (forward;
+backward of the layers that are trainable, all of MiniLM by default) and the heads. Element-wise work (GELU,
+LayerNorm, softmax, masking, AdamW, EMA) is not counted: it is the overhead the fraction measures.
 
 Targets: at least 0.70 of the fp32 GEMM rate on a 2-core CPU; at least 0.35 bf16 MFU on a GPU.
 

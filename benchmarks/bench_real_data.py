@@ -137,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     for d in ("i2t", "t2i"):
         ratio = v[f"{d}_R@5"] / v["chance_R@5"]
         print(
-            f"| validation {d} R@5 | {v[f'{d}_R@5']:.3f} | chance {v['chance_R@5']:.3f} | {ratio:.2f}x | >= 1.5x {'met' if ratio >= 1.5 else 'NOT met'} |"
+            f"| validation {d} R@5 | {v[f'{d}_R@5']:.3f} | chance {v['chance_R@5']:.3f} | {ratio:.2f}x | >= 1.5x "
+            f"{'met' if ratio >= 1.5 else 'NOT met'} |"
         )
     a, b = rows["covidx_probe_auc"]["pretrained"], rows["covidx_probe_auc"]["random"]
     print(
-        f"| COVIDx probe macro AUC | {a:.3f} | random init {b:.3f} | {a - b:+.3f} | > 0 {'met' if a > b else 'NOT met'} |"
+        f"| COVIDx probe macro AUC | {a:.3f} | random init {b:.3f} | {a - b:+.3f} | > 0 "
+        f"{'met' if a > b else 'NOT met'} |"
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

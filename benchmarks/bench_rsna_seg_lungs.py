@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     data_root = args.shared_data / "covid_cxr_notes"
     if not (data_root / "masks").is_dir():
         print(
-            f"lung masks not found at {data_root / 'masks'}; clone with ../shared beside the repository or set UNIMEDI_SHARED_DATA."
+            f"lung masks not found at {data_root / 'masks'}; clone with ../shared beside the repository or set "
+            "UNIMEDI_SHARED_DATA."
         )
         return 2
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_rsna_seg_lungs-"))
@@ -251,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     trivial = trivial_foreground_dice(datalist, args.image_size)
 
     print(
-        f"lung segmentation on covid_cxr_notes/masks: {sizes['training']} train / {sizes['validation']} val / {sizes['test']} test X-rays "
-        f"(patient split, seed {args.seed}); backbone {args.backbone}, {args.image_size} px, {args.epochs} epochs, "
+        f"lung segmentation on covid_cxr_notes/masks: {sizes['training']} train / {sizes['validation']} val / "
+        f"{sizes['test']} test X-rays (patient split, seed {args.seed}); backbone {args.backbone}, "
+        f"{args.image_size} px, {args.epochs} epochs, "
         f"label fraction {args.label_fraction:g}"
     )
     print(f"pre-trained encoder: {source}")

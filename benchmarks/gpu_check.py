@@ -665,8 +665,9 @@ def section_step(
         ],
     }
     md = [
-        f"Batch {plan['batch']} ({rows[0]['xray'] if rows else '?'} X-rays 224^2 + {rows[0]['ct'] if rows else '?'} CTs "
-        f"{'x'.join(map(str, plan['ct_size']))}), the bundle's network (`network_def`, backbone `{plan['preset']}`), "
+        f"Batch {plan['batch']} ({rows[0]['xray'] if rows else '?'} X-rays 224^2 + {rows[0]['ct'] if rows else '?'} "
+        f"CTs {'x'.join(map(str, plan['ct_size']))}), the bundle's network (`network_def`, backbone "
+        f"`{plan['preset']}`), "
         f"AdamW as the bundle builds it, {autocast_words(dtype)}. Peak used for MFU: "
         f"{peak_note}; practical limit: a {plan['gemm_n']}^2 GEMM timed between the steps. FLOPs: every matrix "
         "product of the step (forward, backward, teacher passes, report encoder), from FlopCounterMode.",
@@ -728,7 +729,8 @@ def section_step(
 
 
 def synthetic_xray(shape: Sequence[int], seed: int) -> np.ndarray:
-    """A chest-X-ray-like 8-bit picture: smooth anatomy-scale structure plus film grain (not compressible to nothing)."""
+    """A chest-X-ray-like 8-bit picture: smooth anatomy-scale structure plus film grain (not compressible to
+    nothing)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -1003,7 +1005,8 @@ def section_pipeline(
         "cpu_count": os.cpu_count(),
     }
     md = [
-        f"Synthetic X-rays {plan['xray_px'][0]}x{plan['xray_px'][1]} px (PNG {gen['mean_file_mb'].get('png', 0):.1f} MB, "
+        f"Synthetic X-rays {plan['xray_px'][0]}x{plan['xray_px'][1]} px "
+        f"(PNG {gen['mean_file_mb'].get('png', 0):.1f} MB, "
         f"JPEG {gen['mean_file_mb'].get('jpeg', 0):.1f} MB) and CTs {'x'.join(map(str, plan['ct_shape']))} int16 "
         f".nii.gz ({gen['mean_file_mb'].get('ct', 0):.0f} MB), through the bundle's `train#xray_transforms` / "
         f"`train#ct_transforms` (to 224^2 and 128x128x32), dataset (`build_pretrain_dataset`), `MixedBatchSampler` "

@@ -86,7 +86,8 @@ def run_smoke(
     for image, label in CASES:
         if not (data_dir / image).exists() or not (data_dir / label).exists():
             raise FileNotFoundError(
-                f"smoke check: '{data_dir / image}' or '{data_dir / label}' is missing; pass --data_dir pointing at shared/data/totalsegmentator."
+                f"smoke check: '{data_dir / image}' or '{data_dir / label}' is missing; pass --data_dir pointing at "
+                "shared/data/totalsegmentator."
             )
         items.append({"image": str(data_dir / image), "label": str(data_dir / label)})
     num_classes = len(BCV_ORGANS) + 1
@@ -138,7 +139,10 @@ def run_smoke(
     summary = organ_dice_report(
         per_organ_dice(evaluator, "organ_dice"),
         BCV_ORGANS,
-        reference="TotalSegmentator 'total' predictions mapped to BCV ids (agreement on the fine-tuning cases, not ground truth)",
+        reference=(
+            "TotalSegmentator 'total' predictions mapped to BCV ids (agreement on the fine-tuning cases, not ground "
+            "truth)"
+        ),
         cases=[c[0] for c in CASES],
         init="pretrained" if pretrained else "random",
         pretrained=str(pretrained) if pretrained else None,
@@ -175,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, value in summary["organ_dice"].items():
         print(f"  {name:26s} {'n/a' if value is None else f'{value:.3f}'}")
     print(
-        f"loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f} over {summary['steps']} steps ({summary['train_seconds']} s)"
+        f"loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f} over {summary['steps']} steps "
+        f"({summary['train_seconds']} s)"
     )
 
 

@@ -67,7 +67,8 @@ def _one_hot(labels: torch.Tensor, classes: int = 3) -> torch.Tensor:
 
 
 def test_mean_organ_dice_skips_absent_organs_and_matches_the_written_report(tmp_path):
-    """Organ 2 is absent from case 1's reference: it counts for case 2 only, and the key metric equals metrics.json's mean."""
+    """Organ 2 is absent from case 1's reference: it counts for case 2 only, and the key metric equals metrics.json's
+    mean."""
     from monai.handlers import MeanDice
 
     ref1, pred1 = torch.zeros(4, 4, dtype=torch.long), torch.zeros(4, 4, dtype=torch.long)

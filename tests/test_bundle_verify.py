@@ -1,6 +1,7 @@
 """Every bundle passes MONAI's own checks, offline: verify_metadata (against the schema shipped in the
-package), declared versions equal to the lock (constraints/lock.txt) with a changelog entry, verify_net_in_out and ckpt_export to TorchScript
-(outputs within 1e-4 of the eager network). Parametrized over ``bundles/*/configs/metadata.json``.
+package), declared versions equal to the lock (constraints/lock.txt) with a changelog entry, verify_net_in_out
+and ckpt_export to TorchScript (outputs within 1e-4 of the eager network). Parametrized over
+``bundles/*/configs/metadata.json``.
 """
 
 from __future__ import annotations

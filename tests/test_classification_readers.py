@@ -90,7 +90,8 @@ def test_covidx_two_class_file_and_errors(tmp_path):
 def _chexpert(root: Path) -> Path:
     header = (
         "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
-        "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,Fracture,Support Devices"
+        "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,"
+        "Pleural Other,Fracture,Support Devices"
     )
     cols = header.split(",")
 

@@ -1,4 +1,5 @@
-"""``mask_2d_for_label_writer``: a 2D mask in the project's ``(rows, columns)`` order, laid out for MONAI Label's writer.
+"""``mask_2d_for_label_writer``: a 2D mask in the project's ``(rows, columns)`` order, laid out for MONAI Label's
+writer.
 
 MONAI Label 0.8.5's ``Writer`` (``write_itk``) transposes a 2D array and hands it to ITK, whose first
 array axis becomes the picture's rows; so the laid-out array, transposed, must be the input mask.

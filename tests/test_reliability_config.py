@@ -256,7 +256,8 @@ def test_resume_from_a_checkpoint_of_another_network_says_what_to_change(tmp_pat
     handler = CheckpointHandler(tmp_path, {"network": _Net()}, interval=1)
     with pytest.raises(
         CheckpointMismatchError,
-        match=r"checkpoint_00000003.pt' entry 'network' does not fit this run: 1 shape mismatch .*another --bundle_root",
+        match=r"checkpoint_00000003.pt' entry 'network' does not fit this run: 1 shape mismatch "
+        r".*another --bundle_root",
     ):
         handler.load(_engine(0))
 

@@ -147,7 +147,8 @@ def test_segmentation_training_refuses_a_label_on_another_grid(tmp_path, label_a
     for mode in ("train", "validate"):
         with pytest.raises(
             ValueError,
-            match=rf"image '.*img0001\.nii\.gz' and label '.*label0001\.nii\.gz' are not on the same voxel grid \({problem}",
+            match=rf"image '.*img0001\.nii\.gz' and label '.*label0001\.nii\.gz' are not on the same voxel grid "
+            rf"\({problem}",
         ):
             segmentation_transforms(mode, roi_size=(16, 16, 8), num_classes=2)(
                 {"image": str(image), "label": str(label)}
@@ -241,7 +242,8 @@ def test_report_that_names_a_non_txt_file_is_refused(tmp_path):
     )
     with pytest.raises(
         ValueError,
-        match=r"section 'training', entry 0: key 'report' is 'reports/a\.md', which looks like a file path but is not a \.txt file",
+        match=r"section 'training', entry 0: key 'report' is 'reports/a\.md', which looks like a file path but is "
+        r"not a \.txt file",
     ):
         load_datalist(tmp_path, sections=["training"])
     with pytest.raises(ValueError, match=r"'/data/report\.rtf', which looks like a file path"):
@@ -292,7 +294,8 @@ def test_fractional_label_values_are_named_as_such(tmp_path):
     label = _ct(tmp_path / "lab.nii.gz", values=values)
     with pytest.raises(
         ValueError,
-        match=r"lab\.nii\.gz' \(key 'label'\) holds \d+ non-integer values \(e\.g\. 1\.5\): a label map holds integer class ids",
+        match=r"lab\.nii\.gz' \(key 'label'\) holds \d+ non-integer values \(e\.g\. 1\.5\): a label map holds "
+        r"integer class ids",
     ):
         segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=3)(
             {"image": str(image), "label": str(label)}

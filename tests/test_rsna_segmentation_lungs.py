@@ -26,7 +26,8 @@ LUNGS = SHARED_DATA / "covid_cxr_notes"
 def lung_datalist(tmp_path_factory):
     if not (LUNGS / "masks").is_dir():
         pytest.skip(
-            f"real lung masks not found at {LUNGS}/masks (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)"
+            f"real lung masks not found at {LUNGS}/masks (clone with ../shared beside the repo, or set "
+            "UNIMEDI_SHARED_DATA)"
         )
     items = lungs.lung_items(LUNGS)
     assert len(items) == 129

@@ -58,6 +58,7 @@ def test_loss_falls_and_dice_beats_trivial_masks(tmp_path):
     foreground = _dice(torch.ones_like(y_test), y_test)
     assert background == 0.0 and foreground < 0.1
     print(
-        f"demo Dice {dice:.3f} (all-background {background:.3f}, all-foreground {foreground:.3f}); loss {first:.3f} -> {last:.3f}"
+        f"demo Dice {dice:.3f} (all-background {background:.3f}, all-foreground {foreground:.3f}); loss {first:.3f} -> "
+        f"{last:.3f}"
     )
     assert dice > max(background, foreground) + 0.2, (dice, background, foreground)

@@ -65,7 +65,8 @@ def _engine(values, epoch):
 
 
 def _evaluator(values, epoch):
-    """An evaluator after a validation: per-organ Dice and, as its key metric, their mean (what MeanOrganDice computes)."""
+    """An evaluator after a validation: per-organ Dice and, as its key metric, their mean (what MeanOrganDice
+    computes)."""
     from ignite.engine import Engine
 
     engine = Engine(lambda e, b: None)

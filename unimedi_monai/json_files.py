@@ -22,7 +22,8 @@ def read_json_object(
 
     Args:
         path: the file.
-        what: what the file is, starting the messages (``"datalist"`` gives ``datalist /x/d.json is not valid JSON: ...``).
+        what: what the file is, starting the messages (``"datalist"`` gives
+            ``datalist /x/d.json is not valid JSON: ...``).
         expected: what the object should hold, for the message when the top level is not an object
             (e.g. ``" with a 'training' list"``; appended after ``must hold a JSON object``).
         missing: the message when ``path`` is not a file (default: ``<what> <path> does not exist.``).

@@ -100,12 +100,14 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def label_server(tmp_path, shared_data, request):
-    """Start ``monailabel start_server`` for one bundle; yields ``(base_url, study_path, name, log)``; stops it by its process group."""
+    """Start ``monailabel start_server`` for one bundle; yields ``(base_url, study_path, name, log)``; stops it by its
+    process group."""
     name = request.param
     source = shared_data / STUDY_FILES[name]
     if not source.is_file():
         pytest.skip(
-            f"real study for {name} not found: {source} (clone with ../shared beside the repo, or set UNIMEDI_SHARED_DATA)"
+            f"real study for {name} not found: {source} (clone with ../shared beside the repo, or set "
+            "UNIMEDI_SHARED_DATA)"
         )
     if not (BUNDLES_DIR / name / "configs" / "metadata.json").is_file():
         pytest.skip(f"bundle {name} not in {BUNDLES_DIR}")
@@ -226,7 +228,8 @@ def test_infer_over_http_returns_label_map(label_server, tmp_path):
 
 @pytest.mark.parametrize("label_server", ["rsna_segmentation"], indirect=True)
 def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
-    """The 2D bundle as a 2D infer task: a real X-ray PNG in, a class-id mask of the X-ray's own size and orientation out."""
+    """The 2D bundle as a 2D infer task: a real X-ray PNG in, a class-id mask of the X-ray's own size and orientation
+    out."""
     from PIL import Image
 
     base, study, name, log = label_server

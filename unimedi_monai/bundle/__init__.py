@@ -3,10 +3,10 @@
 
 Every bundle of this repository calls them first in its ``initialize`` list::
 
-    initialize:
-      - "$unimedi_monai.bundle.check_overrides()"
-      - "$unimedi_monai.bundle.guard_outputs({'ckpt_dir': @ckpt_dir, 'log_dir': @log_dir}, {'dataset_dir': @dataset_dir})"
-      - "$monai.utils.set_determinism(seed=@seed)"
+  initialize:
+    - "$unimedi_monai.bundle.check_overrides()"
+    - "$unimedi_monai.bundle.guard_outputs({'ckpt_dir': @ckpt_dir, 'log_dir': @log_dir}, {'dataset_dir': @dataset_dir})"
+    - "$monai.utils.set_determinism(seed=@seed)"
 
 :func:`check_overrides` refuses a mistyped ``--key`` on the command line (MONAI would silently add it
 as a new, unused key); :func:`guard_outputs` refuses output folders inside the data folders and

@@ -38,7 +38,8 @@ _TRACKING_ARGUMENTS = frozenset({"output_dir", "tracking_uri", "experiment_name"
 
 
 def monai_run_argv() -> list[str] | None:
-    """The arguments after ``run`` when this process is ``python -m monai.bundle run`` (also under torchrun), else None."""
+    """The arguments after ``run`` when this process is ``python -m monai.bundle run`` (also under torchrun), else
+    None."""
     main = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
     if (main.parent.parent.name, main.parent.name) != ("monai", "bundle") or sys.argv[1:2] != ["run"]:
         return None

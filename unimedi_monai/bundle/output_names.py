@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""File names of a run's outputs, one per input: :func:`output_stem`, :func:`unique_output_stems`, :func:`per_input_outputs`."""
+"""File names of a run's outputs, one per input: :func:`output_stem`, :func:`unique_output_stems`,
+:func:`per_input_outputs`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The one check of what a run reads and writes, before it does any work: :func:`guard_outputs`, :func:`check_dataset_dir`."""
+"""The one check of what a run reads and writes, before it does any work: :func:`guard_outputs`,
+:func:`check_dataset_dir`."""
 
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ def guard_outputs(
     for i, path in enumerate(written):
         if path in seen:
             raise OutputFolderError(
-                f"two outputs of this run would be written to '{path}' (outputs {seen[path]} and {i}); give the inputs distinct names."
+                f"two outputs of this run would be written to '{path}' (outputs {seen[path]} and {i}); give the inputs "
+                "distinct names."
             )
         seen[path] = i
         for source, key in sources.items():

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Refusing a mistyped ``--key`` on the command line: :func:`check_overrides`, the first ``initialize`` step of every bundle."""
+"""Refusing a mistyped ``--key`` on the command line: :func:`check_overrides`, the first ``initialize`` step of every
+bundle."""
 
 from __future__ import annotations
 
@@ -115,5 +116,6 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigKeyError(
             f"unknown config key '{key}' (command line --{key}); {hint}"
-            f"the keys are those of {', '.join(Path(f).name for f in files)} (nested keys with '#', e.g. train#dataloader#num_workers)."
+            f"the keys are those of {', '.join(Path(f).name for f in files)} (nested keys with '#', e.g. "
+            "train#dataloader#num_workers)."
         )

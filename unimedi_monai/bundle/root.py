@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Where the running bundle lies: :func:`find_bundle_root` (``bundle_root: "$unimedi_monai.bundle.find_bundle_root('name')"``)."""
+"""Where the running bundle lies: :func:`find_bundle_root`
+(``bundle_root: "$unimedi_monai.bundle.find_bundle_root('name')"``)."""
 
 from __future__ import annotations
 

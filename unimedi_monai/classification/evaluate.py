@@ -59,7 +59,8 @@ def evaluate_classifier(
     prefix: str = "",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Load ``model_path`` (when given, strictly: :func:`unimedi_monai.io.load_weights`), predict ``items`` and write ``metrics.json`` + the confusion matrix.
+    """Load ``model_path`` (when given, strictly: :func:`unimedi_monai.io.load_weights`), predict ``items`` and write
+    ``metrics.json`` + the confusion matrix.
 
     Returns:
         the metrics (:func:`~unimedi_monai.classification.metrics.classification_metrics`).

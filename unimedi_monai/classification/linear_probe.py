@@ -157,8 +157,8 @@ def run_linear_probe(
 
     1. Features of the whole training split, the validation and the test split (cached; the
        fraction is taken from the cached training features, so 1% / 10% / 100% share one cache).
-    2. :func:`train_linear_probe` on the ``data_pct`` fraction (:func:`~unimedi_monai.classification.tasks.fraction_indices`),
-       best epoch by the validation key metric.
+    2. :func:`train_linear_probe` on the ``data_pct`` fraction
+       (:func:`~unimedi_monai.classification.tasks.fraction_indices`), best epoch by the validation key metric.
     3. The head is copied into ``network.head``; the whole classifier is saved to ``model_path``
        (atomically) for inference; test metrics go to ``output_dir/metrics.json`` with a
        confusion-matrix PNG.

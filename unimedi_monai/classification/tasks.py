@@ -228,7 +228,8 @@ def prepare_splits(
     leaked = {i["patient_id"] for i in train + val} & {i["patient_id"] for i in raw["test"]}
     if leaked:
         raise ValueError(
-            f"{dataset_dir}: patients {sorted(leaked)[:3]} are in both the training and the test data; fix the split files."
+            f"{dataset_dir}: patients {sorted(leaked)[:3]} are in both the training and the test data; fix the split "
+            "files."
         )
     splits = {"training": train, "validation": val, "test": raw["test"]}
     warn_duplicate_images(splits, f"{task.name} data in {dataset_dir}")
@@ -255,7 +256,8 @@ def warn_empty_classes(task: ClassificationTask, items: Sequence[Mapping], sourc
     empty = [name for name, n in counts.items() if n == 0]
     if empty:
         logger.warning(
-            "%s: %d of %d classes have no training image (%s); class counts %s: their AUC is undefined and their logits untrained.",
+            "%s: %d of %d classes have no training image (%s); class counts %s: their AUC is undefined and their "
+            "logits untrained.",
             source,
             len(empty),
             len(counts),

@@ -14,7 +14,8 @@ from monai.data import MetaTensor
 __all__ = ["collate_mixed", "move_batch_to_device"]
 
 _MODALITIES = ("xray", "ct")
-#: marker key of a sample skipped by ``on_bad_sample="skip"`` (see :py:class:`~unimedi_monai.data.dataset.MixedModalityDataset`).
+#: marker key of a sample skipped by ``on_bad_sample="skip"``
+#: (see :py:class:`~unimedi_monai.data.dataset.MixedModalityDataset`).
 _BAD_SAMPLE_KEY = "bad_sample"
 _STACKED_KEYS = ("image", "report", "index", "modality")
 

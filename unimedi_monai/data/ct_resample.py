@@ -4,8 +4,8 @@ Reorient and resize a CT volume in one SimpleITK resampling pass: the functions 
 ``SimpleITKReader(spatial_size=...)``, which resamples at read time.
 
 The reader (the default ``resampler="simpleitk"`` of :py:func:`unimedi_monai.data.transforms.ct_transforms`;
-the other resampler, ``"monai"``, is ``Orientationd`` + ``Resized``) gives the grid of ``Orientationd(axcodes)`` followed by
-``Resized(spatial_size)`` (``align_corners=False``: output voxel ``j`` samples the reoriented input at
+the other resampler, ``"monai"``, is ``Orientationd`` + ``Resized``) gives the grid of ``Orientationd(axcodes)``
+followed by ``Resized(spatial_size)`` (``align_corners=False``: output voxel ``j`` samples the reoriented input at
 ``(j + 0.5) * in / out - 0.5``), computed with MONAI's and nibabel's own functions so that the output
 affine is the one those two transforms would write. Only the ``spatial_size`` output voxels are
 interpolated, by SimpleITK's multi-threaded ``Resample`` straight from the stored integer voxels:

@@ -140,7 +140,8 @@ class OutsideDatasetLog:
         if not self.allow:
             raise ValueError(
                 f"{where}: '{path}' resolves to {real}, outside dataset_dir ({self.root}); "
-                "allow_outside_dataset_dir is false: move the file into dataset_dir or set --allow_outside_dataset_dir true."
+                "allow_outside_dataset_dir is false: move the file into dataset_dir or set --allow_outside_dataset_dir "
+                "true."
             )
         logger.info("%s: '%s' resolves to %s, outside dataset_dir %s", where, path, real, self.root)
         self.outside.append(str(path))
@@ -348,7 +349,8 @@ def load_datalist(
             )
         if not entries and section not in _OPTIONAL_SECTIONS:
             raise ValueError(
-                f"datalist {path}: section '{section}' has no entries; add {section} entries to it (or point --datalist at another file)."
+                f"datalist {path}: section '{section}' has no entries; add {section} entries to it (or point "
+                "--datalist at another file)."
             )
         result[section] = [
             _validate_item(item, index, section, path, dataset_dir, check_files, outside)

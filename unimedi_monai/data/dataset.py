@@ -338,7 +338,8 @@ def build_pretrain_dataset(
     prefix of the transform, up to the first random transform, is computed once at construction);
     ``"disk"`` uses :py:class:`monai.data.PersistentDataset` under ``cache_dir/xray`` and ``cache_dir/ct``
     (computed on first access; keyed by the data item and the content of its image, :func:`content_hash`, so
-    a replaced image is decoded again; delete the folder when the transforms change); ``"none"`` uses a plain :py:class:`monai.data.Dataset`.
+    a replaced image is decoded again; delete the folder when the transforms change); ``"none"`` uses a plain
+    :py:class:`monai.data.Dataset`.
 
     Args:
         items: data items ``{"image": path, "report": str, "modality": "xray" | "ct", ...}``; the other keys

@@ -30,7 +30,8 @@ MODALITIES = ("xray", "ct", "any")
 
 
 def infer_modality(path: str | os.PathLike) -> str:
-    """``"ct"`` for NIfTI / NRRD / MHA / MHD files and DICOM-series folders, ``"xray"`` for PNG / JPEG / BMP / single DICOM files.
+    """``"ct"`` for NIfTI / NRRD / MHA / MHD files and DICOM-series folders, ``"xray"`` for PNG / JPEG / BMP /
+    single DICOM files.
 
     Raises:
         ValueError: another kind of file, naming it and the accepted suffixes.
@@ -42,7 +43,8 @@ def infer_modality(path: str | os.PathLike) -> str:
     if name.endswith(XRAY_SUFFIXES):
         return "xray"
     raise ValueError(
-        f"{p}: cannot tell the modality; CT volumes end in {CT_SUFFIXES} (or are DICOM-series folders), X-rays in {XRAY_SUFFIXES}."
+        f"{p}: cannot tell the modality; CT volumes end in {CT_SUFFIXES} (or are DICOM-series folders), X-rays in "
+        f"{XRAY_SUFFIXES}."
     )
 
 
@@ -112,7 +114,8 @@ def list_inputs(
         return _datalist_paths(datalist)
     if dataset_dir is None or not os.fspath(dataset_dir):
         raise ValueError(
-            "no input given: set config key 'datalist' (a file, glob, list or .txt listing) or 'dataset_dir' (a folder of inputs)."
+            "no input given: set config key 'datalist' (a file, glob, list or .txt listing) or 'dataset_dir' (a folder "
+            "of inputs)."
         )
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():

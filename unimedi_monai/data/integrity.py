@@ -120,8 +120,9 @@ def check_nifti_file(path: str | os.PathLike) -> dict[str, Any]:
     memory = _physical_memory()
     if memory is not None and voxels * max(4, dtype.itemsize) > memory:
         raise ValueError(
-            f"NIfTI file '{name}' declares {'x'.join(map(str, shape))} voxels, {voxels * max(4, dtype.itemsize) / 2**30:.1f} GiB "
-            f"as float32: more than this machine's {memory / 2**30:.1f} GiB of memory; a corrupt header?"
+            f"NIfTI file '{name}' declares {'x'.join(map(str, shape))} voxels, "
+            f"{voxels * max(4, dtype.itemsize) / 2**30:.1f} GiB as float32: more than this machine's "
+            f"{memory / 2**30:.1f} GiB of memory; a corrupt header?"
         )
     offset = int(getattr(image.dataobj, "offset", header.single_vox_offset))  # where the voxels start in the file
     need = offset + voxels * dtype.itemsize
@@ -134,7 +135,8 @@ def check_nifti_file(path: str | os.PathLike) -> dict[str, Any]:
     if have < need:
         raise ValueError(
             f"NIfTI file '{name}' is truncated: its header declares {'x'.join(map(str, shape))} voxels of {dtype} "
-            f"({need:,} bytes with the header) but the {what} holds {have:,} bytes; copy the file again or remove it from the datalist."
+            f"({need:,} bytes with the header) but the {what} holds {have:,} bytes; copy the file again or remove it "
+            "from the datalist."
         )
     with nib.openers.ImageOpener(name) as f:  # the stored voxel sizes: nibabel's loader repairs zero ones
         stored = type(header).from_fileobj(f, check=False)

@@ -60,8 +60,9 @@ class CleanReportd(MapTransform):
                 image = d.get("image")
                 source = f" of image '{image}'" if isinstance(image, (str, os.PathLike)) else ""
                 raise ValueError(
-                    f"CleanReportd: the report{source} (key '{key}') is empty{' after cleaning' if text.strip() else ''}; "
-                    "give the entry a report or remove it from the datalist."
+                    f"CleanReportd: the report{source} (key '{key}') is "
+                    f"empty{' after cleaning' if text.strip() else ''}; give the entry a report or remove it from the "
+                    "datalist."
                 )
             d[key] = cleaned
         return d

@@ -58,7 +58,8 @@ def resolve_data_folder(
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"dataset_dir '{folder}' does not exist; set dataset_dir to {folder_hint} (or leave it null for {demo_hint})."
+            f"dataset_dir '{folder}' does not exist; set dataset_dir to {folder_hint} (or leave it null for "
+            f"{demo_hint})."
         )
     return str(folder.resolve())
 
@@ -94,6 +95,7 @@ def resolve_dataset_dir(
         return folder
     if datalist is None and not (Path(folder) / "datalist.json").is_file():
         raise FileNotFoundError(
-            f"dataset_dir '{Path(dataset_dir).expanduser()}' has no datalist.json; write one with `python -m unimedi_monai.data.prepare` or set the datalist key."
+            f"dataset_dir '{Path(dataset_dir).expanduser()}' has no datalist.json; write one with `python -m "
+            "unimedi_monai.data.prepare` or set the datalist key."
         )
     return folder

@@ -100,7 +100,8 @@ class BestModelSaver(Checkpoint):
         metrics = getattr(engine.state, "metrics", {}) or {}
         if name is None or name not in metrics:
             raise KeyError(
-                f"BestModelSaver: the evaluator has no key metric (key_metric_name {name!r}, metrics {sorted(metrics)}); set its key_val_metric."
+                f"BestModelSaver: the evaluator has no key metric (key_metric_name {name!r}, metrics "
+                f"{sorted(metrics)}); set its key_val_metric."
             )
         return float(metrics[name])
 
@@ -126,8 +127,9 @@ class BestModelSaver(Checkpoint):
         bad = non_finite_entries(unwrap_model(self.network).state_dict())
         if bad:
             raise FloatingPointError(
-                f"network weights are non-finite at epoch {epoch} ({len(bad)} tensors, e.g. {bad[:3]}) although {name} is {score:.4f}; "
-                f"nothing was saved, {self.path} keeps the best network so far. Lower the learning rate or disable fp16 AMP."
+                f"network weights are non-finite at epoch {epoch} ({len(bad)} tensors, e.g. {bad[:3]}) although {name} "
+                f"is {score:.4f}; nothing was saved, {self.path} keeps the best network so far. Lower the learning "
+                "rate or disable fp16 AMP."
             )
         super().__call__(engine, *args, **kwargs)
         if is_rank0():

@@ -165,8 +165,8 @@ class CheckpointHandler:
         if bad:
             last = list_checkpoints(self.save_dir)
             raise FloatingPointError(
-                f"network weights became non-finite by iteration {engine.state.iteration} ({len(bad)} tensors, e.g. {bad[:3]}); "
-                f"nothing was saved, the last good checkpoint is {last[-1][1] if last else 'none'}. "
+                f"network weights became non-finite by iteration {engine.state.iteration} ({len(bad)} tensors, e.g. "
+                f"{bad[:3]}); nothing was saved, the last good checkpoint is {last[-1][1] if last else 'none'}. "
                 "Lower the learning rate or disable fp16 AMP and resume."
             )
 
@@ -212,7 +212,8 @@ class CheckpointHandler:
         if saved["epoch_length"] != engine.state.epoch_length:
             raise RuntimeError(
                 f"checkpoint '{path}' was written with epoch_length {saved['epoch_length']} but this run has "
-                f"{engine.state.epoch_length}; resume with the same data and batch size, or use a new checkpoint folder."
+                f"{engine.state.epoch_length}; resume with the same data and batch size, or use a new checkpoint "
+                "folder."
             )
         iteration = int(saved["iteration"])
         engine.state.iteration = iteration

@@ -202,7 +202,8 @@ class UniMedITrainer(Trainer):
             )
         if self.truncated_reports:
             logger.warning(
-                "epoch %d: %d reports were longer than the report encoder's limit and were truncated (text_max_length).",
+                "epoch %d: %d reports were longer than the report encoder's limit and were truncated "
+                "(text_max_length).",
                 engine.state.epoch,
                 self.truncated_reports,
             )
@@ -222,8 +223,9 @@ class UniMedITrainer(Trainer):
                 if n > limit:
                     if self.truncated_reports == 0:
                         logger.warning(
-                            "a report of sample %s has %d tokens, more than the report encoder's max_length %d: it is truncated "
-                            "(raise text_max_length to keep more; the count is logged at the end of the epoch).",
+                            "a report of sample %s has %d tokens, more than the report encoder's max_length %d: it is "
+                            "truncated (raise text_max_length to keep more; the count is logged at the end of the "
+                            "epoch).",
                             int(group["index"][pos]) if "index" in group else pos,
                             n,
                             limit,

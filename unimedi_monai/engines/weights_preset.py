@@ -35,7 +35,8 @@ def trained_backbone(model_path: str | os.PathLike | None, default: str) -> str:
     name = preset_of_state_dict(state)
     if name is None:
         raise ValueError(
-            f"the weights in '{model_path}' match no backbone preset; pass --backbone (a preset name or a dict of sizes)."
+            f"the weights in '{model_path}' match no backbone preset; pass --backbone (a preset name or a dict of "
+            "sizes)."
         )
     logger.info("backbone preset of %s: %s", model_path, name)
     return name

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Evaluation: retrieval recall, slice hit rates, embedding / slice / training-curve plots, the pre-training evaluation."""
+"""Evaluation: retrieval recall, slice hit rates, embedding / slice / training-curve plots, the pre-training
+evaluation."""
 
 from __future__ import annotations
 

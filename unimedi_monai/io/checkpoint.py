@@ -124,8 +124,8 @@ def describe_mismatch(network: nn.Module, state: Mapping[str, Any], shapes_only:
         shapes_only: report the shape mismatches alone.
 
     Returns:
-        e.g. ``"2 missing keys [a, b], 1 unexpected key [c], 1 shape mismatch [d (3, 4) in the checkpoint vs (3, 8) in the network]"``,
-        or ``"keys and shapes match"``.
+        e.g. ``"2 missing keys [a, b], 1 unexpected key [c], 1 shape mismatch [d (3, 4) in the checkpoint vs
+        (3, 8) in the network]"``, or ``"keys and shapes match"``.
     """
     own = network.state_dict()
     missing = [] if shapes_only else [k for k in own if k not in state]
@@ -160,7 +160,8 @@ def _extract_state_dict(obj: Any, key: str | None) -> Mapping[str, torch.Tensor]
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             raise CheckpointMismatchError(
-                f"checkpoint has no '{key}' entry; found {sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__}."
+                f"checkpoint has no '{key}' entry; found "
+                f"{sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__}."
             )
         return obj[key]
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -189,8 +190,8 @@ def _encoder_of(network: nn.Module) -> nn.Module:
 def _absent_message(path: str | os.PathLike | None, source: str) -> str:
     if source == "network":
         return (
-            f"checkpoint '{path}' does not exist; run train.yaml first (a training run writes models/model.pt at its first "
-            "validation, so val_interval must be <= max_epochs), or set model_path to the weights file."
+            f"checkpoint '{path}' does not exist; run train.yaml first (a training run writes models/model.pt at its "
+            "first validation, so val_interval must be <= max_epochs), or set model_path to the weights file."
         )
     return (
         f"pretrained_path '{path}' does not exist; run the pretrain bundle first, set --pretrained_path to its "
@@ -207,7 +208,8 @@ def load_weights(
     key: str | None = None,
     map_location: str | torch.device = "cpu",
 ) -> Net:
-    """Load a checkpoint's weights into ``network`` (in place) and return it, with the report in ``network.load_report``.
+    """Load a checkpoint's weights into ``network`` (in place) and return it, with the report in
+    ``network.load_report``.
 
     Two kinds of checkpoint:
 
@@ -275,7 +277,8 @@ def load_weights(
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not state:
             raise CheckpointMismatchError(
-                f"checkpoint '{path}' has no keys starting with '{prefix}'; it is not a pre-training checkpoint (the pretrain bundle's models/model.pt)."
+                f"checkpoint '{path}' has no keys starting with '{prefix}'; it is not a pre-training checkpoint (the "
+                "pretrain bundle's models/model.pt)."
             )
     hint = getattr(target, "checkpoint_mismatch_hint", None)
     message = hint(state) if callable(hint) else None
@@ -296,8 +299,9 @@ def load_weights(
     }
     if strict and report["missing"] and prefix:
         raise CheckpointMismatchError(
-            f"checkpoint '{path}' lacks {len(report['missing'])} {type(target).__name__} keys under '{prefix}' {_listed(report['missing'])}; "
-            "it is not a pre-training checkpoint of this backbone preset (config key 'backbone')."
+            f"checkpoint '{path}' lacks {len(report['missing'])} {type(target).__name__} keys under '{prefix}' "
+            f"{_listed(report['missing'])}; it is not a pre-training checkpoint of this backbone preset (config key "
+            "'backbone')."
         )
     if strict and not prefix and (report["missing"] or report["unexpected"]):
         raise CheckpointMismatchError(

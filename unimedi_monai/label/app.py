@@ -114,7 +114,8 @@ class UniMedILabelApp(MONAILabelApp):
                 task = UniMedIBundleInferTask(path, self.conf, overrides=overrides)
             if not task.is_valid():
                 raise ValueError(
-                    f"bundle '{name}' ({path}) cannot be served: it needs configs/inference.yaml and models/model.pt (or model.ts)."
+                    f"bundle '{name}' ({path}) cannot be served: it needs configs/inference.yaml and models/model.pt "
+                    "(or model.ts)."
                 )
             logger.info("+++ Adding Inferer:: %s => %s", name, path)
             infers[name] = task

@@ -42,7 +42,8 @@ def inference_config(bundle_path: str | os.PathLike) -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(
-        f"bundle {bundle_path} has no configs/inference.yaml or configs/inference.json; MONAI Label serves inference configs only."
+        f"bundle {bundle_path} has no configs/inference.yaml or configs/inference.json; MONAI Label serves inference "
+        "configs only."
     )
 
 

@@ -58,7 +58,8 @@ class ContrastiveLoss(nn.Module):
         """Loss for ``(B, D)`` L2-normalised image and text embeddings, row i paired with row i."""
         if image_emb.shape != text_emb.shape:
             raise ValueError(
-                f"image and text embeddings must have the same shape, got {tuple(image_emb.shape)} and {tuple(text_emb.shape)}."
+                f"image and text embeddings must have the same shape, got {tuple(image_emb.shape)} and "
+                f"{tuple(text_emb.shape)}."
             )
         scale = self.logit_scale.clamp(self.min_log, self.max_log).exp()
         all_images, offset = all_gather_with_grad(image_emb)

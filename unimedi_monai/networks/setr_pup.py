@@ -118,7 +118,8 @@ class UniMedISETRPUP(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Segment ``x`` ``(B, 1, H, W)`` (sides divisible by the patch size) into logits ``(B, out_channels, H, W)``."""
+        """Segment ``x`` ``(B, 1, H, W)`` (sides divisible by the patch size) into logits
+        ``(B, out_channels, H, W)``."""
         tokenizer = self.encoder["tokenizer_2d"]
         grid = tokenizer.grid_for(x.shape[2:])
         patches = self.encoder["backbone"](tokenizer(x))["patches"]  # (B, h*w, C) after the final norm, row-major

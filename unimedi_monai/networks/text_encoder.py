@@ -63,7 +63,8 @@ def _load_pretrained(loader, name: str, local: bool):
             raise TextModelNotFoundError(f"cannot load the text model from the folder '{name}': {err}") from err
         raise TextModelNotFoundError(
             f"text model '{name}' is not a local folder and could not be loaded from the Hugging Face hub or its cache "
-            f"({type(err).__name__}). On a machine with hub access run `huggingface-cli download {name} --local-dir DIR` "
+            f"({type(err).__name__}). On a machine with hub access run "
+            f"`huggingface-cli download {name} --local-dir DIR` "
             "and set text_encoder model_name to DIR, or leave model_name unset for the offline MiniLM-L6 default."
         ) from None
 

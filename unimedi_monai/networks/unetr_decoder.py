@@ -63,7 +63,8 @@ def decoder_strides(patch_size: Sequence[int], stages: int = 4) -> list[tuple[in
         p = int(p)
         if p < 1 or p & (p - 1) or p > 2**stages:
             raise ValueError(
-                f"patch size {tuple(patch_size)} must hold powers of two up to {2**stages} for a {stages}-stage decoder."
+                f"patch size {tuple(patch_size)} must hold powers of two up to {2**stages} for a {stages}-stage "
+                "decoder."
             )
         doublings.append(p.bit_length() - 1)
     for stage in range(stages):
@@ -226,7 +227,8 @@ class UniMedIUNETR(nn.Module):
         return tokens.transpose(1, 2).reshape(b, c, grid[0], grid[1], grid[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Segment ``x`` ``(B, 1, H, W, D)`` (each size divisible by the patch size) into logits ``(B, out_channels, H, W, D)``."""
+        """Segment ``x`` ``(B, 1, H, W, D)`` (each size divisible by the patch size) into logits
+        ``(B, out_channels, H, W, D)``."""
         grid = self.encoder.tokenizer_3d.grid_for(x.shape[2:])
         patches, hidden_states = self.encoder(x)
         l1, l2, l3, _ = self.skip_layers

@@ -57,7 +57,8 @@ def check(bundle: str, versions: bool = True, lock: str | None = None) -> None:
 
 
 def sync_versions(lock: str, bundles_dir: str = "bundles") -> None:
-    """Write the lock's versions into every bundle's metadata (a changed bundle gets a patch version and a changelog entry)."""
+    """Write the lock's versions into every bundle's metadata (a changed bundle gets a patch version and a changelog
+    entry)."""
     import unimedi_monai
 
     versions = {**read_lock(lock), "unimedi-monai": unimedi_monai.__version__}
@@ -67,7 +68,8 @@ def sync_versions(lock: str, bundles_dir: str = "bundles") -> None:
 
 
 def check_env(lock: str) -> None:
-    """Compare the installed distributions with the lock: a missing or different package is an error, an extra one a warning."""
+    """Compare the installed distributions with the lock: a missing or different package is an error, an extra one a
+    warning."""
     from importlib import metadata as importlib_metadata
 
     locked = read_lock(lock)
@@ -80,7 +82,8 @@ def check_env(lock: str) -> None:
     extra = sorted(installed - set(locked) - {"unimedi-monai"})
     if extra:
         print(
-            f"warning: installed but not in {lock}: {', '.join(extra)} (a CUDA torch brings its own; otherwise start from a new venv)",
+            f"warning: installed but not in {lock}: {', '.join(extra)} (a CUDA torch brings its own; otherwise start "
+            "from a new venv)",
             file=sys.stderr,
         )
     if wrong:

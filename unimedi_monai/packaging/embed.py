@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Embed the X-rays and CT volumes of ``datalist`` / ``dataset_dir`` and CT volumes with a pre-trained image encoder (the pre-training bundle's inference)."""
+"""Embed the X-rays and CT volumes of ``datalist`` / ``dataset_dir`` and CT volumes with a pre-trained image encoder
+(the pre-training bundle's inference)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ __all__ = ["CT_SUFFIXES", "XRAY_SUFFIXES", "infer_modality", "list_images", "emb
 
 
 def list_images(datalist: Any = None, dataset_dir: str | os.PathLike | None = None) -> list[dict[str, str]]:
-    """``[{"image": path, "modality": "xray" | "ct"}]`` for the inputs named by the config keys ``datalist`` / ``dataset_dir``.
+    """``[{"image": path, "modality": "xray" | "ct"}]`` for the inputs named by the config keys ``datalist`` /
+    ``dataset_dir``.
 
     Args:
         datalist: as for :func:`unimedi_monai.data.inputs.list_inputs`; each entry must be an X-ray or a CT.
@@ -41,7 +43,8 @@ def embed_images(
     output_path: str | os.PathLike,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Embed each item (one at a time) and write ``{"images", "modality", "embeddings"}`` to ``output_path`` (JSON, atomically).
+    """Embed each item (one at a time) and write ``{"images", "modality", "embeddings"}`` to ``output_path``
+    (JSON, atomically).
 
     Args:
         network: image -> ``(1, D)`` embedding network (e.g. :class:`ImageEmbeddingNetwork`), weights loaded.

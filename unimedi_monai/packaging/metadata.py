@@ -148,7 +148,8 @@ def declared_versions(metadata: Mapping[str, Any]) -> list[tuple[str, str, str]]
 def version_mismatches(
     metadata: Mapping[str, Any], versions: Mapping[str, str] | None = None, source: str = "installed"
 ) -> list[str]:
-    """Declared versions (``monai_version``, ``pytorch_version``, ``numpy_version``, ``required_packages_version``) that differ.
+    """Declared versions (``monai_version``, ``pytorch_version``, ``numpy_version``, ``required_packages_version``)
+    that differ.
 
     Args:
         metadata: a bundle's metadata.
@@ -253,7 +254,8 @@ def sync_metadata_versions(bundle_dir: str | os.PathLike, versions: Mapping[str,
     text = re.sub(
         r'("changelog"\s*:\s*\{)(\s*)',
         lambda m: (
-            f"{m.group(1)}{m.group(2)}{json.dumps(new_version)}: {json.dumps(data['changelog'][new_version])},{m.group(2)}"
+            f"{m.group(1)}{m.group(2)}{json.dumps(new_version)}: "
+            f"{json.dumps(data['changelog'][new_version])},{m.group(2)}"
         ),
         text,
         count=1,

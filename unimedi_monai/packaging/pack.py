@@ -43,7 +43,8 @@ _ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed entry times: the same bundle gives th
 
 @dataclass
 class PackResult:
-    """What :func:`pack_bundle` wrote: the zip, the files in it, the large files left out (``large_files.yml`` entries)."""
+    """What :func:`pack_bundle` wrote: the zip, the files in it, the large files left out (``large_files.yml``
+    entries)."""
 
     zip_path: Path
     files: list[str] = field(default_factory=list)

@@ -50,12 +50,14 @@ def _rows(
 ) -> list[dict[str, Any]]:
     if section not in data:
         raise ValueError(
-            f"{json_path}: no '{section}' list; found sections {sorted(data)} (add a '{section}' list of image/label entries)."
+            f"{json_path}: no '{section}' list; found sections {sorted(data)} (add a '{section}' list of image/label "
+            "entries)."
         )
     rows = data[section]
     if not isinstance(rows, list):
         raise ValueError(
-            f"{json_path}: '{section}' must be a list of {{'image': ..., 'label': ...}} entries, got {type(rows).__name__}."
+            f"{json_path}: '{section}' must be a list of {{'image': ..., 'label': ...}} entries, got "
+            f"{type(rows).__name__}."
         )
     items = []
     for i, row in enumerate(rows):
@@ -72,7 +74,8 @@ def _rows(
             path = Path(value) if os.path.isabs(value) else base / value
             if not path.exists():
                 raise FileNotFoundError(
-                    f"{json_path}: {section} entry {i} '{key}' file '{path}' does not exist; fix the path or remove the entry."
+                    f"{json_path}: {section} entry {i} '{key}' file '{path}' does not exist; fix the path or remove "
+                    "the entry."
                 )
             item[key] = str(path.resolve())
             if outside is not None:
@@ -135,14 +138,16 @@ def load_segmentation_datalist(
     folder = Path(dataset_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"dataset_dir '{folder}' does not exist; set dataset_dir to your {layout.upper()} folder (or leave it null for the demo phantoms)."
+            f"dataset_dir '{folder}' does not exist; set dataset_dir to your {layout.upper()} folder (or leave it null "
+            "for the demo phantoms)."
         )
     json_path = Path(datalist) if datalist is not None else Path(DEFAULT_DATALISTS[layout])
     if not json_path.is_absolute():
         json_path = folder / json_path
     if not json_path.is_file():
         raise FileNotFoundError(
-            f"datalist '{json_path}' does not exist; the {layout.upper()} layout expects {DEFAULT_DATALISTS[layout]} in dataset_dir (or set the datalist key)."
+            f"datalist '{json_path}' does not exist; the {layout.upper()} layout expects {DEFAULT_DATALISTS[layout]} "
+            "in dataset_dir (or set the datalist key)."
         )
     data = read_json_object(json_path, "datalist", " with 'training' and 'validation' lists")
     if (

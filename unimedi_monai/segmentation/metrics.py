@@ -64,7 +64,8 @@ def per_organ_dice(engine: Engine, metric_name: str) -> torch.Tensor:
         return nan_mean_per_organ(details[metric_name])
     if metric_name not in engine.state.metrics:
         raise KeyError(
-            f"the evaluator has no metric '{metric_name}'; add a MeanDice(include_background=False, reduction='mean_batch') under that name to additional_metrics."
+            f"the evaluator has no metric '{metric_name}'; add a MeanDice(include_background=False, "
+            "reduction='mean_batch') under that name to additional_metrics."
         )
     return torch.as_tensor(engine.state.metrics[metric_name], dtype=torch.float64)
 
@@ -89,7 +90,8 @@ def organ_dice_report(
     values = [float(v) for v in torch.as_tensor(per_organ, dtype=torch.float64).flatten().tolist()]
     if len(values) != len(organ_names):
         raise ValueError(
-            f"got {len(values)} per-organ Dice values for {len(organ_names)} organ names; check out_channels against the organ list."
+            f"got {len(values)} per-organ Dice values for {len(organ_names)} organ names; check out_channels against "
+            "the organ list."
         )
     organ = {name: (None if math.isnan(v) else v) for name, v in zip(organ_names, values)}
     mean = mean_organ_dice(values)
@@ -118,7 +120,8 @@ class OrganMeanDiceMetric(DiceMetric):
         )
 
     def aggregate(self, reduction: Any = None) -> torch.Tensor:  # type: ignore[override]
-        """The mean organ Dice of the cases seen so far, a 0-d float64 tensor (NaN when no organ is in any reference)."""
+        """The mean organ Dice of the cases seen so far, a 0-d float64 tensor (NaN when no organ is in any
+        reference)."""
         data = self.get_buffer()
         if not isinstance(data, torch.Tensor):
             raise ValueError("OrganMeanDiceMetric: no Dice values buffered yet (call it on a batch first).")
@@ -139,7 +142,9 @@ class MeanOrganDice(IgniteMetricHandler):
 
     Example::
 
-        SupervisedEvaluator(..., key_val_metric={"val_mean_dice": MeanOrganDice(output_transform=from_engine(["pred", "label"]))})
+        SupervisedEvaluator(
+            ..., key_val_metric={"val_mean_dice": MeanOrganDice(output_transform=from_engine(["pred", "label"]))}
+        )
     """
 
     def __init__(
@@ -173,7 +178,9 @@ class OrganDiceWriter:
     Example::
 
         OrganDiceWriter("eval/metrics.json", BCV_ORGANS).attach(evaluator)
-        BestModelSaver(net, "models/model.pt", on_save=[OrganDiceWriter("eval/metrics.json", BCV_ORGANS, record_epoch=True)])
+        BestModelSaver(
+            net, "models/model.pt", on_save=[OrganDiceWriter("eval/metrics.json", BCV_ORGANS, record_epoch=True)]
+        )
     """
 
     def __init__(

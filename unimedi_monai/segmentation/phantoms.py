@@ -118,7 +118,8 @@ def generate_organ_phantoms(
     target = out.absolute()
     if target.exists() and any(target.iterdir()) and existing is None:
         raise FileExistsError(
-            f"phantom folder {target} is not empty and holds no phantom {name}; choose another folder (or an empty one)."
+            f"phantom folder {target} is not empty and holds no phantom {name}; choose another folder (or an empty "
+            "one)."
         )
     rng = np.random.default_rng(seed)
     affine = np.diag([*params["spacing"], 1.0])

@@ -128,7 +128,8 @@ def load_2d_datalist(
         json_path = folder / json_path
     if not json_path.is_file():
         raise FileNotFoundError(
-            f"datalist '{json_path}' does not exist; set dataset_dir to the folder of your datalist.json (or the datalist key to the file)."
+            f"datalist '{json_path}' does not exist; set dataset_dir to the folder of your datalist.json (or the "
+            "datalist key to the file)."
         )
     data = read_json_object(json_path, "datalist", " with a 'training' list of {'image': ..., 'label': ...} entries")
     sections = {
@@ -287,7 +288,9 @@ def generate_lesion_demo(
                 }
             )
         datalist: dict[str, Any] = {
-            "description": "synthetic chest X-rays with lesion masks from unimedi_monai.data.demo.synth_xray; not patient data",
+            "description": (
+                "synthetic chest X-rays with lesion masks from unimedi_monai.data.demo.synth_xray; not patient data"
+            ),
             "labels": {"0": "background", "1": "lesion"},
             "training": rows[:n_train],
             "validation": rows[n_train : n_train + n_val],

@@ -48,8 +48,9 @@ def demo_cases(
                 continue
             if "lesion_centre_voxel" not in item:
                 raise ValueError(
-                    f"{path}: {section}[{index}] ({item.get('image')}) has no 'lesion_centre_voxel'; the demo evaluation "
-                    "needs a datalist written by unimedi_monai.data.generate_demo_dataset (or set `dataset_dir`)."
+                    f"{path}: {section}[{index}] ({item.get('image')}) has no 'lesion_centre_voxel'; the demo "
+                    "evaluation needs a datalist written by unimedi_monai.data.generate_demo_dataset (or set "
+                    "`dataset_dir`)."
                 )
             centre = item["lesion_centre_voxel"]
             if centre is None:

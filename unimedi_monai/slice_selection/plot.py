@@ -30,7 +30,8 @@ def _display_window(volume: np.ndarray) -> tuple[float, float]:
 
 
 def _display(volume: np.ndarray, s: int, axis: int, affine: np.ndarray | None) -> np.ndarray:
-    """Slice ``s`` along ``axis`` as rows x columns; axial slices in radiological view (anterior up, patient's right on the left)."""
+    """Slice ``s`` along ``axis`` as rows x columns; axial slices in radiological view (anterior up, patient's right on
+    the left)."""
     piece = np.take(volume, s, axis=axis)  # (first remaining axis, second remaining axis)
     image = piece.T  # rows: the second remaining axis
     if affine is not None and axis == 2:

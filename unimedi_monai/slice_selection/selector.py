@@ -164,9 +164,9 @@ class SliceSelector:
     """Score and select the slices of CT files with a :class:`~unimedi_monai.slice_selection.SliceSelectionNet`.
 
     The file goes through ``transform`` (the deterministic :func:`unimedi_monai.data.ct_transforms` with
-    ``resampler="monai"``, not the read-time SimpleITK resampling), which must contain an ``Orientationd``: the image and its affine are captured just before it,
-    the model scores the resampled grid, and the grid scores are mapped back to every slice of the
-    file (:func:`~unimedi_monai.data.slice_grid.grid_to_original`).
+    ``resampler="monai"``, not the read-time SimpleITK resampling), which must contain an ``Orientationd``: the
+    image and its affine are captured just before it, the model scores the resampled grid, and the grid scores are
+    mapped back to every slice of the file (:func:`~unimedi_monai.data.slice_grid.grid_to_original`).
 
     Args:
         network: the scoring network (``forward``: ``(B, 1, H, W, D)`` -> ``(B, D)``).
@@ -242,7 +242,8 @@ class SliceSelector:
         """
         if image is None or not os.fspath(image):
             raise ValueError(
-                "no CT given: set the config key `datalist` (--datalist PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM folder)."
+                "no CT given: set the config key `datalist` (--datalist PATH: a NIfTI/NRRD/MHA/MHD file or a DICOM "
+                "folder)."
             )
         image = os.fspath(image)
         batch, volume, affine, spacing, bounds = self._load(image, window)

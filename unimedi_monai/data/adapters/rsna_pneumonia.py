@@ -11,12 +11,14 @@ The published layout::
 One image per patient; its label is 1 when any row of the patient has ``Target`` 1 (pneumonia
 opacity), else 0; with ``with_boxes`` its ``boxes`` are the ``[x, y, width, height]`` (pixels: x the
 column, y the row of the top-left corner) of those rows, which the segmentation bundle fills into
-masks. The challenge's test labels are not public, so the training file is split by patient into training / validation / test (:func:`unimedi_monai.classification.prepare_splits`).
+masks. The challenge's test labels are not public, so the training file is split by patient into training /
+validation / test (:func:`unimedi_monai.classification.prepare_splits`).
 
 Example::
 
     items = load_rsna_pneumonia("/data/rsna")["training"]
-    items[0]   # {'image': '/data/rsna/stage_2_train_images/0004cfab-....dcm', 'label': 0, 'patient_id': '0004cfab-...', ...}
+    # {'image': '/data/rsna/stage_2_train_images/0004cfab-....dcm', 'label': 0, 'patient_id': '0004cfab-...', ...}
+    items[0]
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def _box(row: dict, csv_file: Path, row_no: int) -> list[float]:
             ) from None
         if not math.isfinite(value) or value < 0 or (column in ("width", "height") and value == 0):
             raise ValueError(
-                f"{csv_file}, row {row_no}, column '{column}': {text!r} must be a {'positive' if column in ('width', 'height') else 'non-negative'} number of pixels."
+                f"{csv_file}, row {row_no}, column '{column}': {text!r} must be a "
+                f"{'positive' if column in ('width', 'height') else 'non-negative'} number of pixels."
             )
         box.append(value)
     return box
@@ -120,7 +123,8 @@ def read_rsna_labels(
 def load_rsna_pneumonia(
     dataset_dir: str | os.PathLike, check_files: bool = True, with_boxes: bool = False
 ) -> dict[str, list[dict]]:
-    """Read an RSNA Pneumonia folder into ``{"training": [...]}`` (no public test labels; ``with_boxes``: see :func:`read_rsna_labels`)."""
+    """Read an RSNA Pneumonia folder into ``{"training": [...]}`` (no public test labels; ``with_boxes``: see
+    :func:`read_rsna_labels`)."""
     root = Path(dataset_dir).expanduser()
     return {
         "training": read_rsna_labels(

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Writing the demo dataset: rendering each planned case, ``datalist.json``, the manifest that lets a folder be reused."""
+"""Writing the demo dataset: rendering each planned case, ``datalist.json``, the manifest that lets a folder be
+reused."""
 
 from __future__ import annotations
 
