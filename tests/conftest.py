@@ -101,6 +101,28 @@ def run_bundle(
     return proc
 
 
+#: the pre-processing pipelines of the organ segmentation bundles: mode -> (config file, config id)
+SEGMENTATION_PIPELINES = {
+    "train": ("train.yaml", "train#transforms"),
+    "validate": ("train.yaml", "validate#transforms"),
+    "infer": ("inference.yaml", "preprocessing"),
+}
+
+
+def segmentation_pipeline(mode: str, bundle: str = "bcv_segmentation", **overrides):
+    """The pre-processing of an organ segmentation bundle, built from its YAML (the one definition).
+
+    Args:
+        mode: ``train`` / ``validate`` (train.yaml) or ``infer`` (inference.yaml).
+        bundle: the bundle folder under ``bundles/``.
+        overrides: config keys set first, e.g. ``roi_size=[16, 16, 8]``, ``num_classes=None`` (no label check).
+    """
+    from unimedi_monai.bundle import bundle_item
+
+    config, item = SEGMENTATION_PIPELINES[mode]
+    return bundle_item(REPO_ROOT / "bundles" / bundle / "configs" / config, item, overrides)
+
+
 PRETRAIN_SHORT = [
     "--demo",
     "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",

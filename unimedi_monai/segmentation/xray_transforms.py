@@ -39,7 +39,7 @@ from unimedi_monai.data.meta import UNKNOWN_SOURCE, source_filename
 from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
 from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled
 from unimedi_monai.io.atomic_io import atomic_open
-from unimedi_monai.segmentation.transforms import CheckLabelRanged
+from unimedi_monai.segmentation.label_checks import CheckLabelRanged
 
 __all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms"]
 
