@@ -101,7 +101,7 @@ def run_bundle(
     return proc
 
 
-#: the pre-processing pipelines of the organ segmentation bundles: mode -> (config file, config id)
+#: the pre-processing pipelines of the segmentation bundles (BCV, AMOS, RSNA): mode -> (config file, config id)
 SEGMENTATION_PIPELINES = {
     "train": ("train.yaml", "train#transforms"),
     "validate": ("train.yaml", "validate#transforms"),
@@ -110,7 +110,7 @@ SEGMENTATION_PIPELINES = {
 
 
 def segmentation_pipeline(mode: str, bundle: str = "bcv_segmentation", **overrides):
-    """The pre-processing of an organ segmentation bundle, built from its YAML (the one definition).
+    """The pre-processing of a segmentation bundle, built from its YAML (the one definition).
 
     Args:
         mode: ``train`` / ``validate`` (train.yaml) or ``infer`` (inference.yaml).

@@ -63,6 +63,8 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "flip_prob": ("float", 0, 1, False),
     "shift_prob": ("float", 0, 1, False),
     "shift_offset": ("float", 0, None, False),
+    "norm_std": ("float>", 0, None, False),
+    "affine_prob": ("float", 0, 1, False),
 }
 
 #: the sequence keys the pre-processing takes: (what each value is, how many); ``"window"`` is ``(low, high)``

@@ -43,7 +43,6 @@ _EXPORTS = {
     "LoadXrayMaskd": "xray_transforms",
     "SavePNGMaskd": "xray_transforms",
     "boxes_to_mask": "xray_transforms",
-    "xray_segmentation_transforms": "xray_transforms",
     "SegmentationReportWriter": "xray_report",
     "save_overlays": "xray_report",
 }
