@@ -123,6 +123,15 @@ def segmentation_pipeline(mode: str, bundle: str = "bcv_segmentation", **overrid
     return bundle_item(REPO_ROOT / "bundles" / bundle / "configs" / config, item, overrides)
 
 
+def classification_pipeline(**overrides):
+    """The covidx_classification bundle's evaluation pre-processing (train.yaml's ``linear_probe#transforms``:
+    the X-ray pipeline, then the label as a tensor), built from its YAML; ``overrides`` e.g. ``image_size=32``."""
+    from unimedi_monai.bundle import bundle_item
+
+    config = REPO_ROOT / "bundles" / "covidx_classification" / "configs" / "train.yaml"
+    return bundle_item(config, "linear_probe#transforms", overrides)
+
+
 PRETRAIN_SHORT = [
     "--demo",
     "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",
