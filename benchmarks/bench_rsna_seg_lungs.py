@@ -120,9 +120,10 @@ def trivial_foreground_dice(datalist: Path, image_size: int) -> float:
     import torch
     from monai.metrics import DiceMetric
 
-    from unimedi_monai.segmentation import xray_segmentation_transforms
+    from unimedi_monai.bundle import bundle_item
 
-    tf = xray_segmentation_transforms("validate", image_size=image_size, num_classes=2)
+    config = REPO_ROOT / "bundles" / "rsna_segmentation" / "configs" / "train.yaml"  # the bundle's own pipeline
+    tf = bundle_item(config, "validate#transforms", {"image_size": image_size, "num_classes": 2})
     metric = DiceMetric(include_background=False)
     for item in json.loads(datalist.read_text())["test"]:
         label = tf(dict(item))["label"][None]

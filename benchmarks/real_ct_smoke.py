@@ -27,11 +27,46 @@ from pathlib import Path
 import common  # noqa: F401  (puts the checkout on sys.path when the package is not installed)
 import torch
 
-__all__ = ["run_smoke", "main"]
+__all__ = ["run_smoke", "smoke_transforms", "main"]
 
 logger = logging.getLogger(__name__)
 
+#: the bundle whose pre-processing the smoke check runs
+BCV_TRAIN_YAML = Path(__file__).resolve().parents[1] / "bundles" / "bcv_segmentation" / "configs" / "train.yaml"
 CASES = (("example_ct_sm.nii.gz", "example_seg.nii.gz"), ("example_ct_dicom", "example_seg_dicom.nii.gz"))
+
+
+def smoke_transforms(pixdim: Sequence[float], roi_size: Sequence[int], num_classes: int) -> tuple:
+    """The BCV bundle's training and validation pipelines (its train.yaml), TotalSegmentator label ids mapped
+    to the BCV organs right after the grid check.
+
+    Args:
+        pixdim: resampling spacing.
+        roi_size: crop / sliding-window size.
+        num_classes: background + organs.
+
+    Returns:
+        ``(train transforms, validation transforms)``; training draws 2 crops per volume, organ:background 3:1.
+    """
+    from monai.bundle import ConfigParser
+
+    from unimedi_monai.bundle import bundle_item
+
+    preprocessing = ConfigParser.load_config_file(str(BCV_TRAIN_YAML))["preprocessing"]
+    at = 1 + next(i for i, t in enumerate(preprocessing) if t["_target_"].endswith("CheckSameGridd"))
+    remap = {
+        "_target_": "unimedi_monai.segmentation.RemapLabelsd",
+        "keys": "label",
+        "mapping": "$unimedi_monai.segmentation.TOTALSEGMENTATOR_TO_BCV",
+    }
+    overrides = {
+        "pixdim": list(pixdim),
+        "roi_size": list(roi_size),
+        "num_classes": num_classes,
+        "preprocessing": preprocessing[:at] + [remap] + preprocessing[at:],
+    }
+    train_tf = bundle_item(BCV_TRAIN_YAML, "train#transforms", {**overrides, "num_samples": 2, "pos": 3.0, "neg": 1.0})
+    return train_tf, bundle_item(BCV_TRAIN_YAML, "validate#transforms", overrides)
 
 
 def run_smoke(
@@ -77,8 +112,7 @@ def run_smoke(
     from unimedi_monai.io.checkpoint import load_weights
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
     from unimedi_monai.segmentation.metrics import organ_dice_report, per_organ_dice
-    from unimedi_monai.segmentation.organs import BCV_ORGANS, TOTALSEGMENTATOR_TO_BCV
-    from unimedi_monai.segmentation.transforms import segmentation_transforms
+    from unimedi_monai.segmentation.organs import BCV_ORGANS
 
     set_determinism(seed=seed)
     data_dir = Path(data_dir)
@@ -91,11 +125,9 @@ def run_smoke(
             )
         items.append({"image": str(data_dir / image), "label": str(data_dir / label)})
     num_classes = len(BCV_ORGANS) + 1
-    transform_args = dict(pixdim=pixdim, roi_size=roi_size, num_classes=num_classes, label_map=TOTALSEGMENTATOR_TO_BCV)
-    train_ds = CacheDataset(
-        items, segmentation_transforms("train", num_samples=2, pos=3.0, neg=1.0, **transform_args), progress=False
-    )
-    val_ds = CacheDataset(items, segmentation_transforms("validate", **transform_args), progress=False)
+    train_tf, val_tf = smoke_transforms(pixdim, roi_size, num_classes)
+    train_ds = CacheDataset(items, train_tf, progress=False)
+    val_ds = CacheDataset(items, val_tf, progress=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = UniMedIUNETR(num_classes, backbone=backbone, feature_size=feature_size)
     load_weights(network, pretrained, source="student", init="pretrained" if pretrained else "random")

@@ -101,6 +101,37 @@ def run_bundle(
     return proc
 
 
+#: the pre-processing pipelines of the segmentation bundles (BCV, AMOS, RSNA): mode -> (config file, config id)
+SEGMENTATION_PIPELINES = {
+    "train": ("train.yaml", "train#transforms"),
+    "validate": ("train.yaml", "validate#transforms"),
+    "infer": ("inference.yaml", "preprocessing"),
+}
+
+
+def segmentation_pipeline(mode: str, bundle: str = "bcv_segmentation", **overrides):
+    """The pre-processing of a segmentation bundle, built from its YAML (the one definition).
+
+    Args:
+        mode: ``train`` / ``validate`` (train.yaml) or ``infer`` (inference.yaml).
+        bundle: the bundle folder under ``bundles/``.
+        overrides: config keys set first, e.g. ``roi_size=[16, 16, 8]``, ``num_classes=None`` (no label check).
+    """
+    from unimedi_monai.bundle import bundle_item
+
+    config, item = SEGMENTATION_PIPELINES[mode]
+    return bundle_item(REPO_ROOT / "bundles" / bundle / "configs" / config, item, overrides)
+
+
+def classification_pipeline(**overrides):
+    """The covidx_classification bundle's evaluation pre-processing (train.yaml's ``linear_probe#transforms``:
+    the X-ray pipeline, then the label as a tensor), built from its YAML; ``overrides`` e.g. ``image_size=32``."""
+    from unimedi_monai.bundle import bundle_item
+
+    config = REPO_ROOT / "bundles" / "covidx_classification" / "configs" / "train.yaml"
+    return bundle_item(config, "linear_probe#transforms", overrides)
+
+
 PRETRAIN_SHORT = [
     "--demo",
     "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",

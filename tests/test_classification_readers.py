@@ -201,12 +201,12 @@ def rsna_dir(tmp_path) -> Path:
 
 
 def test_rsna_patient_level_labels_and_dicom(rsna_dir):
-    from unimedi_monai.classification import classification_transforms
+    from conftest import classification_pipeline
 
     items = load_rsna_pneumonia(rsna_dir)["training"]
     assert len(items) == 20  # one item per patient, several rows for positives
     assert [i["label"] for i in items[:4]] == [1, 0, 0, 0] and items[0]["num_boxes"] == 2 and items[1]["num_boxes"] == 0
-    out = classification_transforms(64, train=False)(items[0])
+    out = classification_pipeline(image_size=64)(items[0])
     assert tuple(out["image"].shape) == (1, 64, 64) and int(out["label"]) == 1
     (rsna_dir / "stage_2_train_labels.csv").write_text("patientId,x,y,width,height,Target\npid-000,,,,,yes\n")
     with pytest.raises(ValueError, match=r"stage_2_train_labels.csv, row 2, column 'Target': 'yes' must be 0 or 1"):

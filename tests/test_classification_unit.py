@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import classification_pipeline
 from PIL import Image
 
 from unimedi_monai.classification import (
     ClassificationMetric,
     MaskedBCEWithLogitsLoss,
     classification_metrics,
-    classification_transforms,
     confusion_matrix,
     extract_features,
     get_task,
@@ -149,7 +149,7 @@ def _pngs(tmp_path, n):
 def test_feature_cache_is_reused_and_keyed_by_weights(tmp_path):
     items = _pngs(tmp_path, 4)
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8)
-    tf = classification_transforms(32)
+    tf = classification_pipeline(image_size=32)
     calls = []
     original = net.features
     net.features = lambda x: (calls.append(x.shape[0]), original(x))[1]
@@ -172,7 +172,7 @@ def test_finetune_steps_lower_the_loss(tmp_path):
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8)
     task = get_task("covidx")
     loader = torch.utils.data.DataLoader(
-        [classification_transforms(32)(i) for i in items],
+        [classification_pipeline(image_size=32)(i) for i in items],
         batch_size=6,
         shuffle=False,
         collate_fn=lambda b: {
@@ -212,7 +212,12 @@ def test_zero_shot_probabilities_and_inference_json(tmp_path):
     items = _pngs(tmp_path, 3)
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8)
     written = predict_to_json(
-        net, task, [i["image"] for i in items], classification_transforms(32), tmp_path / "pred", progress=False
+        net,
+        task,
+        [i["image"] for i in items],
+        classification_pipeline(image_size=32),
+        tmp_path / "pred",
+        progress=False,
     )
     assert [w.name for w in written] == ["x0.png.json", "x1.png.json", "x2.png.json"]
     out = json.loads(written[1].read_text())
@@ -241,7 +246,7 @@ def test_run_linear_probe_fractions_share_one_cache(tmp_path):
     net = UniMedIClassifier(3, "tiny", xray_size=32, patch_size_2d=8, freeze_encoder=True)
     task = get_task("covidx")
     kwargs = dict(
-        transform=classification_transforms(32),
+        transform=classification_pipeline(image_size=32),
         output_dir=tmp_path / "eval",
         model_path=tmp_path / "model.pt",
         cache_dir=tmp_path / "cache",

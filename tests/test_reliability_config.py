@@ -300,6 +300,42 @@ def test_numeric_keys_are_checked_by_name():
     )
 
 
+def test_spatial_keys_are_checked_by_name():
+    from unimedi_monai.bundle import check_spatial_values
+
+    for values, pattern in [
+        (
+            {"pixdim": [1.5, 0.0, 2.0]},
+            r"config key 'pixdim' must be 3 positive numbers, got \[1.5, 0.0, 2.0\] \(command line --pixdim\)",
+        ),
+        ({"pixdim": [1.5, 1.5]}, r"'pixdim' must be 3 positive numbers"),
+        ({"roi_size": [32, 32, 8.5]}, r"'roi_size' must be 3 positive integers, got \[32, 32, 8.5\]"),
+        ({"roi_size": "abc"}, r"'roi_size' must be 3 positive integers, got 'abc'"),
+        ({"hu_window": [250.0, -175.0]}, r"'hu_window' must be \(low, high\) with low < high"),
+        ({"hu_window": [0.0, float("inf")]}, r"'hu_window' must be \(low, high\)"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            check_spatial_values(values)
+    with pytest.raises(KeyError, match="no shape is declared for config key 'spacing'"):
+        check_spatial_values({"spacing": [1, 1, 1]})
+    check_spatial_values({"pixdim": [4, 4, 4.0], "roi_size": [32, 32, 8], "hu_window": [-175, 250.0]})
+
+
+def test_bundle_item_parses_one_id_with_overrides(tmp_path):
+    from unimedi_monai.bundle import bundle_item
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "size: 3\nitem: {_target_: monai.transforms.SpatialPadd, keys: image, spatial_size: '$[@size] * 3'}\n"
+    )
+    pad = bundle_item(config, "item", {"size": 5})
+    assert tuple(pad(dict(image=torch.zeros(1, 2, 2, 2)))["image"].shape) == (1, 5, 5, 5)
+    with pytest.raises(KeyError, match=r"no config id 'items' in .*c\.yaml"):
+        bundle_item(config, "items")
+    with pytest.raises(FileNotFoundError, match=r"config file '.*missing\.yaml' does not exist"):
+        bundle_item(tmp_path / "missing.yaml", "item")
+
+
 def test_root_error_unwraps_monai_wrappers():
     from unimedi_monai.bundle import root_error
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import segmentation_pipeline
 
 from unimedi_monai.data import ct_transforms
-from unimedi_monai.segmentation import segmentation_transforms
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,8 +52,8 @@ def _readers():
         "slice selection": lambda p: ct_transforms(spatial_size=(16, 16, 8), train=False, resampler="monai")(
             {"image": str(p)}
         ),
-        "segmentation inference": lambda p: segmentation_transforms("infer", roi_size=(16, 16, 8))({"image": str(p)}),
-        "segmentation training": lambda p: segmentation_transforms("validate", roi_size=(16, 16, 8))(
+        "segmentation inference": lambda p: segmentation_pipeline("infer", roi_size=[16, 16, 8])({"image": str(p)}),
+        "segmentation training": lambda p: segmentation_pipeline("validate", roi_size=[16, 16, 8], num_classes=None)(
             {"image": str(p), "label": str(p)}
         ),
     }
@@ -125,10 +125,12 @@ def test_segmentation_refuses_nan_ct(tmp_path):
     values[10, 4, 5] = np.inf
     path = _ct(tmp_path / "nan.nii.gz", values=values)
     with pytest.raises(ValueError, match=r"nan\.nii\.gz' \(key 'image'\) holds 2 NaN/inf values"):
-        segmentation_transforms("infer", roi_size=(16, 16, 8))({"image": str(path)})
+        segmentation_pipeline("infer", roi_size=[16, 16, 8])({"image": str(path)})
     label = _ct(tmp_path / "label.nii.gz", values=np.zeros((40, 40, 24), np.uint8))
     with pytest.raises(ValueError, match=r"holds 2 NaN/inf values"):
-        segmentation_transforms("validate", roi_size=(16, 16, 8))({"image": str(path), "label": str(label)})
+        segmentation_pipeline("validate", roi_size=[16, 16, 8], num_classes=None)(
+            {"image": str(path), "label": str(label)}
+        )
 
 
 @pytest.mark.parametrize(
@@ -150,11 +152,9 @@ def test_segmentation_training_refuses_a_label_on_another_grid(tmp_path, label_a
             match=rf"image '.*img0001\.nii\.gz' and label '.*label0001\.nii\.gz' are not on the same voxel grid "
             rf"\({problem}",
         ):
-            segmentation_transforms(mode, roi_size=(16, 16, 8), num_classes=2)(
-                {"image": str(image), "label": str(label)}
-            )
+            segmentation_pipeline(mode, roi_size=[16, 16, 8], num_classes=2)({"image": str(image), "label": str(label)})
     same = _ct(tmp_path / "label_ok.nii.gz", values=np.zeros((40, 40, 24), np.uint8))
-    out = segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=2)(
+    out = segmentation_pipeline("validate", roi_size=[16, 16, 8], num_classes=2)(
         {"image": str(image), "label": str(same)}
     )
     assert out["image"].shape == out["label"].shape
@@ -297,7 +297,7 @@ def test_fractional_label_values_are_named_as_such(tmp_path):
         match=r"lab\.nii\.gz' \(key 'label'\) holds \d+ non-integer values \(e\.g\. 1\.5\): a label map holds "
         r"integer class ids",
     ):
-        segmentation_transforms("validate", roi_size=(16, 16, 8), num_classes=3)(
+        segmentation_pipeline("validate", roi_size=[16, 16, 8], num_classes=3)(
             {"image": str(image), "label": str(label)}
         )
 

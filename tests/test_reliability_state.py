@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import classification_pipeline
 from ignite.engine import Engine, Events
 from PIL import Image
 from torch import nn
 
-from unimedi_monai.classification import classification_transforms, extract_features
+from unimedi_monai.classification import extract_features
 from unimedi_monai.data import build_pretrain_dataset, xray_transforms
 from unimedi_monai.engines import CheckpointHandler, JsonlStatsWriter
 from unimedi_monai.io.checkpoint import list_checkpoints
@@ -44,7 +45,7 @@ def _replace(path: Path, data: bytes) -> None:
 def test_feature_cache_is_not_reused_after_the_images_change(tmp_path):
     items = [{"image": str(_png(tmp_path / f"x{i}.png", 4 * i)), "label": i % 2} for i in range(4)]
     net = UniMedIClassifier(2, "tiny", xray_size=32, patch_size_2d=8)
-    tf = classification_transforms(32)
+    tf = classification_pipeline(image_size=32)
     first = extract_features(net, items, tf, tmp_path / "cache", {"image_size": 32}, progress=False)
     again = extract_features(net, items, tf, tmp_path / "cache", {"image_size": 32}, progress=False)
     assert torch.equal(first, again)

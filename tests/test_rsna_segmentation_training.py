@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import segmentation_pipeline
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks.utils import one_hot
 
 from unimedi_monai.networks import UniMedISETRPUP
-from unimedi_monai.segmentation import generate_lesion_demo, load_xray_segmentation_data, xray_segmentation_transforms
+from unimedi_monai.segmentation import generate_lesion_demo, load_xray_segmentation_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -18,7 +19,7 @@ SIZE = 96
 
 
 def _tensors(items):
-    tf = xray_segmentation_transforms("validate", image_size=SIZE, num_classes=2)
+    tf = segmentation_pipeline("validate", bundle="rsna_segmentation", image_size=SIZE, num_classes=2)
     out = [tf(dict(i)) for i in items]
     return torch.stack([o["image"] for o in out]), torch.stack([o["label"] for o in out])
 

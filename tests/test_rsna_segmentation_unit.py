@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import segmentation_pipeline
 from PIL import Image
 
 from unimedi_monai.io.checkpoint import CheckpointMismatchError, load_weights
@@ -20,7 +21,6 @@ from unimedi_monai.segmentation import (
     load_rsna_segmentation,
     load_xray_segmentation_data,
     segmentation_param_groups,
-    xray_segmentation_transforms,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -161,7 +161,7 @@ def test_rsna_boxes_become_masks_at_the_image_resolution(rsna_dir):
     expected = boxes_to_mask(item["boxes"], (48, 64))
     assert expected.sum() == 10 * 8 + 13 * 20  # x 30.5..42.5 covers the columns 30..42
     assert expected[6:14, 4:14].all() and expected[20:40, 30:43].all() and not expected[:6].any()
-    tf = xray_segmentation_transforms("validate", image_size=48, num_classes=2)
+    tf = segmentation_pipeline("validate", bundle="rsna_segmentation", image_size=48, num_classes=2)
     out = tf(dict(item))
     assert out["image"].shape == (1, 48, 48) and out["label"].shape == (1, 48, 48)
     assert set(out["label"].unique().tolist()) == {0.0, 1.0}
@@ -192,7 +192,7 @@ def test_rsna_errors_name_file_row_and_column(rsna_dir, row, message):
 def test_rsna_box_outside_the_image_names_the_file(rsna_dir):
     item = {"image": str(rsna_dir / "stage_2_train_images" / "pid-000.dcm"), "boxes": [[500.0, 500.0, 10.0, 10.0]]}
     with pytest.raises(ValueError, match=r"pid-000.dcm': box 0 .* lies outside the 48 x 64 image"):
-        xray_segmentation_transforms("validate", image_size=32)(item)
+        segmentation_pipeline("validate", bundle="rsna_segmentation", image_size=32, num_classes=2)(item)
 
 
 def test_label_fractions_counts_and_seed(rsna_dir):
@@ -233,7 +233,9 @@ def test_generic_datalist_masks_and_errors(tmp_path):
     (tmp_path / "datalist.json").write_text(json.dumps({"training": rows}))
     data = load_2d_datalist(tmp_path, val_fraction=0.2, test_fraction=0.2, seed=0)
     assert [len(data[s]) for s in ("training", "validation", "test")] == [4, 1, 1]
-    out = xray_segmentation_transforms("validate", image_size=80 // 2 * 2, num_classes=2)(data["training"][0])
+    out = segmentation_pipeline("validate", bundle="rsna_segmentation", image_size=80 // 2 * 2, num_classes=2)(
+        data["training"][0]
+    )
     assert out["label"].shape == (1, 80, 80) and set(out["label"].unique().tolist()) == {0.0, 1.0}  # 255 -> 1
     # a listed file that is missing, and a mask of another size
     (tmp_path / "datalist.json").write_text(
@@ -245,12 +247,14 @@ def test_generic_datalist_masks_and_errors(tmp_path):
         load_2d_datalist(tmp_path)
     small = _png(tmp_path / "msk/small.png", mask[:40])
     with pytest.raises(ValueError, match=r"mask '.*small.png' is \(40, 80\) but its image '.*0.png' is \(50, 80\)"):
-        xray_segmentation_transforms("validate", image_size=32)({"image": rows[0]["image"], "label": small})
+        segmentation_pipeline("validate", bundle="rsna_segmentation", image_size=32, num_classes=2)(
+            {"image": rows[0]["image"], "label": small}
+        )
     three = _png(tmp_path / "msk/three.png", (mask > 0).astype(np.uint8) * 3)
     with pytest.raises(
         ValueError, match=r"three.png' \(key 'label'\) holds class ids 0..3, but the network predicts classes 0..1"
     ):
-        xray_segmentation_transforms("validate", image_size=32, num_classes=2)(
+        segmentation_pipeline("validate", bundle="rsna_segmentation", image_size=32, num_classes=2)(
             {"image": rows[0]["image"], "label": three}
         )
 

@@ -10,13 +10,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import segmentation_pipeline
 
 from unimedi_monai.data.fractions import fraction_count
 from unimedi_monai.segmentation.datalists import load_segmentation_datalist
 from unimedi_monai.segmentation.io import AtomicNibabelWriter, inference_items
 from unimedi_monai.segmentation.organs import AMOS_ORGANS, BCV_ORGANS, TOTALSEGMENTATOR_TO_BCV, channel_def
 from unimedi_monai.segmentation.phantoms import generate_organ_phantoms
-from unimedi_monai.segmentation.transforms import RemapLabelsd, segmentation_transforms
+from unimedi_monai.segmentation.remap_labels import RemapLabelsd
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"shape": (32, 32, 16), "spacing": (1.5, 1.5, 2.0)}
@@ -110,20 +111,44 @@ def test_phantoms_are_reused_and_labelled(tmp_path):
 
 def test_train_transforms_crop_roi_and_check_labels(bcv_dir, tmp_path):
     item = load_segmentation_datalist(bcv_dir, "bcv")["training"][0]
-    crops = segmentation_transforms("train", roi_size=(32, 32, 8), num_classes=14, num_samples=3)(item)
+    crops = segmentation_pipeline("train", roi_size=[32, 32, 8], num_classes=14, num_samples=3)(item)
     assert len(crops) == 3
     for crop in crops:
         assert crop["image"].shape == (1, 32, 32, 8) and crop["label"].shape == (1, 32, 32, 8)
         assert (
             -0.1 <= float(crop["image"].min()) and float(crop["image"].max()) <= 1.1
         )  # window 0..1 plus the random shift
-    val = segmentation_transforms("validate", roi_size=(64, 64, 8), num_classes=14)(item)
+    val = segmentation_pipeline("validate", roi_size=[64, 64, 8], num_classes=14)(item)
     assert val["image"].shape[1:3] == (64, 64)  # padded up to the ROI
     with pytest.raises(
         ValueError,
         match=r"label0001.nii.gz' \(key 'label'\) holds class ids 0..13, but the network predicts classes 0..9",
     ):
-        segmentation_transforms("validate", num_classes=10)(item)
+        segmentation_pipeline("validate", num_classes=10)(item)
+
+
+def test_bundle_pipelines_are_the_listed_transforms_and_read_their_keys():
+    """train#transforms is preprocessing then augmentation, validation the preprocessing alone, and the
+    documented keys reach the transforms that use them."""
+    from monai.transforms import RandCropByPosNegLabeld, RandFlipd, RandShiftIntensityd, ScaleIntensityRanged, Spacingd
+
+    keys = {"flip_prob": 0.3, "shift_prob": 0.2, "shift_offset": 0.05, "num_samples": 4, "pixdim": [2.0, 2.0, 3.0]}
+    train = segmentation_pipeline("train", hu_window=[-100.0, 200.0], **keys)
+    val = segmentation_pipeline("validate", num_classes=14)
+    infer = segmentation_pipeline("infer", pixdim=[2.0, 2.0, 3.0])
+    assert [type(t) for t in train.transforms[: len(val.transforms)]] == [type(t) for t in val.transforms]
+    augment = train.transforms[len(val.transforms) :]
+    assert [type(t) for t in augment] == [RandCropByPosNegLabeld] + [RandFlipd] * 3 + [RandShiftIntensityd]
+    assert augment[0].cropper.num_samples == 4 and [t.prob for t in augment[1:4]] == [0.3] * 3
+    assert augment[4].prob == 0.2 and augment[4].shifter.offsets == (-0.05, 0.05)
+    scale = next(t for t in train.transforms if isinstance(t, ScaleIntensityRanged)).scaler
+    assert (scale.a_min, scale.a_max) == (-100.0, 200.0)
+    for pipeline in (train, infer):
+        spacing = next(t for t in pipeline.transforms if isinstance(t, Spacingd)).spacing_transform
+        assert tuple(spacing.pixdim) == (2.0, 2.0, 3.0)
+    for mode in ("train", "validate", "infer"):  # AMOS lists the same transforms
+        amos = segmentation_pipeline(mode, bundle="amos_segmentation").transforms
+        assert [type(t) for t in amos] == [type(t) for t in segmentation_pipeline(mode).transforms]
 
 
 def test_remap_labels():

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import segmentation_pipeline
 
 from unimedi_monai.engines import BestModelSaver
 from unimedi_monai.segmentation.metrics import OrganDiceWriter, mean_organ_dice, organ_dice_report
@@ -25,12 +26,11 @@ def test_short_training_lowers_loss(tmp_path):
     from unimedi_monai.networks.unetr_decoder import UniMedIUNETR
     from unimedi_monai.segmentation.datalists import load_segmentation_datalist
     from unimedi_monai.segmentation.phantoms import generate_organ_phantoms
-    from unimedi_monai.segmentation.transforms import segmentation_transforms
 
     set_determinism(seed=0)
     generate_organ_phantoms(tmp_path, "bcv", n_train=2, n_val=1, shape=(32, 32, 16))
     items = load_segmentation_datalist(tmp_path, "bcv")["training"]
-    tf = segmentation_transforms("train", roi_size=(32, 32, 8), num_classes=14, num_samples=2, pos=3.0, neg=1.0)
+    tf = segmentation_pipeline("train", roi_size=[32, 32, 8], num_classes=14, num_samples=2, pos=3.0, neg=1.0)
     loader = DataLoader(CacheDataset(items, tf, progress=False), batch_size=2, shuffle=True)
     net = UniMedIUNETR(14, backbone="tiny", feature_size=8)
     losses: list[float] = []

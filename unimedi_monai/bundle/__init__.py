@@ -18,7 +18,9 @@ after what it holds:
 - :mod:`.root`: :func:`find_bundle_root`, the folder of the running bundle;
 - :mod:`.command_line`: the ``monai.bundle run`` command line of this process (:func:`parse_overrides`);
 - :mod:`.overrides`: :func:`check_overrides`, refusing an unknown ``--key``;
-- :mod:`.values`: :func:`check_values` and the ranges of the numeric keys (:data:`NUMERIC_KEYS`);
+- :mod:`.values`: :func:`check_values` and the ranges of the numeric keys (:data:`NUMERIC_KEYS`),
+  :func:`check_spatial_values` for spacings, ROI sizes and windows;
+- :mod:`.config_item`: :func:`bundle_item`, one parsed item of a bundle config (e.g. its transforms);
 - :mod:`.errors`: the one-line reason of a refused run (:func:`install_excepthook`);
 - :mod:`.outputs`: :func:`guard_outputs` and :func:`check_dataset_dir`;
 - :mod:`.run_lock`: the lock of an output folder (:func:`acquire_lock`);
@@ -38,6 +40,9 @@ _EXPORTS = {
     "check_overrides": "overrides",
     "NUMERIC_KEYS": "values",
     "check_values": "values",
+    "SPATIAL_KEYS": "values",
+    "check_spatial_values": "values",
+    "bundle_item": "config_item",
     "FULL_TRACEBACK_ENV": "errors",
     "root_error": "errors",
     "install_excepthook": "errors",

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Numeric config keys of the wrong type or out of range: :func:`check_values` and the ranges, :data:`NUMERIC_KEYS`."""
+"""Numeric config keys of the wrong type or out of range: :func:`check_values` and the ranges, :data:`NUMERIC_KEYS`;
+the sizes and windows the pre-processing transforms take: :func:`check_spatial_values`, :data:`SPATIAL_KEYS`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["NUMERIC_KEYS", "check_values"]
+__all__ = ["NUMERIC_KEYS", "SPATIAL_KEYS", "check_spatial_values", "check_values"]
 
 #: range of every numeric key the bundles declare: (kind, low, high, None allowed); bounds inclusive,
 #: ``"float>"`` / ``"<float"`` mark exclusive ones.
@@ -59,6 +60,19 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "pos": ("float", 0, None, False),
     "neg": ("float", 0, None, False),
     "min_diameter_mm": ("float", 0, None, False),
+    "flip_prob": ("float", 0, 1, False),
+    "shift_prob": ("float", 0, 1, False),
+    "shift_offset": ("float", 0, None, False),
+    "norm_std": ("float>", 0, None, False),
+    "affine_prob": ("float", 0, 1, False),
+}
+
+#: the sequence keys the pre-processing takes: (what each value is, how many); ``"window"`` is ``(low, high)``
+#: with ``low < high``.
+SPATIAL_KEYS: dict[str, tuple[str, int]] = {
+    "pixdim": ("positive number", 3),
+    "roi_size": ("positive integer", 3),
+    "hu_window": ("window", 2),
 }
 
 
@@ -104,3 +118,40 @@ def check_values(values: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"config key '{key}' must be {what} {' and '.join(bounds)}{null}, got {value!r} (command line --{key})."
             )
+
+
+def check_spatial_values(values: Mapping[str, Any]) -> None:
+    """Refuse a voxel spacing, ROI size or intensity window of the wrong length or range, naming the key.
+
+    The bundles list their pre-processing transforms in the YAML, which hand these keys to MONAI as they
+    are; a wrong one would fail deep inside a transform or, worse, run. Call it in ``initialize``::
+
+        - "$unimedi_monai.bundle.check_spatial_values({'pixdim': @pixdim, 'hu_window': @hu_window})"
+
+    Args:
+        values: config key -> its value in this run (a key of :data:`SPATIAL_KEYS`).
+
+    Raises:
+        ValueError: one line naming the key, the value and what it must be.
+    """
+    for key, value in values.items():
+        key = key.replace("::", "#")
+        name = key.rpartition("#")[2]
+        if name not in SPATIAL_KEYS:
+            raise KeyError(
+                f"check_spatial_values: no shape is declared for config key '{key}' (add it to SPATIAL_KEYS)."
+            )
+        kind, length = SPATIAL_KEYS[name]
+        items = list(value) if isinstance(value, (list, tuple)) else None
+        numbers = items is not None and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items
+        )
+        if kind == "positive integer":
+            ok = numbers and all(isinstance(v, int) and v >= 1 for v in items)
+        elif kind == "positive number":
+            ok = numbers and all(v > 0 for v in items)
+        else:
+            ok = numbers and len(items) == 2 and items[0] < items[1]
+        if not ok or len(items) != length:
+            what = "(low, high) with low < high" if kind == "window" else f"{length} {kind}s"
+            raise ValueError(f"config key '{key}' must be {what}, got {value!r} (command line --{key}).")

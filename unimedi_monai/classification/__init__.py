@@ -35,7 +35,6 @@ _EXPORTS = {
     "get_task": "tasks",
     "prepare_splits": "tasks",
     "training_fraction": "tasks",
-    "classification_transforms": "transforms",
     "class_text_embeddings": "zero_shot",
     "zero_shot_evaluate": "zero_shot",
     "zero_shot_probabilities": "zero_shot",

@@ -1,14 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""MONAI transform pipelines of the 2D (X-ray) segmentation bundle, and its PNG mask writer.
-
-Deterministic part: :class:`~unimedi_monai.data.transforms.ReadImaged` (PNG / JPEG / BMP / DICOM,
-rows first as in the picture), ``EnsureChannelFirstd``, ``CheckFinited``, ``ToGreyscaled``,
-``ScaleToUnitd`` (as the X-ray pre-training pipeline), then for training and evaluation
-:class:`LoadXrayMaskd` (a mask file, or RSNA boxes filled at the image's own resolution) and
-``CheckLabelRanged``; ``Resized`` to ``image_size x image_size`` (``area`` for the image, ``nearest``
-for the mask: the whole picture, no crop, so an inference prediction maps back onto all of it) and
-``(x - mean) / std``. Random part (training): ``RandAffined`` on image and mask (rotation up to 5
-degrees, scale +-10 %, translation up to 5 %), no flips (left and right differ in a chest X-ray).
+"""The 2D (X-ray) segmentation bundle's own transforms: :class:`LoadXrayMaskd` (a mask file, or RSNA
+boxes filled at the image's own resolution, :func:`boxes_to_mask`) and :class:`SavePNGMaskd` (the PNG
+mask writer). The pipelines themselves are listed in bundles/rsna_segmentation/configs (train.yaml's
+``preprocessing`` and ``augmentation``, inference.yaml's ``preprocessing``).
 """
 
 from __future__ import annotations
@@ -25,25 +19,16 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import (
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
     MapTransform,
-    RandAffined,
-    Resized,
     SaveImaged,
-    ScaleIntensityRanged,
 )
 
 from unimedi_monai.data.meta import UNKNOWN_SOURCE, source_filename
 from unimedi_monai.data.readers import XRayDicomReader, XRayPILReader
-from unimedi_monai.data.transforms import CheckFinited, PipelineCompose, ReadImaged, ScaleToUnitd, ToGreyscaled
+from unimedi_monai.data.transforms import ReadImaged
 from unimedi_monai.io.atomic_io import atomic_open
-from unimedi_monai.segmentation.transforms import CheckLabelRanged
 
-__all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask", "xray_segmentation_transforms"]
-
-MODES = ("train", "validate", "infer")
+__all__ = ["LoadXrayMaskd", "SavePNGMaskd", "boxes_to_mask"]
 
 
 def boxes_to_mask(boxes: Sequence[Sequence[float]], shape: Sequence[int]) -> np.ndarray:
@@ -119,7 +104,8 @@ class LoadXrayMaskd(MapTransform):
             if key not in d:
                 if self._strict:
                     raise KeyError(
-                        f"item of image '{source_filename(image)}' has neither a '{key}' mask file nor '{self.boxes_key}'."
+                        f"item of image '{source_filename(image)}' has neither a '{key}' mask file "
+                        f"nor '{self.boxes_key}'."
                     )
                 continue
             path = d[key]
@@ -132,79 +118,11 @@ class LoadXrayMaskd(MapTransform):
                 array = array // 255
             if tuple(array.shape) != shape:
                 raise ValueError(
-                    f"mask '{path}' is {tuple(array.shape)} but its image '{source_filename(image)}' is {shape}; a mask must have its image's size."
+                    f"mask '{path}' is {tuple(array.shape)} but its image '{source_filename(image)}' is {shape}; "
+                    "a mask must have its image's size."
                 )
             d[key] = MetaTensor(array.to(torch.float32)[None], meta=dict(getattr(label, "meta", {}) or {}))
         return d
-
-
-def xray_segmentation_transforms(
-    mode: str = "train",
-    image_size: int = 224,
-    num_classes: int | None = 2,
-    mean: float = 0.5,
-    std: float = 0.5,
-    affine_prob: float = 0.5,
-) -> Compose:
-    """The pre-processing (and for training, augmentation) of ``{"image", "label" | "boxes"}`` items.
-
-    Args:
-        mode: ``"train"`` (image + mask, augmented), ``"validate"`` (image + mask) or ``"infer"``
-            (image only, metadata kept so that ``Invertd`` resizes the prediction back).
-        image_size: side of the square network input (224 in the paper; divisible by the patch size).
-        num_classes: with a mask, check its ids are in ``0..num_classes-1`` (None: no check).
-        mean: subtracted after scaling to ``[0, 1]`` (as the X-ray pre-training pipeline).
-        std: divisor after subtracting ``mean``.
-        affine_prob: probability of the random affine (training).
-
-    Returns:
-        a ``Compose`` raising the failing transform's own one-line error (naming the file).
-
-    Example::
-
-        tf = xray_segmentation_transforms("validate", image_size=224)
-        out = tf({"image": "cxr.png", "label": "cxr_mask.png"})
-        out["image"].shape, out["label"].shape  # (1, 224, 224) (1, 224, 224)
-    """
-    if mode not in MODES:
-        raise ValueError(f"xray_segmentation_transforms: mode must be one of {MODES}, got {mode!r}.")
-    size = int(image_size)
-    if size < 1:
-        raise ValueError(f"xray_segmentation_transforms: image_size must be a positive integer, got {image_size}.")
-    if not std > 0:
-        raise ValueError(f"xray_segmentation_transforms: std must be positive, got {std}.")
-    keys = ["image"] if mode == "infer" else ["image", "label"]
-    transforms: list = [
-        ReadImaged(keys="image", readers=[XRayPILReader(), XRayDicomReader()], dtype=None),
-        EnsureChannelFirstd(keys="image"),
-        CheckFinited(keys="image"),
-        ToGreyscaled(keys="image"),
-        ScaleToUnitd(keys="image"),
-    ]
-    if mode != "infer":
-        transforms.append(LoadXrayMaskd(keys="label", image_key="image"))
-        if num_classes is not None:
-            transforms.append(CheckLabelRanged(keys="label", num_classes=num_classes))
-    transforms += [
-        Resized(keys=keys, spatial_size=(size, size), mode=["area", "nearest"][: len(keys)]),
-        ScaleIntensityRanged(keys="image", a_min=float(mean), a_max=float(mean) + float(std), b_min=0.0, b_max=1.0),
-        EnsureTyped(keys=keys, dtype=torch.float32, track_meta=mode == "infer"),
-    ]
-    if mode == "train":
-        transforms += [
-            RandAffined(
-                keys=keys,
-                prob=affine_prob,
-                rotate_range=(math.radians(5.0),),
-                scale_range=(0.1, 0.1),
-                translate_range=(0.05 * size, 0.05 * size),
-                spatial_size=(size, size),
-                mode=["bilinear", "nearest"],
-                padding_mode=["border", "zeros"],
-            ),
-            EnsureTyped(keys=keys, dtype=torch.float32, track_meta=False),
-        ]
-    return PipelineCompose(transforms)
 
 
 class SavePNGMaskd(SaveImaged):
