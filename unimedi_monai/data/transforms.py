@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Where the pre-processing transforms live (the names stay importable from here):
 
-- :mod:`unimedi_monai.data.pipelines`: ``xray_transforms`` and ``ct_transforms``, the two pipelines, and ``PIPELINE_PARTS``;
+- :mod:`unimedi_monai.data.pipelines`: ``xray_transforms`` and ``ct_transforms``, the two pipelines, and
+  ``PIPELINE_PARTS``;
 - :mod:`unimedi_monai.data.read_image`: ``ReadImaged`` (kept beside MONAI's ``LoadImaged``: see its docstring);
 - :mod:`unimedi_monai.data.intensity_transforms`: ``CheckFinited``, ``ToGreyscaled``, ``ScaleToUnitd``;
 - :mod:`unimedi_monai.data.resize_shortest_side`: ``ResizeShortestSided``;
