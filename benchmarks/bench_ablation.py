@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "pretrain" / "configs"
+from common import REPO, run_bundle  # first: puts the checkout on sys.path when the package is not installed
+
 
 ROWS: dict[str, tuple[str, list[str]]] = {
     "a": (
@@ -57,35 +56,6 @@ COLUMNS = (
 )
 
 
-def _run(configs: list[str], root: Path, args: list[str]) -> None:
-    files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        files,
-        "--meta_file",
-        str(CONFIGS / "metadata.json"),
-        "--logging_file",
-        str(CONFIGS / "logging.conf"),
-        "--bundle_root",
-        str(root),
-    ] + args
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        CI="1",
-    )
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"bundle run failed in {root}:\n{proc.stderr[-3000:]}")
-
-
 def run_row(row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: list[str]) -> dict[str, float]:
     """Pre-train and evaluate one row with one seed; returns its metrics.json."""
     root = work / f"{row}_seed{seed}"
@@ -101,8 +71,9 @@ def run_row(row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: li
         + ROWS[row][1]
         + extra
     )
-    _run(["train.yaml"], root, common)
-    _run(
+    run_bundle("pretrain", ["train.yaml"], root, common)
+    run_bundle(
+        "pretrain",
         ["train.yaml", "evaluate.yaml"],
         root,
         common + ["--eval_demo", f"{{'n_xray': {eval_n}, 'n_ct': {eval_n}, 'seed': 1000, 'val_fraction': 0.0}}"],

@@ -23,47 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, run_bundle  # first: puts the checkout on sys.path when the package is not installed
 
 
 def data_dir() -> Path:
     base = Path(os.environ.get("UNIMEDI_SHARED_DATA", REPO.parent / "shared" / "data"))
     return base / "covid_cxr_notes"
-
-
-def _run(bundle: str, configs: list[str], root: Path, args: list[str]) -> None:
-    cfg = REPO / "bundles" / bundle / "configs"
-    files = "[" + ",".join(f"'{cfg / c}'" for c in configs) + "]"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        files,
-        "--meta_file",
-        str(cfg / "metadata.json"),
-        "--logging_file",
-        str(cfg / "logging.conf"),
-        "--bundle_root",
-        str(root),
-    ] + args
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        CI="1",
-    )
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"{bundle} run failed in {root}:\n{proc.stderr[-3000:]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         "0",
     ]
     if not (pre / "eval" / "metrics.json").is_file():
-        _run("pretrain", ["train.yaml"], pre, common)
-        _run("pretrain", ["train.yaml", "evaluate.yaml"], pre, common + ["--eval_probe", "false"])
+        run_bundle("pretrain", ["train.yaml"], pre, common)
+        run_bundle("pretrain", ["train.yaml", "evaluate.yaml"], pre, common + ["--eval_probe", "false"])
     m = json.loads((pre / "eval" / "metrics.json").read_text())
     rows = {
         "pretrain_val": {
@@ -112,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for init in ("pretrained", "random"):
         root = args.work / f"covidx_{init}"
         if not (root / "eval" / "metrics.json").is_file():
-            _run(
+            run_bundle(
                 "covidx_classification",
                 ["train.yaml"],
                 root,

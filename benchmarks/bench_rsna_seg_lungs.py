@@ -25,13 +25,13 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from common import REPO as REPO_ROOT  # first: puts the checkout on sys.path when the package is not installed
+from common import run_bundle
 
 from unimedi_monai.data.datalist import split_by_patient  # noqa: E402
 
@@ -75,44 +75,6 @@ def write_datalist(items: list[dict], folder: Path, test_fraction: float, val_fr
         )
     )
     return path
-
-
-def _env() -> dict:
-    return dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        CI="1",
-        PYTHONUTF8="1",
-        PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    )
-
-
-def run_bundle(bundle: Path, configs: list[str], root: Path, args: list[str]) -> str:
-    """``python -m monai.bundle run`` of ``bundle`` with outputs under ``root``; the log on failure."""
-    files = "[" + ",".join(f"'{bundle / 'configs' / c}'" for c in configs) + "]"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        files,
-        "--meta_file",
-        str(bundle / "configs" / "metadata.json"),
-        "--logging_file",
-        str(bundle / "configs" / "logging.conf"),
-        "--bundle_root",
-        str(root),
-        *args,
-    ]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(configs)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc.stdout + proc.stderr
 
 
 def trivial_foreground_dice(datalist: Path, image_size: int) -> float:

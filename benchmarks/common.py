@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -102,6 +103,37 @@ class Variants:
                 self.first_ms.setdefault(name, round(t, 2))
                 self.times[name].append(t)
         return {name: statistics.median(values) for name, values in self.times.items()}
+
+
+def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], root: Path, args: Sequence[str]) -> str:
+    """``python -m monai.bundle run`` of a bundle (its name under ``bundles/`` or its folder) with the
+    ``configs`` merged in order and every output under ``root``, offline; returns the run's log.
+
+    Raises:
+        RuntimeError: the run failed, with the tail of its output.
+    """
+    folder = Path(bundle) if os.sep in str(bundle) or Path(bundle).is_absolute() else REPO / "bundles" / str(bundle)
+    cfg = folder / "configs"
+    files = "[" + ",".join(f"'{cfg / c}'" for c in configs) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files]
+    cmd += ["--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    cmd += ["--bundle_root", str(root), *args]
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        CI="1",
+        PYTHONUTF8="1",
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{folder.name} {' '.join(configs)} failed ({proc.returncode}) in {root}:\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc.stdout + proc.stderr
 
 
 def cpu_name() -> str:
