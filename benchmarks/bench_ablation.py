@@ -32,7 +32,6 @@ from pathlib import Path
 
 from common import REPO, run_bundle  # first: puts the checkout on sys.path when the package is not installed
 
-
 ROWS: dict[str, tuple[str, list[str]]] = {
     "a": (
         "VL contrastive only",
