@@ -115,3 +115,29 @@ def test_trained_backbone(tmp_path):
     torch.save(state, tmp_path / "odd.pt")
     with pytest.raises(ValueError, match=r"odd.pt' match no backbone preset; pass --backbone"):
         trained_backbone(tmp_path / "odd.pt", default="base")
+
+
+@pytest.mark.parametrize("head_batch_norm", [False, True])
+@pytest.mark.parametrize("center_per_group", [False, True])
+def test_trained_head_option(tmp_path, text_encoder, head_batch_norm, center_per_group):
+    """Slice selection and zero-shot build the whole pre-training network: its head options come from the weights."""
+    import torch
+
+    from unimedi_monai.engines import trained_head_option
+    from unimedi_monai.networks import UniMedI
+
+    kwargs = dict(head_batch_norm=head_batch_norm, center_per_group=center_per_group)
+    net = UniMedI(backbone="tiny", text_encoder=text_encoder, **kwargs)
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    torch.save({"network": net.state_dict(), "optimizer": {}}, tmp_path / "ckpt.pt")
+    for path in (tmp_path / "model.pt", tmp_path / "ckpt.pt"):
+        read = {k: trained_head_option(path, k, default=not v) for k, v in kwargs.items()}
+        assert read == kwargs
+        rebuilt = UniMedI(backbone="tiny", text_encoder=text_encoder, **read)
+        rebuilt.load_state_dict(net.state_dict())  # strict: the options read back fit the weights
+    assert trained_head_option(tmp_path / "absent.pt", "head_batch_norm", default=True) is True  # no weights yet
+    encoder_only = {k: v for k, v in net.state_dict().items() if k.startswith("encoder.")}
+    torch.save(encoder_only, tmp_path / "encoder.pt")
+    assert trained_head_option(tmp_path / "encoder.pt", "center_per_group", default=True) is True  # no head: default
+    with pytest.raises(ValueError, match="option must be one of"):
+        trained_head_option(tmp_path / "model.pt", "mask_ratio", default=True)

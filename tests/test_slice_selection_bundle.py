@@ -116,13 +116,6 @@ def test_demo_evaluation_beats_random(tmp_path):
         "1",
         "--num_plots",
         "0",
-        # the head and attention options of the pre-training bundle's demo defaults
-        "--head_batch_norm",
-        "$False",
-        "--center_per_group",
-        "$False",
-        "--attention_layers",
-        "last",
     ]
     run_bundle("slice_selection", ["inference.yaml", "evaluate.yaml"], tmp_path, args, timeout=1800)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

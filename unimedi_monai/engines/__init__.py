@@ -16,6 +16,7 @@ _EXPORTS = {
     "param_groups": "optim",
     "cosine_schedule": "schedules",
     "trained_backbone": "weights_preset",
+    "trained_head_option": "weights_preset",
     "UniMedITrainer": "trainer",
     "training_scalars": "trainer",
     "unwrap_model": "trainer",

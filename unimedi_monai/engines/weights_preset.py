@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The backbone preset a weights file was trained with, so an inference config need not be told it."""
+"""The backbone preset and head options a weights file was trained with, so inference configs need not say them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 from unimedi_monai.io.checkpoint import _extract_state_dict, safe_load
-from unimedi_monai.networks.presets import preset_of_state_dict
+from unimedi_monai.networks.presets import HEAD_OPTIONS, head_options_of_state_dict, preset_of_state_dict
 
-__all__ = ["trained_backbone"]
+__all__ = ["trained_backbone", "trained_head_option"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +40,29 @@ def trained_backbone(model_path: str | os.PathLike | None, default: str) -> str:
         )
     logger.info("backbone preset of %s: %s", model_path, name)
     return name
+
+
+def trained_head_option(model_path: str | os.PathLike | None, option: str, default: bool) -> bool:
+    """The value of a UniMedI head option (:data:`~unimedi_monai.networks.HEAD_OPTIONS`) the weights in
+    ``model_path`` were pre-trained with, so that a config which builds the whole pre-training network to load
+    its ``model.pt`` strictly (slice selection, zero-shot) fits any pre-training run's weights.
+
+    E.g. ``head_batch_norm: "$unimedi_monai.engines.trained_head_option(@model_path, 'head_batch_norm', True)"``;
+    ``--head_batch_norm`` still overrides it.
+
+    Args:
+        model_path: a ``model.pt`` (bare state dict) or a training checkpoint (``network`` entry).
+        option: ``"head_batch_norm"`` or ``"center_per_group"``.
+        default: the value when there are no weights yet, or when they hold no distillation head.
+
+    Raises:
+        ValueError: ``option`` is not a head option.
+    """
+    if option not in HEAD_OPTIONS:
+        raise ValueError(f"trained_head_option: option must be one of {HEAD_OPTIONS}, got {option!r}.")
+    if model_path is None or not Path(model_path).is_file():
+        return bool(default)
+    options = head_options_of_state_dict(_extract_state_dict(safe_load(model_path), None))
+    value = bool(options.get(option, default))
+    logger.info("%s of %s: %s", option, model_path, value)
+    return value

@@ -13,6 +13,8 @@ _EXPORTS = {
     "PatchTokenizer": "patch_tokenizer",
     "BACKBONE_PRESETS": "presets",
     "BackboneConfig": "presets",
+    "HEAD_OPTIONS": "presets",
+    "head_options_of_state_dict": "presets",
     "preset_of_state_dict": "presets",
     "resolve_backbone_config": "presets",
     "ReportEncoder": "text_encoder",

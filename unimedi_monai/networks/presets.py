@@ -22,7 +22,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["BackboneConfig", "BACKBONE_PRESETS", "preset_of_state_dict", "resolve_backbone_config"]
+__all__ = [
+    "BackboneConfig",
+    "BACKBONE_PRESETS",
+    "HEAD_OPTIONS",
+    "head_options_of_state_dict",
+    "preset_of_state_dict",
+    "resolve_backbone_config",
+]
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,29 @@ def resolve_backbone_config(backbone: str | Mapping[str, Any] | BackboneConfig) 
     if unknown:
         raise ValueError(f"unknown backbone key(s) {unknown}; valid keys are 'preset' and {sorted(valid)}.")
     return replace(base, **overrides)
+
+
+#: the :class:`~unimedi_monai.networks.UniMedI` options that change its parameters besides the backbone sizes
+HEAD_OPTIONS = ("head_batch_norm", "center_per_group")
+
+
+def head_options_of_state_dict(state: Mapping[str, Any]) -> dict[str, bool]:
+    """The :data:`HEAD_OPTIONS` a pre-trained UniMedI state dict was built with, as far as its keys show them.
+
+    ``head_batch_norm``: the distillation head has BatchNorm buffers (``head.mlp.<i>.running_mean``).
+    ``center_per_group``: the [CLS] distillation centre has one row per modality (``icl_loss.center``).
+    An option whose keys are absent (a state dict without the distillation parts) is left out.
+
+    Args:
+        state: a UniMedI state dict (parameter name -> tensor).
+    """
+    options: dict[str, bool] = {}
+    if any(k.startswith("head.mlp.") for k in state):
+        options["head_batch_norm"] = any(re.match(r"head\.mlp\.\d+\.running_mean$", k) for k in state)
+    center = state.get("icl_loss.center")
+    if center is not None:
+        options["center_per_group"] = int(center.shape[0]) > 1
+    return options
 
 
 def preset_of_state_dict(state: Mapping[str, Any]) -> str | None:
