@@ -132,6 +132,37 @@ def classification_pipeline(**overrides):
     return bundle_item(config, "linear_probe#transforms", overrides)
 
 
+PRETRAIN_CONFIGS = REPO_ROOT / "bundles" / "pretrain" / "configs"
+
+
+def pretrain_pipeline(modality: str, train: bool = False, **overrides):
+    """The pre-training bundle's X-ray or CT pipeline, built from its YAML (the one definition).
+
+    Args:
+        modality: ``xray`` or ``ct``.
+        train: train.yaml's ``train#<modality>_transforms`` (``<modality>_preprocessing``, then
+            ``<modality>_augmentation``); False: evaluate.yaml's ``validate#<modality>_transforms`` (the
+            pre-processing alone).
+        overrides: config keys set first, e.g. ``image_size=32``, ``ct_size=[16, 16, 8]``, ``hu_window=[0.0, 119.0]``.
+    """
+    from unimedi_monai.bundle import bundle_item
+
+    if train:
+        return bundle_item(PRETRAIN_CONFIGS / "train.yaml", f"train#{modality}_transforms", overrides)
+    configs = [PRETRAIN_CONFIGS / "train.yaml", PRETRAIN_CONFIGS / "evaluate.yaml"]
+    return bundle_item(configs, f"validate#{modality}_transforms", overrides)
+
+
+def slice_selection_pipeline(**overrides):
+    """The slice_selection bundle's CT pre-processing (inference.yaml's ``preprocessing``: read at full
+    resolution, then ``Orientationd`` + ``Resized``), built from its YAML; ``overrides`` e.g.
+    ``ct_size=[16, 16, 8]``."""
+    from unimedi_monai.bundle import bundle_item
+
+    config = REPO_ROOT / "bundles" / "slice_selection" / "configs" / "inference.yaml"
+    return bundle_item(config, "preprocessing", overrides)
+
+
 PRETRAIN_SHORT = [
     "--demo",
     "{'n_xray': 64, 'n_ct': 32, 'seed': 1}",

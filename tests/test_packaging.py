@@ -236,11 +236,12 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
     assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
 
     # the same embedding in this process, from the original weights and the bundle's CT pipeline
-    from unimedi_monai.data import ct_transforms
+    from unimedi_monai.bundle import bundle_item
 
     net = ImageEmbeddingNetwork("tiny", slice_top_k=2).eval()
     net.load_state_dict(torch.load(trained_bundle / "models" / "model.pt", weights_only=True))
-    image = ct_transforms((128, 128, 32), train=False)({"image": str(inputs / "ct.nii.gz")})["image"]
+    ct_transforms = bundle_item(REPO_ROOT / "bundles" / "pretrain" / "configs" / "inference.yaml", "ct_transforms")
+    image = ct_transforms({"image": str(inputs / "ct.nii.gz")})["image"]
     with torch.no_grad():
         expected = net(torch.as_tensor(image).unsqueeze(0))[0]
     assert torch.allclose(emb[0], expected, atol=1e-5)

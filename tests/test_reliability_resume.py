@@ -41,13 +41,9 @@ def _args(data: Path) -> list[str]:
         "1",
         "--text_trainable_layers",
         "1",
-        "--network_def#xray_size",
+        "--image_size",
         "112",
-        "--train#xray_transforms#image_size",
-        "112",
-        "--network_def#ct_size",
-        "[64,64,16]",
-        "--train#ct_transforms#spatial_size",
+        "--ct_size",
         "[64,64,16]",
     ]
 
