@@ -53,6 +53,7 @@ from common import (  # noqa: F401  (re-exported: the comparison pieces used to 
     check_equivalence,
     copy_weights,
     cpu_name,
+    cuda_missing,
     format_table,
     load_average,
     monai_cls_attention,
@@ -144,11 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the tables and optionally write JSON; returns the exit status."""
     args = parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print(
-            "error: --device cuda was asked for but torch.cuda.is_available() is False; use --device cpu.",
-            file=sys.stderr,
-        )
+    if cuda_missing(args.device):
         return 2
     from unimedi_monai.networks.presets import resolve_backbone_config
 

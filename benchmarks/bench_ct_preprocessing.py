@@ -5,9 +5,9 @@
 
    - ``sitk``: the baseline, SimpleITK alone: ``sitk.ReadImage`` then ``sitk.Resample`` onto the
      128x128x32 grid (linear) and ``GetArrayFromImage``;
-   - ``ours``: ``ct_transforms(train=False)`` (the default ``resampler="simpleitk"``: ``ReadImaged`` with
-     ``SimpleITKReader(spatial_size=...)``, the HU window, ...), the pipeline pre-training uses;
-   - ``monai``: ``ct_transforms(train=False, resampler="monai")`` (``Orientationd`` + ``Resized`` on the
+   - ``ours``: the pretrain bundle's ``validate#ct_transforms`` (train.yaml's ``ct_preprocessing``:
+     ``ReadImaged`` with ``SimpleITKReader(spatial_size=...)``, the HU window, ...), the pipeline pre-training uses;
+   - ``monai``: the slice_selection bundle's ``preprocessing`` (``Orientationd`` + ``Resized`` on the
      full-resolution float volume), for context;
    - ``monai-nibabel``: MONAI's stock ``LoadImaged`` (nibabel reader) + ``Orientationd`` + ``ScaleIntensityRanged``
      + ``Resized``, the usual MONAI recipe.
@@ -18,7 +18,8 @@
    medians reported. Targets: ``ours`` at most 1.5x ``sitk`` time, at most 1 GB peak.
 
 2. **Cached epochs**: ``build_pretrain_dataset`` over ``--volumes`` copies of the same CT (the
-   512x512x300 volume unless ``--cache-shape`` names another) with ``ct_transforms(train=True)`` and ``cache="memory"``
+   512x512x300 volume unless ``--cache-shape`` names another) with the pretrain bundle's ``train#ct_transforms``
+   and ``cache="memory"``
    (``CacheDataset``) and ``cache="disk"`` (``PersistentDataset``): the first epoch (cache construction +
    one pass) against the median of the next epochs. Target: cached epochs at least 20x faster.
 
@@ -56,7 +57,7 @@ METHODS = ("sitk", "ours", "monai", "monai-nibabel")
 # Run by each subprocess: import, then time the method on the file; prints one JSON line.
 _WORKER = r"""
 import json, resource, sys, time
-method, path = sys.argv[1], sys.argv[2]
+method, path, bundles = sys.argv[1], sys.argv[2], sys.argv[3]
 size = (128, 128, 32)
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -75,11 +76,12 @@ if method == "sitk":
                             img.GetDirection(), 0.0, sitk.sitkFloat32)
         return sitk.GetArrayFromImage(out).shape
 else:
-    from unimedi_monai.data.transforms import ct_transforms
+    from unimedi_monai.bundle import bundle_item
     if method == "ours":
-        tf = ct_transforms(spatial_size=size, train=False)
+        configs = [bundles + "/pretrain/configs/train.yaml", bundles + "/pretrain/configs/evaluate.yaml"]
+        tf = bundle_item(configs, "validate#ct_transforms", {"ct_size": list(size)})
     elif method == "monai":
-        tf = ct_transforms(spatial_size=size, train=False, resampler="monai")
+        tf = bundle_item(bundles + "/slice_selection/configs/inference.yaml", "preprocessing", {"ct_size": list(size)})
     else:
         from monai.transforms import (
             Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Orientationd, Resized, ScaleIntensityRanged
@@ -135,7 +137,12 @@ def write_volume(path: Path, shape: Sequence[int], spacing: Sequence[float]) -> 
 def run_worker(method: str, path: Path) -> dict[str, Any]:
     """Run one method in a fresh interpreter; returns its JSON result."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", _WORKER, method, str(path)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORKER, method, str(path), str(REPO / "bundles")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{proc.stderr.strip().splitlines()[-1] if proc.stderr else ''}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -169,17 +176,23 @@ def bench_preprocessing(path: Path, methods: Sequence[str], repeats: int) -> lis
 
 def bench_cache(volume: Path, n: int, epochs: int, workdir: Path) -> list[dict[str, Any]]:
     """First epoch (cache fill + pass) against later epochs, for cache="memory" and "disk"."""
+    from unimedi_monai.bundle import bundle_item
     from unimedi_monai.data.dataset import build_pretrain_dataset
-    from unimedi_monai.data.transforms import ct_transforms
 
     items = [{"image": str(volume), "report": f"Report {i}.", "modality": "ct"} for i in range(n)]
+    config = REPO / "bundles" / "pretrain" / "configs" / "train.yaml"
     rows = []
     for cache in ("memory", "disk"):
         cache_dir = workdir / f"cache_{cache}"
         times = []
         start = time.perf_counter()
         ds = build_pretrain_dataset(
-            items, None, ct_transforms(spatial_size=SIZE, train=True), cache=cache, cache_dir=cache_dir, progress=False
+            items,
+            None,
+            bundle_item(config, "train#ct_transforms", {"ct_size": list(SIZE)}),
+            cache=cache,
+            cache_dir=cache_dir,
+            progress=False,
         )
         for epoch in range(epochs):
             if epoch > 0:
@@ -287,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out["cache"] = rows
         print(
             f"\n4b. Cached epochs: {args.volumes} CTs of {'x'.join(map(str, args.cache_shape))}, "
-            f"ct_transforms(train=True), {args.epochs} epochs (target first/cached >= {CACHE_TARGET})\n"
+            f"the pretrain bundle's train#ct_transforms, {args.epochs} epochs (target first/cached >= {CACHE_TARGET})\n"
         )
         print(
             format_table(

@@ -52,6 +52,7 @@ from common import (  # noqa: F401  (re-exported: the step pieces used to live h
     build_step,
     count_step_flops,
     cpu_name,
+    cuda_missing,
     format_table,
     gemm_fn,
     load_average,
@@ -150,11 +151,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table (and profiles), optionally write JSON; returns the exit status."""
     args = parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print(
-            "error: --device cuda was asked for but torch.cuda.is_available() is False; use --device cpu.",
-            file=sys.stderr,
-        )
+    if cuda_missing(args.device):
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -105,6 +105,31 @@ class Variants:
         return {name: statistics.median(values) for name, values in self.times.items()}
 
 
+def bundle_command(configs: Sequence[str | os.PathLike], root: Path, args: Sequence[str] = ()) -> list[str]:
+    """``python -m monai.bundle run`` of ``configs`` (paths, merged in order; the first one's folder holds the
+    bundle's metadata.json and logging.conf) with every output under ``root``."""
+    cfg = Path(configs[0]).parent
+    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files]
+    cmd += ["--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    return cmd + ["--bundle_root", str(root), *args]
+
+
+def bundle_env(*pythonpath: str | os.PathLike) -> dict[str, str]:
+    """The environment of a bundle run: offline, CI mode (no progress-bar redraws), UTF-8, and ``pythonpath``
+    then the checkout first on ``PYTHONPATH``."""
+    path = [*map(str, pythonpath), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        CI="1",
+        PYTHONUTF8="1",
+        PYTHONPATH=os.pathsep.join(path),
+    )
+
+
 def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], root: Path, args: Sequence[str]) -> str:
     """``python -m monai.bundle run`` of a bundle (its name under ``bundles/`` or its folder) with the
     ``configs`` merged in order and every output under ``root``, offline; returns the run's log.
@@ -113,27 +138,23 @@ def run_bundle(bundle: str | os.PathLike, configs: Sequence[str], root: Path, ar
         RuntimeError: the run failed, with the tail of its output.
     """
     folder = Path(bundle) if os.sep in str(bundle) or Path(bundle).is_absolute() else REPO / "bundles" / str(bundle)
-    cfg = folder / "configs"
-    files = "[" + ",".join(f"'{cfg / c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files]
-    cmd += ["--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
-    cmd += ["--bundle_root", str(root), *args]
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        CI="1",
-        PYTHONUTF8="1",
-        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    )
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace")
+    cmd = bundle_command([folder / "configs" / c for c in configs], root, args)
+    proc = subprocess.run(cmd, cwd=REPO, env=bundle_env(), capture_output=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(
             f"{folder.name} {' '.join(configs)} failed ({proc.returncode}) in {root}:\n"
             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc.stdout + proc.stderr
+
+
+def cuda_missing(device: str, fix: str = "use --device cpu") -> bool:
+    """True, after an error line on stderr that ends with ``fix``, when ``device`` is ``cuda`` and torch sees no
+    CUDA device (the benchmark's ``main`` then returns 2)."""
+    if device != "cuda" or torch.cuda.is_available():
+        return False
+    print(f"error: no CUDA device (torch.cuda.is_available() is False); {fix}.", file=sys.stderr)
+    return True
 
 
 def cpu_name() -> str:

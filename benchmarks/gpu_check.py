@@ -70,7 +70,10 @@ from common import (
     bench_length,
     build_comparison,
     build_step,
+    bundle_command,
+    bundle_env,
     count_step_flops,
+    cuda_missing,
     format_table,
     gemm_fn,
     load_average,
@@ -1101,30 +1104,8 @@ def section_learning(
     }
     if plan["batch_size"]:
         overrides["batch_size"] = str(plan["batch_size"])
-    config_dir = BUNDLE / "configs"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        "[" + ",".join(f"'{p}'" for p in (TRAIN_YAML, EVAL_YAML, extra)) + "]",
-        "--meta_file",
-        str(config_dir / "metadata.json"),
-        "--logging_file",
-        str(config_dir / "logging.conf"),
-        "--bundle_root",
-        str(root),
-    ]
-    for k, v in overrides.items():
-        cmd += [f"--{k}", v]
-    env = {
-        **os.environ,
-        "CI": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parent), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-    }
+    cmd = bundle_command((TRAIN_YAML, EVAL_YAML, extra), root, [a for k, v in overrides.items() for a in (f"--{k}", v)])
+    env = bundle_env(Path(__file__).resolve().parent)  # benchmarks/ first: the extra YAML imports common
     print(
         f"  demo data: {n_xray} X-rays + {n_ct} CTs for training ({gen_s:.0f} s); {steps_per_epoch} steps/epoch; "
         f"max_epochs {max_epochs}; training limited to {train_s:.0f} s",
@@ -1329,12 +1310,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print(
-            "error: no CUDA device (torch.cuda.is_available() is False); install CUDA torch "
-            "(UNIMEDI_TORCH_INDEX=https://download.pytorch.org/whl/cu128 bash scripts/setup_env.sh) or use --smoke.",
-            file=sys.stderr,
-        )
+    if cuda_missing(
+        args.device,
+        "install CUDA torch (UNIMEDI_TORCH_INDEX=https://download.pytorch.org/whl/cu128 bash scripts/setup_env.sh) "
+        "or use --smoke",
+    ):
         return 2
     deadline = Deadline(args.budget_s)
     plan = PLANS[args.plan or ("smoke" if args.smoke else "gpu")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,6 +59,63 @@ def bundle_env() -> dict:
     )
 
 
+def module_command(
+    module: str, *args: str | os.PathLike, launcher: Sequence[str | os.PathLike] = (sys.executable,)
+) -> list[str]:
+    """``python -m <module> <args>`` as an argument list (``launcher``: the interpreter, or e.g. ``torchrun``)."""
+    return [*map(str, launcher), "-m", module, *map(str, args)]
+
+
+def run_module(
+    module: str,
+    *args: str | os.PathLike,
+    cwd: str | os.PathLike = REPO_ROOT,
+    env: dict | None = None,
+    timeout: int = 600,
+    launcher: Sequence[str | os.PathLike] = (sys.executable,),
+) -> subprocess.CompletedProcess:
+    """Run :func:`module_command` in a subprocess, its output captured as text (undecodable bytes replaced).
+
+    ``env`` defaults to :func:`bundle_env` (offline, UTF-8, CI mode); the exit status is left to the caller.
+    """
+    return subprocess.run(
+        module_command(module, *args, launcher=launcher),
+        cwd=cwd,
+        env=bundle_env() if env is None else env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+    )
+
+
+def bundle_command(
+    bundle: str,
+    configs: list[str],
+    bundle_root: Path,
+    args: list[str] | None = None,
+    launcher: Sequence[str | os.PathLike] = (sys.executable,),
+) -> list[str]:
+    """The ``python -m monai.bundle run`` command of :func:`run_bundle` (e.g. to start it with ``Popen``)."""
+    config_dir = REPO_ROOT / "bundles" / bundle / "configs"
+    paths = [c if os.path.isabs(c) else str(config_dir / c) for c in configs]
+    config_files = "[" + ",".join(f"'{c}'" for c in paths) + "]"
+    return module_command(
+        "monai.bundle",
+        "run",
+        "--config_file",
+        config_files,
+        "--meta_file",
+        config_dir / "metadata.json",
+        "--logging_file",
+        config_dir / "logging.conf",
+        "--bundle_root",
+        bundle_root,
+        *(args or []),
+        launcher=launcher,
+    )
+
+
 def run_bundle(
     bundle: str,
     configs: list[str],
@@ -73,26 +130,7 @@ def run_bundle(
     ``configs`` are file names in the bundle's ``configs/`` folder or absolute paths (extra YAML files
     a test writes). With ``check`` a non-zero exit raises with the tail of both streams.
     """
-    config_dir = REPO_ROOT / "bundles" / bundle / "configs"
-    paths = [c if os.path.isabs(c) else str(config_dir / c) for c in configs]
-    config_files = "[" + ",".join(f"'{c}'" for c in paths) + "]"
-    cmd = (
-        (launcher or [sys.executable])
-        + [
-            "-m",
-            "monai.bundle",
-            "run",
-            "--config_file",
-            config_files,
-            "--meta_file",
-            str(config_dir / "metadata.json"),
-            "--logging_file",
-            str(config_dir / "logging.conf"),
-            "--bundle_root",
-            str(bundle_root),
-        ]
-        + list(args or [])
-    )
+    cmd = bundle_command(bundle, configs, bundle_root, args, launcher or [sys.executable])
     proc = subprocess.run(
         cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=timeout
     )
@@ -130,6 +168,37 @@ def classification_pipeline(**overrides):
 
     config = REPO_ROOT / "bundles" / "covidx_classification" / "configs" / "train.yaml"
     return bundle_item(config, "linear_probe#transforms", overrides)
+
+
+PRETRAIN_CONFIGS = REPO_ROOT / "bundles" / "pretrain" / "configs"
+
+
+def pretrain_pipeline(modality: str, train: bool = False, **overrides):
+    """The pre-training bundle's X-ray or CT pipeline, built from its YAML (the one definition).
+
+    Args:
+        modality: ``xray`` or ``ct``.
+        train: train.yaml's ``train#<modality>_transforms`` (``<modality>_preprocessing``, then
+            ``<modality>_augmentation``); False: evaluate.yaml's ``validate#<modality>_transforms`` (the
+            pre-processing alone).
+        overrides: config keys set first, e.g. ``image_size=32``, ``ct_size=[16, 16, 8]``, ``hu_window=[0.0, 119.0]``.
+    """
+    from unimedi_monai.bundle import bundle_item
+
+    if train:
+        return bundle_item(PRETRAIN_CONFIGS / "train.yaml", f"train#{modality}_transforms", overrides)
+    configs = [PRETRAIN_CONFIGS / "train.yaml", PRETRAIN_CONFIGS / "evaluate.yaml"]
+    return bundle_item(configs, f"validate#{modality}_transforms", overrides)
+
+
+def slice_selection_pipeline(**overrides):
+    """The slice_selection bundle's CT pre-processing (inference.yaml's ``preprocessing``: read at full
+    resolution, then ``Orientationd`` + ``Resized``), built from its YAML; ``overrides`` e.g.
+    ``ct_size=[16, 16, 8]``."""
+    from unimedi_monai.bundle import bundle_item
+
+    config = REPO_ROOT / "bundles" / "slice_selection" / "configs" / "inference.yaml"
+    return bundle_item(config, "preprocessing", overrides)
 
 
 PRETRAIN_SHORT = [

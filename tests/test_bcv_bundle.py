@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, bundle_env, run_bundle
+from conftest import REPO_ROOT, run_bundle, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -121,31 +121,19 @@ def test_inference_on_real_ct_keeps_shape_and_affine(trained, shared_data):
 
 
 def test_verify_net_in_out(single_thread):
-    import subprocess
-    import sys
-
     cfg = REPO_ROOT / "bundles" / BUNDLE / "configs"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "verify_net_in_out",
-            "network_def",
-            "--meta_file",
-            str(cfg / "metadata.json"),
-            "--config_file",
-            str(cfg / "inference.yaml"),
-            "--backbone",
-            "tiny",
-            "--feature_size",
-            "8",
-        ],
-        cwd=REPO_ROOT,
-        env=bundle_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_module(
+        "monai.bundle",
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        cfg / "metadata.json",
+        "--config_file",
+        cfg / "inference.yaml",
+        "--backbone",
+        "tiny",
+        "--feature_size",
+        "8",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "data shape of network is verified with no error" in proc.stdout + proc.stderr

@@ -9,12 +9,11 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_module
 
 from unimedi_monai.packaging import (
     META_SCHEMA,
@@ -134,13 +133,7 @@ def test_other_installed_versions_warn_once(tmp_path, caplog):
 
 def test_installed_environment_is_the_lock():
     """The suite runs in the locked environment (scripts/setup_env.sh installs exactly constraints/lock.txt)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "unimedi_monai.packaging", "check_env", "--lock", str(LOCK)],
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
+    proc = run_module("unimedi_monai.packaging", "check_env", "--lock", LOCK, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"matches {LOCK}" in proc.stdout
 
@@ -163,23 +156,7 @@ def test_monai_verify_metadata_offline(bundle, tmp_path):
 def test_verify_metadata_command_line():
     """The documented command, offline (the schema file exists, so MONAI does not download it)."""
     meta = REPO_ROOT / "bundles" / "pretrain" / "configs" / "metadata.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "verify_metadata",
-            "--meta_file",
-            str(meta),
-            "--filepath",
-            str(META_SCHEMA),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=300,
-    )
+    proc = run_module("monai.bundle", "verify_metadata", "--meta_file", meta, "--filepath", META_SCHEMA, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "metadata is verified with no error" in proc.stdout + proc.stderr
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, bundle_env, run_bundle
+from conftest import REPO_ROOT, run_bundle, run_module
 
 BUNDLE = "covidx_classification"
 CONFIGS = REPO_ROOT / "bundles" / BUNDLE / "configs"
@@ -79,26 +77,18 @@ def test_inference_json_and_verify_net_in_out(probe_root, pretrained_bundle):
     assert set(out["probabilities"]) == {"normal", "nodule", "mass", "consolidation", "effusion"}
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "verify_net_in_out",
-            "network_def",
-            "--meta_file",
-            str(CONFIGS / "metadata.json"),
-            "--config_file",
-            str(CONFIGS / "inference.yaml"),
-            "--bundle_root",
-            str(probe_root),
-            "--backbone",
-            "tiny",
-        ],
-        cwd=REPO_ROOT,
-        env=bundle_env(),
-        capture_output=True,
-        text=True,
+    proc = run_module(
+        "monai.bundle",
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        CONFIGS / "metadata.json",
+        "--config_file",
+        CONFIGS / "inference.yaml",
+        "--bundle_root",
+        probe_root,
+        "--backbone",
+        "tiny",
         timeout=300,
     )
     assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]

@@ -1,5 +1,6 @@
 """The one-pass SimpleITK resampling (resampled_grid + resample_array, behind SimpleITKReader(spatial_size=...)) against
-MONAI's Orientation + Resize, and ct_transforms' two resamplers."""
+MONAI's Orientation + Resize, and the two CT pipelines built on them: the pre-training's (read-time resampling) and
+the slice selection's (Orientationd + Resized)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import pretrain_pipeline, slice_selection_pipeline
 from monai.data import MetaTensor
 from monai.transforms import Orientation, Resize
 
 from unimedi_monai.data.ct_resample import resample_array, resampled_grid
-from unimedi_monai.data.transforms import ct_transforms
 
 # (affine, input shape, output size): axis-aligned RAS, permuted and flipped axes, LPS-like flips, an oblique
 # affine, and a grid that is upsampled along one axis (30 -> 32 slices) and kept along others.
@@ -82,7 +83,7 @@ def test_errors_name_the_problem():
         resampled_grid(np.eye(3), (4, 4, 4), (8, 8, 8))
 
 
-def test_ct_transforms_resamplers_agree(tmp_path):
+def test_ct_pipelines_resamplers_agree(tmp_path):
     affine = np.diag([-0.8, -0.8, 2.0, 1.0])  # an LPS-stored volume: both paths flip it to RAS
     rng = np.random.default_rng(0)
     x, y, z = np.meshgrid(np.linspace(-1, 1, 96), np.linspace(-1, 1, 80), np.linspace(-1, 1, 40), indexing="ij")
@@ -90,8 +91,8 @@ def test_ct_transforms_resamplers_agree(tmp_path):
     path = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(hu.astype(np.int16), affine), str(path))
     item = {"image": str(path), "report": "Nodule.  "}
-    new = ct_transforms(spatial_size=(32, 32, 16), train=False)(item)
-    old = ct_transforms(spatial_size=(32, 32, 16), train=False, resampler="monai")(item)
+    new = pretrain_pipeline("ct", ct_size=[32, 32, 16])(item)
+    old = slice_selection_pipeline(ct_size=[32, 32, 16])(item)
     assert new["image"].shape == old["image"].shape == (1, 32, 32, 16)
     assert new["image"].dtype == torch.float32 and 0.0 <= float(new["image"].min()) <= float(new["image"].max()) <= 1.0
     diff = (new["image"] - old["image"]).abs()
@@ -99,16 +100,14 @@ def test_ct_transforms_resamplers_agree(tmp_path):
     # outside [-1000, 1000] HU can differ, by at most the interpolated excess (here < 0.06)
     assert float(diff.max()) < 0.06 and float(diff.mean()) < 0.005
     assert new["report"] == old["report"] == "Nodule."
-    with pytest.raises(ValueError, match="resampler must be one of"):
-        ct_transforms(resampler="itk")
 
 
 def test_real_ct_both_paths(shared_data):
     root = shared_data / "totalsegmentator"
     for name in ("example_ct_sm.nii.gz", "example_ct_dicom"):
         item = {"image": str(root / name)}
-        new = ct_transforms(train=False)(item)["image"]
-        old = ct_transforms(train=False, resampler="monai")(item)["image"]
+        new = pretrain_pipeline("ct")(item)["image"]
+        old = slice_selection_pipeline()(item)["image"]
         assert new.shape == old.shape == (1, 128, 128, 32)
         assert float((new - old).abs().mean()) < 0.005, name
         # the body is brighter than the air around it in both, at the same place

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import SHARED_DATA
+from conftest import REPO_ROOT, SHARED_DATA, pretrain_pipeline
 from monai.data import MetaTensor, NibabelReader
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, Randomizable
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -37,8 +37,6 @@ from unimedi_monai.data.transforms import (
     ResizeShortestSided,
     ScaleToUnitd,
     ToGreyscaled,
-    ct_transforms,
-    xray_transforms,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:NvImgCodecPydicomReader:UserWarning")
@@ -168,7 +166,7 @@ def test_simpleitk_reader_nrrd_mha(tmp_path, suffix):
     np.testing.assert_allclose(meta["original_affine"], expected)
     assert meta["space"] == "RAS"
 
-    out = ct_transforms(spatial_size=(16, 16, 8), hu_window=(0.0, 119.0), train=False)({"image": str(path)})
+    out = pretrain_pipeline("ct", ct_size=[16, 16, 8], hu_window=[0.0, 119.0])({"image": str(path)})
     assert out["image"].shape == (1, 16, 16, 8)
     assert 0.0 <= float(out["image"].min()) < 0.1 and 0.9 < float(out["image"].max()) <= 1.0
 
@@ -215,7 +213,7 @@ def test_simpleitk_reader_errors_name_the_file(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="empty_series"):
         reader.read(str(empty))
-    tf = ct_transforms(train=False)
+    tf = pretrain_pipeline("ct")
     with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
         tf({"image": str(missing)})
     with pytest.raises(ValueError, match="corrupt.nii.gz"):
@@ -242,7 +240,7 @@ def test_xray_png_jpeg_formats(tmp_path):
     Image.fromarray(np.stack([a, a, a, np.full_like(a, 255)], axis=-1)).save(tmp_path / "rgba.png")
     Image.fromarray(a).save(tmp_path / "grey.jpg", quality=98)
     Image.fromarray(a).convert("P").save(tmp_path / "palette.png")
-    tf = xray_transforms(image_size=224, train=False)
+    tf = pretrain_pipeline("xray", image_size=224)
     bg = (20 / 255 - 0.5) / 0.5
     mid = (128 / 255 - 0.5) / 0.5
     for name in ("grey8.png", "rgb.png", "rgba.png", "grey.jpg", "palette.png"):
@@ -258,7 +256,7 @@ def test_xray_png_16bit(tmp_path):
     assert Image.open(path).mode == "I;16"
     raw = ReadImaged(keys="image", readers=[XRayPILReader()], dtype=None)({"image": str(path)})["image"]
     assert raw.dtype == torch.int32 and int(raw.max()) == 51000  # widened, not truncated to 8 bits
-    out = xray_transforms(train=False)({"image": str(path)})
+    out = pretrain_pipeline("xray")({"image": str(path)})
     # percentile window: background (the 0.5th percentile) -> 0, white (the 99.5th) -> 1
     _check_xray_output(out["image"], mid=(128 - 20) / (255 - 20) * 2 - 1, background=-1.0)
 
@@ -268,7 +266,7 @@ def test_xray_non_square_keeps_rows(tmp_path):
     a[100:200, :100] = 255  # bright block on the left, vertically centred
     path = tmp_path / "portrait.png"
     Image.fromarray(a).save(path)
-    img = xray_transforms(image_size=64, train=False)({"image": str(path)})["image"]
+    img = pretrain_pipeline("xray", image_size=64)({"image": str(path)})["image"]
     assert img.shape == (1, 64, 64)
     # resized to 96x64 (rows x cols), centre-cropped rows 16..80: the block covers rows ~16..48, cols 0..32
     assert float(img[0, 20:44, 2:30].mean()) == pytest.approx(1.0, abs=1e-3)
@@ -282,7 +280,7 @@ def test_xray_dicom_monochrome(tmp_path):
     raw = ReadImaged(keys="image", readers=[XRayDicomReader()], dtype=None)({"image": str(tmp_path / "m1.dcm")})
     assert raw["image"].meta["PhotometricInterpretation"] == "MONOCHROME1"
     assert raw["image"].shape == (256, 256)  # rows, columns
-    tf = xray_transforms(train=False)
+    tf = pretrain_pipeline("xray")
     mid = (128 - 20) / (255 - 20) * 2 - 1
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "orientation tags missing" warning for X-rays
@@ -294,23 +292,26 @@ def test_xray_dicom_monochrome(tmp_path):
 
 
 def test_xray_train_augmentation_and_parts(tmp_path):
+    from unimedi_monai.bundle import bundle_item
+
     path = tmp_path / "grey8.png"
     Image.fromarray(_xray_pattern()).save(path)
-    tf = xray_transforms(train=True)
+    tf = pretrain_pipeline("xray", train=True)
     tf.set_random_state(seed=0)
     outs = [tf({"image": str(path)})["image"] for _ in range(6)]
     assert all(o.shape == (1, 224, 224) and o.dtype == torch.float32 for o in outs)
     assert any(not torch.equal(outs[0], o) for o in outs[1:])  # augmentation does something
-    det = xray_transforms(train=True, part="deterministic")
-    rnd = xray_transforms(train=True, part="random")
-    assert len(det.transforms) + len(rnd.transforms) == len(tf.transforms)
-    assert len(xray_transforms(train=False, part="random").transforms) == 0
-    with pytest.raises(ValueError, match="part"):
-        xray_transforms(part="middle")
+    config = REPO_ROOT / "bundles" / "pretrain" / "configs" / "train.yaml"
+    det = bundle_item(config, "xray_preprocessing")
+    rnd = bundle_item(config, "xray_augmentation")
+    assert len(det) + len(rnd) == len(tf.transforms)
+    assert not any(isinstance(t, Randomizable) for t in det)  # the cached part holds no random step
+    assert isinstance(rnd[0], Randomizable)
+    assert len(pretrain_pipeline("xray").transforms) == len(det)  # evaluation: the pre-processing alone
 
 
 def test_xray_errors_name_the_file(tmp_path):
-    tf = xray_transforms(train=False)
+    tf = pretrain_pipeline("xray")
     with pytest.raises(FileNotFoundError, match="nowhere.png"):
         tf({"image": str(tmp_path / "nowhere.png")})
     bad = tmp_path / "broken.png"
@@ -379,7 +380,7 @@ def test_check_finite_names_file(tmp_path, suffix):
     else:
         sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(vol.T)), str(path))
     with pytest.raises(ValueError, match=rf"nan_volume{suffix}.*2 NaN/inf"):
-        ct_transforms(train=False)({"image": str(path)})
+        pretrain_pipeline("ct")({"image": str(path)})
     ok = CheckFinited(keys="image")({"image": torch.ones(1, 2, 2)})
     assert torch.equal(ok["image"], torch.ones(1, 2, 2))
 
@@ -411,7 +412,7 @@ def _write_ct_pattern(path: Path) -> None:
 def test_ct_pipeline_window_and_shape(tmp_path):
     path = tmp_path / "ct.nii.gz"
     _write_ct_pattern(path)
-    out = ct_transforms(train=False)({"image": str(path), "report": "Lung nodule.", "lesion_slices": [3, 4]})
+    out = pretrain_pipeline("ct")({"image": str(path), "report": "Lung nodule.", "lesion_slices": [3, 4]})
     img = out["image"]
     assert type(img) is torch.Tensor and img.shape == (1, 128, 128, 32) and img.dtype == torch.float32
     assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
@@ -420,13 +421,11 @@ def test_ct_pipeline_window_and_shape(tmp_path):
     assert float(img[0, 84:108, 20:44, 10:20].mean()) == pytest.approx(1.0, abs=1e-4)  # 2000 HU clipped to 1
     assert out["lesion_slices"] == [3, 4]
 
-    aug = ct_transforms(train=True)
+    aug = pretrain_pipeline("ct", train=True)
     aug.set_random_state(seed=3)
     outs = [aug({"image": str(path)})["image"] for _ in range(4)]
     assert all(o.shape == (1, 128, 128, 32) for o in outs)
     assert any(not torch.allclose(o, img) for o in outs)
-    with pytest.raises(ValueError, match="hu_window"):
-        ct_transforms(hu_window=(100.0, -100.0))
 
 
 # ------------------------------------------------------------------------------------------- caching
@@ -441,8 +440,8 @@ def test_cached_epochs_are_identical(tmp_path):
         {"image": str(tmp_path / "ct.nii.gz"), "report": "c", "modality": "ct", "num_slices": 40},
         {"image": str(tmp_path / "b.png"), "report": "b", "modality": "xray"},
     ]
-    xtf = xray_transforms(image_size=32, train=False)
-    ctf = ct_transforms(spatial_size=(16, 16, 8), train=False)
+    xtf = pretrain_pipeline("xray", image_size=32)
+    ctf = pretrain_pipeline("ct", ct_size=[16, 16, 8])
     for cache in ("memory", "disk"):
         ds = build_pretrain_dataset(items, xtf, ctf, cache=cache, cache_dir=str(tmp_path / "cache"), progress=False)
         first = [ds[i] for i in range(len(ds))]
@@ -459,6 +458,6 @@ def test_cached_epochs_are_identical(tmp_path):
     assert torch.equal(again[2]["image"], first[2]["image"])
 
     # with augmentation, the memory cache holds the deterministic prefix: epochs differ only by the random part
-    aug = build_pretrain_dataset(items[:1], xray_transforms(image_size=32, train=True), None, progress=False)
+    aug = build_pretrain_dataset(items[:1], pretrain_pipeline("xray", train=True, image_size=32), None, progress=False)
     cached = aug.xray_dataset._cache[0]["image"]
     torch.testing.assert_close(cached, first[0]["image"])

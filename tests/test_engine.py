@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import pretrain_pipeline
 from ignite.engine import Events
 from torch.utils.data import DataLoader
 
@@ -13,9 +14,7 @@ from unimedi_monai.data import (
     MixedBatchSampler,
     build_pretrain_dataset,
     collate_mixed,
-    ct_transforms,
     load_datalist,
-    xray_transforms,
 )
 from unimedi_monai.data.demo import generate_demo_dataset
 from unimedi_monai.engines import CheckpointHandler, JsonlStatsWriter, UniMedITrainer, param_groups, training_scalars
@@ -36,7 +35,7 @@ def demo_items(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(demo_items):
     return build_pretrain_dataset(
-        demo_items, xray_transforms(train=False), ct_transforms(train=False), cache="memory", progress=False
+        demo_items, pretrain_pipeline("xray"), pretrain_pipeline("ct"), cache="memory", progress=False
     )
 
 

@@ -11,8 +11,6 @@ import functools
 import http.server
 import json
 import shutil
-import subprocess
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import run_module
 
 from unimedi_monai.packaging import ImageEmbeddingNetwork, bundle_name, file_hash, pack_bundle, read_metadata
 
@@ -114,24 +113,16 @@ def test_pack_large_file_needs_url(trained_bundle, tmp_path):
 
 
 def test_pack_command_line(trained_bundle, tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "unimedi_monai.packaging",
-            "pack",
-            str(trained_bundle),
-            "--out",
-            str(tmp_path / "dist"),
-            "--url_template",
-            "https://example.org/{name}_v{version}/{filename}",
-            "--max_size_mb",
-            "0.25",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
+    proc = run_module(
+        "unimedi_monai.packaging",
+        "pack",
+        trained_bundle,
+        "--out",
+        tmp_path / "dist",
+        "--url_template",
+        "https://example.org/{name}_v{version}/{filename}",
+        "--max_size_mb",
+        "0.25",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -174,25 +165,18 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
     shutil.copy(trained_bundle / "models" / "model.pt", weights)
 
     dl = tmp_path / "downloaded"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "download",
-            "--name",
-            "unimedi_pretrain",
-            "--version",
-            VERSION,
-            "--url",
-            f"{base}/{result.zip_path.name}",
-            "--bundle_dir",
-            str(dl),
-        ],
+    proc = run_module(
+        "monai.bundle",
+        "download",
+        "--name",
+        "unimedi_pretrain",
+        "--version",
+        VERSION,
+        "--url",
+        f"{base}/{result.zip_path.name}",
+        "--bundle_dir",
+        dl,
         cwd=tmp_path,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -204,29 +188,20 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
 
     inputs = tmp_path / "inputs"
     _write_inputs(inputs)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "run",
-            "--config_file",
-            str(bundle / "configs" / "inference.yaml"),
-            "--bundle_root",
-            str(bundle),
-            "--dataset_dir",
-            str(inputs),
-            "--backbone",
-            "tiny",
-            "--slice_top_k",
-            "2",
-        ],
+    proc = run_module(
+        "monai.bundle",
+        "run",
+        "--config_file",
+        bundle / "configs" / "inference.yaml",
+        "--bundle_root",
+        bundle,
+        "--dataset_dir",
+        inputs,
+        "--backbone",
+        "tiny",
+        "--slice_top_k",
+        "2",
         cwd=tmp_path,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=600,
-        env={**__import__("os").environ, "CI": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((bundle / "eval" / "embeddings.json").read_text())
@@ -236,11 +211,12 @@ def test_download_from_http_and_run_inference(trained_bundle, http_root, tmp_pat
     assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
 
     # the same embedding in this process, from the original weights and the bundle's CT pipeline
-    from unimedi_monai.data import ct_transforms
+    from unimedi_monai.bundle import bundle_item
 
     net = ImageEmbeddingNetwork("tiny", slice_top_k=2).eval()
     net.load_state_dict(torch.load(trained_bundle / "models" / "model.pt", weights_only=True))
-    image = ct_transforms((128, 128, 32), train=False)({"image": str(inputs / "ct.nii.gz")})["image"]
+    ct_transforms = bundle_item(REPO_ROOT / "bundles" / "pretrain" / "configs" / "inference.yaml", "ct_transforms")
+    image = ct_transforms({"image": str(inputs / "ct.nii.gz")})["image"]
     with torch.no_grad():
         expected = net(torch.as_tensor(image).unsqueeze(0))[0]
     assert torch.allclose(emb[0], expected, atol=1e-5)

@@ -292,6 +292,8 @@ def test_numeric_keys_are_checked_by_name():
         ({"overlap": 1.0}, r"'overlap' must be a number >= 0 and < 1"),
         ({"label_fraction": float("nan")}, r"'label_fraction' must be a number > 0 and <= 1"),
         ({"linear_probe#epochs": 2.5}, r"'linear_probe#epochs' must be an integer"),
+        ({"norm_std": 0.0}, r"'norm_std' must be a number > 0, got 0.0"),
+        ({"image_size": 0}, r"'image_size' must be an integer >= 1, got 0"),
     ]:
         with pytest.raises(ValueError, match=pattern):
             check_values(values)
@@ -313,12 +315,16 @@ def test_spatial_keys_are_checked_by_name():
         ({"roi_size": "abc"}, r"'roi_size' must be 3 positive integers, got 'abc'"),
         ({"hu_window": [250.0, -175.0]}, r"'hu_window' must be \(low, high\) with low < high"),
         ({"hu_window": [0.0, float("inf")]}, r"'hu_window' must be \(low, high\)"),
+        ({"ct_size": [128, 128, 0]}, r"'ct_size' must be 3 positive integers, got \[128, 128, 0\]"),
+        ({"ct_size": [128, 128]}, r"'ct_size' must be 3 positive integers"),
     ]:
         with pytest.raises(ValueError, match=pattern):
             check_spatial_values(values)
     with pytest.raises(KeyError, match="no shape is declared for config key 'spacing'"):
         check_spatial_values({"spacing": [1, 1, 1]})
-    check_spatial_values({"pixdim": [4, 4, 4.0], "roi_size": [32, 32, 8], "hu_window": [-175, 250.0]})
+    check_spatial_values(
+        {"pixdim": [4, 4, 4.0], "roi_size": [32, 32, 8], "hu_window": [-175, 250.0], "ct_size": [128, 128, 32]}
+    )
 
 
 def test_bundle_item_parses_one_id_with_overrides(tmp_path):
@@ -364,8 +370,12 @@ def test_root_error_unwraps_monai_wrappers():
             ["--checkpoint_interval", "-5"],
             "ValueError: config key 'checkpoint_interval' must be an integer >= 0, got -5",
         ),
+        (
+            ["--hu_window", "[100.0,-100.0]"],
+            "ValueError: config key 'hu_window' must be (low, high) with low < high, got [100.0, -100.0]",
+        ),
     ],
-    ids=["batch_size abc", "max_epochs -1", "checkpoint_interval -5"],
+    ids=["batch_size abc", "max_epochs -1", "checkpoint_interval -5", "hu_window reversed"],
 )
 def test_a_refused_bundle_run_ends_with_one_clear_line(tmp_path, args, last):
     proc = run_bundle("pretrain", ["train.yaml"], tmp_path, args, check=False, timeout=300)

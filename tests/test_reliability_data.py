@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from conftest import pretrain_pipeline
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -23,9 +24,7 @@ from unimedi_monai.data import (
     MixedBatchSampler,
     build_pretrain_dataset,
     collate_mixed,
-    ct_transforms,
     load_datalist,
-    xray_transforms,
 )
 from unimedi_monai.data.demo import generate_demo_dataset
 from unimedi_monai.engines import UniMedITrainer, param_groups
@@ -111,8 +110,8 @@ def _items(good, modality, bad_file, report="Small nodule in the left lung."):
 def _build(items, on_bad_sample, cache="memory"):
     return build_pretrain_dataset(
         items,
-        xray_transforms(image_size=32, train=False),
-        ct_transforms(spatial_size=(16, 16, 8), train=False),
+        pretrain_pipeline("xray", image_size=32),
+        pretrain_pipeline("ct", ct_size=[16, 16, 8]),
         cache=cache,
         progress=False,
         on_bad_sample=on_bad_sample,
@@ -214,8 +213,8 @@ def test_skipped_samples_are_logged_and_counted_per_epoch(demo, text_encoder, tm
     items = demo + [{"image": str(bad), "report": "Left lower lobe opacity.", "modality": "xray"}]
     ds = build_pretrain_dataset(
         items,
-        xray_transforms(train=False),
-        ct_transforms(train=False),
+        pretrain_pipeline("xray"),
+        pretrain_pipeline("ct"),
         cache="memory",
         progress=False,
         on_bad_sample="skip",
@@ -243,8 +242,8 @@ def test_skipped_samples_are_logged_and_counted_per_epoch(demo, text_encoder, tm
 def test_augmentations_do_not_depend_on_workers_or_resume(demo):
     ds = build_pretrain_dataset(
         demo,
-        xray_transforms(image_size=64, train=True),
-        ct_transforms(spatial_size=(32, 32, 8), train=True),
+        pretrain_pipeline("xray", train=True, image_size=64),
+        pretrain_pipeline("ct", train=True, ct_size=[32, 32, 8]),
         cache="memory",
         progress=False,
     )

@@ -13,9 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import segmentation_pipeline
-
-from unimedi_monai.data import ct_transforms
+from conftest import pretrain_pipeline, segmentation_pipeline, slice_selection_pipeline
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,10 +46,8 @@ def _readers():
     """Every reader path of the package that reads a CT: pre-training (read-time resampling), slice
     selection (full resolution), segmentation (training and inference)."""
     return {
-        "pre-training": lambda p: ct_transforms(spatial_size=(16, 16, 8), train=False)({"image": str(p)}),
-        "slice selection": lambda p: ct_transforms(spatial_size=(16, 16, 8), train=False, resampler="monai")(
-            {"image": str(p)}
-        ),
+        "pre-training": lambda p: pretrain_pipeline("ct", ct_size=[16, 16, 8])({"image": str(p)}),
+        "slice selection": lambda p: slice_selection_pipeline(ct_size=[16, 16, 8])({"image": str(p)}),
         "segmentation inference": lambda p: segmentation_pipeline("infer", roi_size=[16, 16, 8])({"image": str(p)}),
         "segmentation training": lambda p: segmentation_pipeline("validate", roi_size=[16, 16, 8], num_classes=None)(
             {"image": str(p), "label": str(p)}
@@ -183,7 +179,7 @@ def test_inference_readers_refuse_a_4d_or_2d_ct_naming_the_file(tmp_path, shape)
 def test_one_slice_ct_is_refused_by_slice_selection(tmp_path):
     path = _ct(tmp_path / "one.nii.gz", values=np.zeros((40, 40, 1), np.int16))
     with pytest.raises(ValueError, match=r"one\.nii\.gz'.* volume of a single slice"):
-        ct_transforms(spatial_size=(16, 16, 8), train=False, resampler="monai")({"image": str(path)})
+        slice_selection_pipeline(ct_size=[16, 16, 8])({"image": str(path)})
 
 
 def test_dicom_series_with_a_missing_slice_is_warned_about(tmp_path):
@@ -306,7 +302,7 @@ def test_duplicates_empty_classes_and_constant_images_are_warned_about(tmp_path,
     import json
 
     from unimedi_monai.classification.tasks import get_task, warn_empty_classes
-    from unimedi_monai.data import load_datalist, xray_transforms
+    from unimedi_monai.data import load_datalist
 
     _png(tmp_path / "a.png")
     _png(tmp_path / "b.png")
@@ -334,7 +330,7 @@ def test_duplicates_empty_classes_and_constant_images_are_warned_about(tmp_path,
     Image.fromarray(np.full((64, 64), 7, np.uint8)).save(tmp_path / "flat.png")
     Image.fromarray(np.array([[9]], np.uint8)).save(tmp_path / "dot.png")
     caplog.clear()
-    tf = xray_transforms(image_size=32, train=False)
+    tf = pretrain_pipeline("xray", image_size=32)
     with caplog.at_level(logging.WARNING, logger="unimedi_monai.data.transforms"):
         tf({"image": str(tmp_path / "flat.png")})
         tf({"image": str(tmp_path / "dot.png")})

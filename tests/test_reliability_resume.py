@@ -6,20 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, bundle_env
+from conftest import REPO_ROOT, bundle_command, bundle_env
 
 from unimedi_monai.data.demo import generate_demo_dataset
 from unimedi_monai.io.checkpoint import list_checkpoints, safe_load
 
 pytestmark = pytest.mark.slow
-
-CONFIG_DIR = REPO_ROOT / "bundles" / "pretrain" / "configs"
 
 
 def _args(data: Path) -> list[str]:
@@ -41,33 +38,16 @@ def _args(data: Path) -> list[str]:
         "1",
         "--text_trainable_layers",
         "1",
-        "--network_def#xray_size",
+        "--image_size",
         "112",
-        "--train#xray_transforms#image_size",
-        "112",
-        "--network_def#ct_size",
-        "[64,64,16]",
-        "--train#ct_transforms#spatial_size",
+        "--ct_size",
         "[64,64,16]",
     ]
 
 
 def _command(root: Path, args: list[str]) -> list[str]:
     """The command :func:`conftest.run_bundle` runs (to start it with Popen and kill it)."""
-    return [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        f"['{CONFIG_DIR / 'train.yaml'}']",
-        "--meta_file",
-        str(CONFIG_DIR / "metadata.json"),
-        "--logging_file",
-        str(CONFIG_DIR / "logging.conf"),
-        "--bundle_root",
-        str(root),
-    ] + args
+    return bundle_command("pretrain", ["train.yaml"], root, args)
 
 
 def _env() -> dict:

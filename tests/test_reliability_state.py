@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import classification_pipeline
+from conftest import classification_pipeline, pretrain_pipeline
 from ignite.engine import Engine, Events
 from PIL import Image
 from torch import nn
 
 from unimedi_monai.classification import extract_features
-from unimedi_monai.data import build_pretrain_dataset, xray_transforms
+from unimedi_monai.data import build_pretrain_dataset
 from unimedi_monai.engines import CheckpointHandler, JsonlStatsWriter
 from unimedi_monai.io.checkpoint import list_checkpoints
 from unimedi_monai.networks.classifier import UniMedIClassifier
@@ -65,7 +65,7 @@ def test_feature_cache_is_not_reused_after_the_images_change(tmp_path):
 def test_pretraining_disk_cache_is_not_stale(tmp_path):
     a = _png(tmp_path / "a.png", 4)
     items = [{"image": str(a), "report": "a", "modality": "xray"}]
-    tf = xray_transforms(image_size=32, train=False)
+    tf = pretrain_pipeline("xray", image_size=32)
     first = build_pretrain_dataset(items, tf, None, cache="disk", cache_dir=str(tmp_path / "cache"))[0]["image"]
     other = tmp_path / "other.png"
     _png(other, 30)

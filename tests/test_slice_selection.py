@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import slice_selection_pipeline
 from PIL import Image
 from torch import nn
 
-from unimedi_monai.data import ct_transforms
 from unimedi_monai.data.slice_grid import grid_to_original, slice_axis_of
 from unimedi_monai.evaluation.slice_hits import poisson_binomial_tail, random_hit_probability
 from unimedi_monai.slice_selection import (
@@ -87,7 +87,7 @@ def _write_dicom_series(image: sitk.Image, folder: Path, head_first: bool) -> No
 
 @pytest.fixture(scope="module")
 def selector() -> SliceSelector:
-    return SliceSelector(SliceBrightness(), ct_transforms(train=False, resampler="monai"), top_k=1)
+    return SliceSelector(SliceBrightness(), slice_selection_pipeline(), top_k=1)
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -169,7 +169,7 @@ def test_real_dicom_series(shared_data, selector, tmp_path):
 def test_json_and_png_written(tmp_path):
     path = tmp_path / "case.nii.gz"
     sitk.WriteImage(_sitk_volume(45, 20), str(path))
-    sel = SliceSelector(SliceBrightness(), ct_transforms(train=False, resampler="monai"), top_k=None, top_fraction=0.2)
+    sel = SliceSelector(SliceBrightness(), slice_selection_pipeline(), top_k=None, top_fraction=0.2)
     result = sel(path)
     paths = result.save(tmp_path / "out")
     data = json.loads(Path(paths["json"]).read_text())
@@ -189,7 +189,7 @@ def test_input_errors(tmp_path, selector):
     with pytest.raises(ValueError, match="no Orientationd"):
         SliceSelector(SliceBrightness(), lambda d: d)
     with pytest.raises(ValueError, match="top_k must be a positive"):
-        SliceSelector(SliceBrightness(), ct_transforms(train=False, resampler="monai"), top_k=0)
+        SliceSelector(SliceBrightness(), slice_selection_pipeline(), top_k=0)
     assert output_stem("/a/b/ct_01.nii.gz") == "ct_01" and output_stem("/a/series/") == "series"
     (tmp_path / "r.txt").write_text("Nodule in the\n right upper lobe. ")
     assert read_query(str(tmp_path / "r.txt")) == "Nodule in the right upper lobe."
@@ -244,7 +244,7 @@ def test_evaluate_counts_hits(tmp_path):
         path = tmp_path / f"c{i}.nii.gz"
         sitk.WriteImage(_sitk_volume(48, hot), str(path))
         cases.append({"id": f"c{i}", "image": str(path), "nodules_voxel": [[5, 5, centre]]})
-    sel = SliceSelector(SliceBrightness(), ct_transforms(train=False, resampler="monai"), top_k=1)
+    sel = SliceSelector(SliceBrightness(), slice_selection_pipeline(), top_k=1)
     metrics = evaluate_slice_selection(sel, cases, tmp_path / "eval", tolerance=3, num_plots=1, progress=False)
     assert metrics["num_cases"] == 3 and metrics["hits"] == 2  # |30-31| <= 3, |25-22| <= 3, |10-40| > 3
     assert math.isclose(metrics["accuracy"], 2 / 3)
@@ -282,7 +282,7 @@ def test_evaluate_nodule_windows(tmp_path):
         path = tmp_path / f"w{i}.nii.gz"
         sitk.WriteImage(_sitk_volume(48, centre), str(path))
         cases.append({"id": f"w{i}", "image": str(path), "nodules_voxel": [[5, 5, centre]]})
-    sel = SliceSelector(SliceBrightness(), ct_transforms(train=False, resampler="monai"), top_k=None, top_fraction=0.2)
+    sel = SliceSelector(SliceBrightness(), slice_selection_pipeline(), top_k=None, top_fraction=0.2)
     metrics = evaluate_slice_selection(sel, cases, tmp_path / "eval", window_slices=32, num_plots=0, progress=False)
     records = json.loads((tmp_path / "eval" / "cases.json").read_text())["cases"]
     for record in records:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = REPO_ROOT / "unimedi_monai" / "label" / "app_dir"
@@ -64,6 +64,19 @@ def _request(url: str, method: str = "GET", timeout: float = 600) -> tuple[int, 
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+def _info_and_infer(base: str, name: str, study: str, log: Path) -> tuple[dict, bytes]:
+    """The server lists the model (``/info/``) and the study (``/datastore/``), then infers the study as an
+    image (``/infer/<name>``); returns the info and the returned label image's bytes."""
+    status, body = _request(base + "/info/")
+    info = json.loads(body)
+    assert status == 200 and name in info["models"], info.get("models")
+    status, body = _request(base + "/datastore/?output=all")
+    assert study in json.loads(body)["objects"]
+    status, body = _request(f"{base}/infer/{name}?image={study}&output=image", method="POST", timeout=900)
+    assert status == 200, f"{status}: {body[:500]!r}\n{log.read_text()[-4000:]}"
+    return info, body
 
 
 def _write_weights(bundle: Path, text_encoder) -> None:
@@ -192,14 +205,7 @@ def test_infer_over_http_returns_label_map(label_server, tmp_path):
     import nibabel as nib
 
     base, study, name, log = label_server
-    status, body = _request(base + "/info/")
-    info = json.loads(body)
-    assert status == 200 and name in info["models"], info.get("models")
-    status, body = _request(base + "/datastore/?output=all")
-    assert STUDY in json.loads(body)["objects"]
-
-    status, body = _request(f"{base}/infer/{name}?image={STUDY}&output=image", method="POST", timeout=900)
-    assert status == 200, f"{status}: {body[:500]!r}\n{log.read_text()[-4000:]}"
+    _, body = _info_and_infer(base, name, STUDY, log)
     out = tmp_path / "label.nii.gz"
     out.write_bytes(body)
     label, ref = nib.load(str(out)), nib.load(str(study))
@@ -233,16 +239,9 @@ def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
     from PIL import Image
 
     base, study, name, log = label_server
-    status, body = _request(base + "/info/")
-    info = json.loads(body)
-    assert status == 200 and name in info["models"], info.get("models")
+    info, body = _info_and_infer(base, name, XRAY_STUDY, log)
     assert info["models"][name]["dimension"] == 2 and info["models"][name]["type"] == "segmentation"
     assert info["models"][name]["labels"] == {"pneumonia": 1}
-    status, body = _request(base + "/datastore/?output=all")
-    assert XRAY_STUDY in json.loads(body)["objects"]
-
-    status, body = _request(f"{base}/infer/{name}?image={XRAY_STUDY}&output=image", method="POST", timeout=900)
-    assert status == 200, f"{status}: {body[:500]!r}\n{log.read_text()[-4000:]}"
     out = tmp_path / "mask.png"
     out.write_bytes(body)
     with Image.open(study) as ref, Image.open(out) as mask:
@@ -257,24 +256,11 @@ def test_infer_2d_xray_over_http_returns_mask(label_server, tmp_path):
     # the reference: the bundle's own inference command (same weights, same X-ray) writes the same mask
     # (0 / 255 there, class ids here), so a flipped or shifted result fails too
     bundle, ref_dir = tmp_path / "bundles" / name, tmp_path / "bundle_run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(bundle / "configs" / "inference.yaml"),
-        "--bundle_root",
-        str(bundle),
-        "--datalist",
-        str(study),
-        "--output_dir",
-        str(ref_dir),
-    ]
-    for key, value in LABEL_BUNDLES[name].items():
-        cmd += [f"--{key}", value]
+    overrides = [arg for key, value in LABEL_BUNDLES[name].items() for arg in (f"--{key}", value)]
     env = dict(os.environ, CI="1", PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO_ROOT)))
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    config = bundle / "configs" / "inference.yaml"
+    args = ["--config_file", config, "--bundle_root", bundle, "--datalist", study, "--output_dir", ref_dir]
+    run = run_module("monai.bundle", "run", *args, *overrides, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-4000:]
     with Image.open(ref_dir / f"{XRAY_STUDY}_seg.png") as expected:
         expected = np.asarray(expected)

@@ -72,6 +72,7 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
 SPATIAL_KEYS: dict[str, tuple[str, int]] = {
     "pixdim": ("positive number", 3),
     "roi_size": ("positive integer", 3),
+    "ct_size": ("positive integer", 3),
     "hu_window": ("window", 2),
 }
 

@@ -44,8 +44,6 @@ _EXPORTS = {
     "truncate_report": "reports",
     "MixedBatchSampler": "sampler",
     "resolve_dataset_dir": "sources",
-    "ct_transforms": "transforms",
-    "xray_transforms": "transforms",
 }
 
 __all__ = sorted(_EXPORTS)

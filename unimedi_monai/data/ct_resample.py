@@ -3,8 +3,9 @@
 Reorient and resize a CT volume in one SimpleITK resampling pass: the functions behind
 ``SimpleITKReader(spatial_size=...)``, which resamples at read time.
 
-The reader (the default ``resampler="simpleitk"`` of :py:func:`unimedi_monai.data.transforms.ct_transforms`;
-the other resampler, ``"monai"``, is ``Orientationd`` + ``Resized``) gives the grid of ``Orientationd(axcodes)``
+The reader (the first step of the pre-training's CT pipeline, ``ct_preprocessing`` in
+``bundles/pretrain/configs/train.yaml``; the slice selection's pipeline reads at full resolution and runs
+``Orientationd`` + ``Resized`` instead) gives the grid of ``Orientationd(axcodes)``
 followed by ``Resized(spatial_size)`` (``align_corners=False``: output voxel ``j`` samples the reoriented input at
 ``(j + 0.5) * in / out - 0.5``), computed with MONAI's and nibabel's own functions so that the output
 affine is the one those two transforms would write. Only the ``spatial_size`` output voxels are
@@ -29,11 +30,7 @@ import SimpleITK as sitk
 from monai.transforms.utils import scale_affine
 from monai.utils import ensure_tuple
 
-__all__ = ["CT_RESAMPLERS", "RESAMPLE_MODES", "resampled_grid", "resample_array", "resample_image"]
-
-#: valid values of the ``resampler`` argument of :py:func:`unimedi_monai.data.transforms.ct_transforms`
-#: (the first is the default): one SimpleITK pass, or MONAI's ``Orientationd`` + ``Resized``.
-CT_RESAMPLERS: tuple[str, ...] = ("simpleitk", "monai")
+__all__ = ["RESAMPLE_MODES", "resampled_grid", "resample_array", "resample_image"]
 
 #: interpolation modes accepted by the resampling functions (and ``SimpleITKReader``'s ``resample_mode``) and the
 #: SimpleITK interpolators they use.

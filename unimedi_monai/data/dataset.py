@@ -344,8 +344,8 @@ def build_pretrain_dataset(
     Args:
         items: data items ``{"image": path, "report": str, "modality": "xray" | "ct", ...}``; the other keys
             pass through untouched. Entries keep their relative order inside each modality.
-        xray_transform: transform for X-ray items (e.g. :py:func:`~unimedi_monai.data.transforms.xray_transforms`).
-        ct_transform: transform for CT items (e.g. :py:func:`~unimedi_monai.data.transforms.ct_transforms`).
+        xray_transform: transform for X-ray items (e.g. the pretrain bundle's ``train#xray_transforms``).
+        ct_transform: transform for CT items (e.g. the pretrain bundle's ``train#ct_transforms``).
         cache: ``"memory"``, ``"disk"`` or ``"none"``.
         cache_dir: root folder of the disk cache; required when ``cache="disk"``.
         num_workers: threads used to fill the memory cache (values below 1 mean 1).

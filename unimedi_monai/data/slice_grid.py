@@ -8,11 +8,11 @@ file's slices, :func:`grid_to_original`): a resize along the slice axis with ``a
 ``T`` covers ``[t * n / T, (t + 1) * n / T)`` in original coordinates, so that the centre of original
 slice ``z`` sits at the grid coordinate ``(z + 0.5) * T / n - 0.5``.
 
-The CT pipeline (:func:`unimedi_monai.data.ct_transforms`) reorients every volume to RAS
-(``Orientationd``) and resizes it to ``128 x 128 x 32`` (``Resized``, linear interpolation with
-``align_corners=False``). The 32 slices the model scores therefore run inferior to superior along
-whichever axis of the file points (mostly) superior-inferior, in that direction, whatever the file's
-own slice order is (a DICOM series stored head first, a NIfTI with a flipped ``z`` axis, ...).
+The CT pipelines (``ct_preprocessing`` of the pretrain bundle, ``preprocessing`` of the slice_selection
+bundle) reorient every volume to RAS (``Orientationd``) and resize it to ``128 x 128 x 32`` (``Resized``,
+linear interpolation with ``align_corners=False``). The 32 slices the model scores therefore run inferior
+to superior along whichever axis of the file points (mostly) superior-inferior, in that direction,
+whatever the file's own slice order is (a DICOM series stored head first, a NIfTI with a flipped ``z`` axis, ...).
 
 :func:`slice_axis_of` finds that axis of the file (its index in SimpleITK's ``(i, j, k)`` order, the
 order of the arrays read by :class:`~unimedi_monai.data.readers.SimpleITKReader`; ``2`` for an axial
@@ -40,7 +40,7 @@ def slice_axis_of(affine: np.ndarray | Sequence[Sequence[float]], axcodes: str =
     Args:
         affine: the file's ``(4, 4)`` voxel-to-world affine in the space of ``axcodes`` (RAS as
             written by :class:`~unimedi_monai.data.readers.SimpleITKReader` and nibabel).
-        axcodes: the orientation the pipeline reorients to (``"RAS"`` in :func:`ct_transforms`).
+        axcodes: the orientation the pipeline reorients to (``"RAS"`` in the bundles' CT pipelines).
 
     Returns:
         ``(axis, flipped)``: the original axis (0, 1 or 2) and True when its index order is reversed.

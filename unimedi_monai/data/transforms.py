@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Where the pre-processing transforms live (the names stay importable from here):
+"""Where the pre-processing transforms live (the names stay importable from here). The pipelines themselves
+are listed step by step in the bundles' YAML (e.g. ``xray_preprocessing`` / ``ct_preprocessing`` in
+``bundles/pretrain/configs/train.yaml``), from these transforms and MONAI's:
 
-- :mod:`unimedi_monai.data.pipelines`: ``xray_transforms`` and ``ct_transforms``, the two pipelines, and
-  ``PIPELINE_PARTS``;
 - :mod:`unimedi_monai.data.read_image`: ``ReadImaged`` (kept beside MONAI's ``LoadImaged``: see its docstring);
 - :mod:`unimedi_monai.data.intensity_transforms`: ``CheckFinited``, ``ToGreyscaled``, ``ScaleToUnitd``;
 - :mod:`unimedi_monai.data.resize_shortest_side`: ``ResizeShortestSided``;
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from unimedi_monai.data.intensity_transforms import CheckFinited, ScaleToUnitd, ToGreyscaled
 from unimedi_monai.data.pipeline_compose import PipelineCompose, unwrap_transform_error
-from unimedi_monai.data.pipelines import PIPELINE_PARTS, ct_transforms, xray_transforms
 from unimedi_monai.data.read_image import ReadImaged
 from unimedi_monai.data.report_transforms import CleanReportd
 from unimedi_monai.data.resize_shortest_side import ResizeShortestSided
 
 __all__ = [
-    "PIPELINE_PARTS",
     "PipelineCompose",
     "unwrap_transform_error",
     "ReadImaged",
@@ -30,6 +28,4 @@ __all__ = [
     "ScaleToUnitd",
     "ResizeShortestSided",
     "CleanReportd",
-    "xray_transforms",
-    "ct_transforms",
 ]

@@ -177,8 +177,8 @@ def evaluate_pretraining(
         network: the pre-trained model (weights already loaded).
         items: datalist items (``image``, ``report``, ``modality``; CT items may carry
             ``lesion_slices`` in original slice numbers and ``num_slices``; ``finding`` colours plots).
-        xray_transform: deterministic X-ray transform (``xray_transforms(train=False)``).
-        ct_transform: deterministic CT transform (``ct_transforms(train=False)``).
+        xray_transform: deterministic X-ray transform (the pretrain bundle's ``validate#xray_transforms``).
+        ct_transform: deterministic CT transform (the pretrain bundle's ``validate#ct_transforms``).
         output_dir: where ``metrics.json`` and the PNGs go.
         device: evaluation device.
         batch_size: images per forward pass.

@@ -49,8 +49,8 @@ def embed_images(
     Args:
         network: image -> ``(1, D)`` embedding network (e.g. :class:`ImageEmbeddingNetwork`), weights loaded.
         items: ``{"image": path, "modality": "xray" | "ct"}`` entries (see :func:`list_images`).
-        xray_transform: the X-ray pipeline (``unimedi_monai.data.xray_transforms(train=False)``).
-        ct_transform: the CT pipeline (``unimedi_monai.data.ct_transforms(train=False)``).
+        xray_transform: the X-ray pipeline (the pretrain bundle's ``xray_transforms`` in inference.yaml).
+        ct_transform: the CT pipeline (the pretrain bundle's ``ct_transforms`` in inference.yaml).
         output_path: the JSON file to write.
         device: where the network runs.
 

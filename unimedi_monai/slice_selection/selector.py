@@ -163,10 +163,11 @@ def _count(num_slices: int, k: int | None, fraction: float | None) -> int:
 class SliceSelector:
     """Score and select the slices of CT files with a :class:`~unimedi_monai.slice_selection.SliceSelectionNet`.
 
-    The file goes through ``transform`` (the deterministic :func:`unimedi_monai.data.ct_transforms` with
-    ``resampler="monai"``, not the read-time SimpleITK resampling), which must contain an ``Orientationd``: the
-    image and its affine are captured just before it, the model scores the resampled grid, and the grid scores are
-    mapped back to every slice of the file (:func:`~unimedi_monai.data.slice_grid.grid_to_original`).
+    The file goes through ``transform`` (the slice_selection bundle's ``preprocessing``: the pre-training's CT
+    steps, read at full resolution and resampled by ``Orientationd`` + ``Resized``, not by the read-time SimpleITK
+    resampling of pre-training), which must contain an ``Orientationd``: the image and its affine are captured just
+    before it, the model scores the resampled grid, and the grid scores are mapped back to every slice of the file
+    (:func:`~unimedi_monai.data.slice_grid.grid_to_original`).
 
     Args:
         network: the scoring network (``forward``: ``(B, 1, H, W, D)`` -> ``(B, D)``).
@@ -177,7 +178,10 @@ class SliceSelector:
 
     Example::
 
-        selector = SliceSelector(net, ct_transforms(train=False, resampler="monai"), top_k=4)
+        from unimedi_monai.bundle import bundle_item
+
+        transform = bundle_item("bundles/slice_selection/configs/inference.yaml", "preprocessing")
+        selector = SliceSelector(net, transform, top_k=4)
         result = selector("ct.nii.gz")            # a SliceSelection
         result.save("outputs")                     # outputs/ct_slices.json, outputs/ct_slices.png
     """
@@ -201,7 +205,8 @@ class SliceSelector:
         if split is None:
             raise ValueError(
                 "SliceSelector: the transform has no Orientationd step, so the original slice numbering cannot be "
-                "recovered; use unimedi_monai.data.ct_transforms(train=False, resampler='monai')."
+                "recovered; use the slice_selection bundle's preprocessing (bundles/slice_selection/configs/"
+                "inference.yaml), which reads the file at full resolution, then Orientationd + Resized."
             )
         self._split = split
         self._orientation = getattr(getattr(transforms[split], "ornt_transform", None), "axcodes", None) or "RAS"
