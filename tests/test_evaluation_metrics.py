@@ -509,3 +509,39 @@ def test_cls_probe_runs_under_no_grad():
     )
     with torch.no_grad():
         assert cls_probe_accuracy(feats, [("a", "b")[int(v)] for v in y], folds=4) > 0.9
+
+
+def test_position_prior_is_the_best_fixed_selection():
+    from itertools import combinations
+
+    from unimedi_monai.evaluation.slice_hits import position_prior_hit_rate
+
+    rng = np.random.default_rng(3)
+    lesions = [sorted(rng.choice(32, size=int(rng.integers(1, 4)), replace=False).tolist()) for _ in range(40)]
+    lesions[5] = []  # skipped, as in slice_hit_rate
+    for k in (1, 2):
+        reference = max(
+            slice_hit_rate([list(c)] * len(lesions), lesions, tolerance=1) for c in combinations(range(32), k)
+        )
+        prior = position_prior_hit_rate(lesions, 32, k=k, tolerance=1)
+        assert prior["exact"] and prior["num_volumes"] == 39 and prior["num_positions"] == 32
+        assert prior["hit_rate"] == pytest.approx(reference)
+        assert slice_hit_rate([prior["positions"]] * len(lesions), lesions, tolerance=1) == pytest.approx(reference)
+    greedy = position_prior_hit_rate(lesions, 32, k=3, tolerance=1, max_combinations=1)
+    assert not greedy["exact"] and len(greedy["positions"]) == 3
+    assert greedy["hit_rate"] <= position_prior_hit_rate(lesions, 32, k=3, tolerance=1)["hit_rate"]
+    # lesions at one depth: a fixed slice hits them all, although random selection rarely does
+    same_depth = position_prior_hit_rate([[20]] * 10, 32, k=1, tolerance=1)
+    assert same_depth["hit_rate"] == 1.0 and 19 <= same_depth["positions"][0] <= 21
+
+
+def test_position_prior_maps_positions_onto_volumes_of_other_depths():
+    from unimedi_monai.evaluation.slice_hits import position_prior_hit_rate
+
+    # candidate i of 64 selects slice i // 2 of a 32-slice volume: slice 40 and slice 20 are the same position
+    prior = position_prior_hit_rate([[40], [20]], [64, 32], k=1, tolerance=0)
+    assert prior["hit_rate"] == 1.0 and prior["positions"] in ([40], [41])
+    with pytest.raises(ValueError, match="no volume has a lesion"):
+        position_prior_hit_rate([[], []], 32)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        position_prior_hit_rate([[1]], 32, k=0)

@@ -50,6 +50,9 @@ def test_short_pretraining_lowers_losses_and_beats_chance(short_run):
     # the slice evaluation ran on held-out CTs with lesions, against the exact random expectation
     assert metrics["num_ct_with_lesion"] > 0 and metrics["slice_k"] == 1
     assert 0.0 <= metrics["slice_hit_rate"] <= 1.0 and 0.0 < metrics["slice_hit_rate_random"] < 1.0
+    # and against the position-only baseline: the best fixed slice beats random selection by construction
+    assert metrics["slice_hit_rate_position_prior"] >= metrics["slice_hit_rate_random"]
+    assert len(metrics["slice_position_prior_slices"]) == 1 and metrics["slice_selected_std"] >= 0.0
     for png in ("training_curves.png", "embeddings.png", "similarity.png", "slice_scores_0.png"):
         assert (short_run / "eval" / png).stat().st_size > 10_000, png
     assert (short_run / "models" / "model.pt").is_file()

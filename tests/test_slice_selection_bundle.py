@@ -82,6 +82,7 @@ def test_demo_evaluation_after_short_pretraining(pretrained_bundle, tmp_path):
     assert metrics["accuracy"] == pytest.approx(metrics["hits"] / len(cases))
     assert metrics["accuracy_random"] == pytest.approx(sum(c["random_hit"] for c in cases) / len(cases))
     assert 0.0 < metrics["p_value_vs_random"] <= 1.0
+    assert 0.0 < metrics["accuracy_position_prior"] <= 1.0 and len(metrics["position_prior_fraction"]) == 6
     assert len(list((tmp_path / "eval" / "slices").glob("*.png"))) == 1
 
 

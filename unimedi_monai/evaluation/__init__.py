@@ -14,6 +14,7 @@ _EXPORTS = {
     "retrieval_recall": "retrieval",
     "retrieval_recall_subsets": "retrieval",
     "random_slice_hit_rate": "slice_hits",
+    "position_prior_hit_rate": "slice_hits",
     "slice_hit": "slice_hits",
     "slice_hit_rate": "slice_hits",
     "plot_training_curves": "training_curves",

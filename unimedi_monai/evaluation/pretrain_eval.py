@@ -10,7 +10,10 @@ Computes, on the validation items of a datalist:
   next to the expected figure for the same number of random slices (``slice_hit_rate_random``);
   lesion slices are mapped from the original numbering onto the resampled 32-slice grid;
 - the slice hit test of attentive selection: exact random expectation and one-sided p-value
-  (``slice_hit_p_value``, Poisson-binomial over the CTs);
+  (``slice_hit_p_value``, Poisson-binomial over the CTs), and the position-only baseline: the hit rate of the
+  best fixed slice(s) for every CT, chosen on the evaluated CTs (``slice_hit_rate_position_prior``, at
+  ``slice_position_prior_slices``), with the spread of the selected slice over the CTs
+  next to that of the lesion centres (``slice_selected_std``, ``slice_lesion_centre_std``);
 - cross-modal alignment (:func:`cross_modal_alignment`): for each CT the findings of its 5 nearest
   X-ray embeddings, and for each X-ray those of its 5 nearest CTs, against chance;
 - a [CLS] linear probe of the findings (:func:`cls_probe_accuracy`, stratified k-fold on the
@@ -37,7 +40,12 @@ from tqdm import tqdm
 
 from unimedi_monai.evaluation.embedding_plot import plot_embeddings, plot_similarity_matrix, plot_slice_scores
 from unimedi_monai.evaluation.retrieval import retrieval_recall_subsets
-from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit_rate, slice_hit_test
+from unimedi_monai.evaluation.slice_hits import (
+    position_prior_hit_rate,
+    random_slice_hit_rate,
+    slice_hit_rate,
+    slice_hit_test,
+)
 from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.networks.attention_selection import top_k_slices
 
@@ -280,6 +288,17 @@ def evaluate_pretraining(
         test = slice_hit_test(ct_selected, ct_lesions, n_slices, tolerance)
         metrics["slice_hit_p_value"] = test["p_value"]
         metrics["slice_hit_ratio"] = test["ratio"]
+        # the position-only baseline: the best fixed slice(s) for every CT, chosen on these CTs
+        prior = position_prior_hit_rate(ct_lesions, n_slices, slice_k, tolerance)
+        metrics["slice_hit_rate_position_prior"] = prior["hit_rate"]
+        metrics["slice_position_prior_slices"] = prior["positions"]
+        metrics[f"slice_hit_rate_position_prior_top{k_train}"] = position_prior_hit_rate(
+            ct_lesions, n_slices, k_train, tolerance
+        )["hit_rate"]
+        # does the selection move with the CT? spread of the best slice against the spread of the lesions
+        with_lesion = [(s[0], les) for s, les in zip(ct_selected, ct_lesions) if les]
+        metrics["slice_selected_std"] = float(np.std([s for s, _ in with_lesion]))
+        metrics["slice_lesion_centre_std"] = float(np.std([float(np.mean(les)) for _, les in with_lesion]))
     for a, b in (("ct", "xray"), ("xray", "ct")):
         align = cross_modal_alignment(image_all, modality, finding, alignment_k, a, b)
         if align["num_queries"]:

@@ -12,6 +12,10 @@ The one formula of that baseline is :func:`random_hit_probability` (``1 - C(n - 
 for ``k`` distinct slices out of ``n``, ``m`` of them within ``tolerance`` of a lesion slice); the
 pre-training evaluation (:func:`unimedi_monai.evaluation.evaluate_pretraining`) and the
 slice-selection tool (:func:`unimedi_monai.slice_selection.evaluate_slice_selection`) both use it.
+A selection that ignores the image can beat random selection when lesions sit at typical depths (the demo's
+lesion zones, real nodules' lobes): :func:`position_prior_hit_rate` is the hit rate of the best *fixed*
+selection, the same relative slice positions for every volume, chosen on the evaluated volumes themselves
+(an upper bound for any position-only selector). Attention that finds lesions must beat it, not only random.
 It lives here, in the evaluation layer, the lowest layer that scores a selection: the data layer
 only maps slices between grids (:mod:`unimedi_monai.data.slice_grid`).
 """
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +38,7 @@ __all__ = [
     "random_hit_probabilities",
     "poisson_binomial_tail",
     "slice_hit_test",
+    "position_prior_hit_rate",
 ]
 
 
@@ -280,4 +287,81 @@ def slice_hit_test(
         "ratio": rate / expected if expected > 0 else float("inf"),
         "p_value": poisson_binomial_tail(probs, hits),
         "num_volumes": len(pairs),
+    }
+
+
+def position_prior_hit_rate(
+    lesion_per_volume: Sequence[Sequence[int]],
+    num_slices: int | Sequence[int],
+    k: int = 1,
+    tolerance: int = 1,
+    max_combinations: int = 100_000,
+) -> dict[str, Any]:
+    """Hit rate of the best fixed selection of ``k`` slice positions, the same for every volume: the position-only
+    baseline a content-driven selection must beat.
+
+    Candidate positions are ``0 .. R - 1`` with ``R`` the largest ``num_slices``; candidate ``i`` selects slice
+    ``floor((i + 0.5) * n / R)`` of a volume of ``n`` slices (slice ``i`` itself when every volume has ``R``
+    slices). The best set is chosen on these very volumes, so the figure is an upper bound for any selector that
+    looks at position only. Exhaustive over all ``C(R, k)`` sets when there are at most ``max_combinations``
+    (always for ``k = 1``), otherwise greedy (each added position covers the most volumes not hit yet; then a
+    lower bound of the best set, flagged by ``exact: False``). Volumes with an empty lesion list are skipped, as
+    in :func:`slice_hit_rate`.
+
+    Args:
+        lesion_per_volume: lesion slice indices of each volume (indices in ``[0, num_slices)``).
+        num_slices: number of slices of every volume, or one number per volume.
+        k: number of fixed positions selected.
+        tolerance: hit tolerance in slices.
+        max_combinations: above this many candidate sets the greedy search is used.
+
+    Returns:
+        dict with ``hit_rate``, ``positions`` (the chosen candidate indices, ascending), ``num_positions``
+        (``R``), ``exact`` and ``num_volumes``.
+
+    Raises:
+        ValueError: no volume has a lesion, ``k`` is not a positive integer, or ``num_slices`` does not fit.
+    """
+    tolerance = _check_tolerance(tolerance)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer number of selected slices, got {k!r}.")
+    n_vol = len(lesion_per_volume)
+    if isinstance(num_slices, (int, np.integer)) and not isinstance(num_slices, bool):
+        slices = [int(num_slices)] * n_vol
+    else:
+        slices = _as_int_list(num_slices, "num_slices")
+        if len(slices) != n_vol:
+            raise ValueError(f"num_slices has {len(slices)} entries but lesion_per_volume has {n_vol} volumes.")
+    rows = []
+    kept = [(v, les, n) for v, (les, n) in enumerate(zip(lesion_per_volume, slices)) if len(les)]
+    if not kept:
+        raise ValueError("no volume has a lesion slice; the position-prior hit rate is undefined.")
+    r = max(n for _, _, n in kept)
+    for v, les, n in kept:
+        near = near_lesion_mask(_check_lesion_range(les, n, v), n, tolerance)
+        rows.append(near[np.floor((np.arange(r) + 0.5) * n / r).astype(int)])
+    covered = np.stack(rows)  # (volumes, R): candidate position i hits volume v
+    k_eff = min(int(k), r)
+    if math.comb(r, k_eff) <= max_combinations:
+        best, best_hits = (), -1
+        for combo in combinations(range(r), k_eff):
+            hits = int(covered[:, list(combo)].any(axis=1).sum())
+            if hits > best_hits:
+                best, best_hits = combo, hits
+        exact = True
+    else:
+        chosen: list[int] = []
+        hit = np.zeros(covered.shape[0], dtype=bool)
+        for _ in range(k_eff):
+            gain = (covered & ~hit[:, None]).sum(axis=0)
+            gain[chosen] = -1
+            chosen.append(int(np.argmax(gain)))
+            hit |= covered[:, chosen[-1]]
+        best, best_hits, exact = tuple(sorted(chosen)), int(hit.sum()), False
+    return {
+        "hit_rate": best_hits / covered.shape[0],
+        "positions": sorted(int(i) for i in best),
+        "num_positions": int(r),
+        "exact": exact,
+        "num_volumes": int(covered.shape[0]),
     }

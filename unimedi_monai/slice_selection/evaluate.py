@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from unimedi_monai.evaluation.slice_hits import near_lesion_mask, poisson_binomial_tail, random_hit_probability
+from unimedi_monai.evaluation.slice_hits import (
+    near_lesion_mask,
+    poisson_binomial_tail,
+    position_prior_hit_rate,
+    random_hit_probability,
+)
 from unimedi_monai.io.atomic_io import write_json_atomic
 from unimedi_monai.slice_selection.plot import plot_slice_selection
 from unimedi_monai.slice_selection.selector import SliceSelector
@@ -73,6 +78,11 @@ def evaluate_slice_selection(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the selection on every case and write ``metrics.json``, ``cases.json`` and a few PNGs.
+
+    Baselines in ``metrics.json``: random selection of as many slices (``accuracy_random``, sampled;
+    ``accuracy_random_expected``, exact; ``p_value_vs_random``) and, when every CT selects the same number of
+    slices, the best fixed relative position(s) for every CT, chosen on these CTs (``accuracy_position_prior``
+    at ``position_prior_fraction`` of the scored range): a selection that follows the image beats both.
 
     Args:
         selector: a :class:`~unimedi_monai.slice_selection.SliceSelector` (``top_fraction`` 0.2 in the protocol).
@@ -169,6 +179,18 @@ def evaluate_slice_selection(
         ),
         "mean_selected_per_ct": float(np.mean([r["k"] for r in records])),
     }
+    # the position-only baseline: the best fixed relative position(s) in the scored range, the same for every CT
+    ks = {r["k"] for r in records}
+    if len(ks) == 1:
+        spans = [(r["window"] or (0, r["num_slices"])) for r in records]
+        prior = position_prior_hit_rate(
+            [[c - a for c in r["centres"]] for r, (a, _) in zip(records, spans)],
+            [b - a for a, b in spans],
+            ks.pop(),
+            tolerance,
+        )
+        metrics["accuracy_position_prior"] = prior["hit_rate"]
+        metrics["position_prior_fraction"] = [(i + 0.5) / prior["num_positions"] for i in prior["positions"]]
     write_json_atomic({"cases": records}, out / "cases.json")
     write_json_atomic(metrics, out / "metrics.json")
     logger.info(
