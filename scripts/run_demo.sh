@@ -22,7 +22,7 @@ if [ "$#" -eq 0 ]; then
   "$PY" -m monai.bundle run --config_file "['$S/inference.yaml','$S/evaluate.yaml']" \
     --model_path bundles/pretrain/models/model.pt --backbone demo --demo_dir bundles/pretrain/demo_data \
     --demo_sections "['training','validation']" --mode text --top_k 1 --top_fraction '$None' --window_slices '$None'
-  "$PY" -c "import json; m = json.load(open('bundles/slice_selection/eval/metrics.json')); print(f\"slice selection (text, best slice, {m['num_cases']} CTs): hit {m['accuracy']:.3f} vs random {m['accuracy_random_expected']:.3f} expected, p = {m['p_value_vs_random']:.1e}\")"
+  "$PY" -c "import json; m = json.load(open('bundles/slice_selection/eval/metrics.json')); print(f\"slice selection (text, best slice, {m['num_cases']} CTs): hit {m['accuracy']:.3f} vs random {m['accuracy_random_expected']:.3f} expected, p = {m['p_value_vs_random']:.1e}; best fixed position {m['accuracy_position_prior']:.3f}\")"
 else
   echo "[demo] slice-selection check skipped: it assumes the demo defaults (no extra arguments)"
 fi

@@ -29,7 +29,7 @@ ROWS: tuple[tuple[str, str, str | None, Any], ...] = (
     ("CT t2i R@1", "t2i_R@1_ct", "chance_R@1_ct", 3.0),
     ("CT slice hit rate", "slice_hit_rate", "slice_hit_rate_random", 2.0),
     ("slice hit p-value", "slice_hit_p_value", None, ("<", 0.01)),
-    ("slice hit vs position", "slice_hit_rate", "slice_hit_rate_position_prior", None),
+    ("slice hit vs position", "slice_hit_rate", "slice_hit_rate_position_prior", 1.0),
     ("CT->X-ray finding p@5", "align_ct2xray_p@5", "align_ct2xray_chance", 2.0),
     ("X-ray->CT finding p@5", "align_xray2ct_p@5", "align_xray2ct_chance", 2.0),
     ("X-ray [CLS] probe acc", "probe_acc_xray", "probe_acc_random_xray", ("+", 0.15)),
