@@ -158,3 +158,21 @@ def test_drop_path_is_monais_with_a_fused_residual():
     assert torch.equal(ours.eval().residual(x, branch), x + branch) and ours.rate == 0.5
     block = SDPABlock(8, 2, 16, drop_path_rate=0.1)
     assert not any("drop_path" in k for k in block.state_dict())  # checkpoint keys unchanged
+
+
+def test_position_scale_sets_the_position_init_rms():
+    from unimedi_monai.networks.patch_tokenizer import POSITION_RMS_CONV_STEM, sincos_position_embedding
+
+    small = POSITION_RMS_CONV_STEM * 2**0.5
+    for dims, size, patch in ((2, 224, 16), (3, (128, 128, 32), (16, 16, 4))):
+        default = PatchTokenizer(dims, size, patch, 48, stem="conv")
+        scaled = PatchTokenizer(dims, size, patch, 48, stem="conv", position_scale=small)
+        sincos = sincos_position_embedding(default.grid_size, 48).unsqueeze(0)
+        torch.testing.assert_close(default.position_embedding.data, sincos)  # amplitude 1 stays the default
+        torch.testing.assert_close(scaled.position_embedding.data, sincos * small)
+        rms = scaled.position_embedding.detach().pow(2).mean().sqrt().item()
+        assert rms == pytest.approx(POSITION_RMS_CONV_STEM, rel=0.1)  # sin-cos channels have RMS ~1/sqrt(2)
+        assert scaled.position_embedding.requires_grad  # still learnt
+    assert PatchTokenizer(2, 32, 16, 8, position_scale=0).position_embedding.abs().sum() == 0
+    with pytest.raises(ValueError, match="position_scale"):
+        PatchTokenizer(2, 32, 16, 8, position_scale=-1.0)

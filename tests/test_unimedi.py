@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -200,3 +202,30 @@ def test_uniform_slice_selection_for_the_ablation(text_encoder):
     assert out["selected_slices"].tolist() == [[4, 12, 20, 28]] * 2 and torch.isfinite(out["loss"])
     with pytest.raises(ValueError, match="slice_selection"):
         UniMedI("tiny", text_encoder=text_encoder, slice_selection="random")
+
+
+def test_position_scale_reaches_the_tokenizers_from_the_pretrain_config(text_encoder):
+    from monai.bundle import ConfigParser
+
+    from unimedi_monai.networks.patch_tokenizer import POSITION_RMS_CONV_STEM
+
+    small = POSITION_RMS_CONV_STEM * 2**0.5
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundles/pretrain/configs/train.yaml"))
+    assert parser.get_parsed_content("network_def#position_scale") == 1.0  # the default: MAE's amplitude
+    parser["position_scale"] = small
+    scale = parser.get_parsed_content("network_def#position_scale")
+    assert scale == small
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, position_scale=scale)
+    reference = UniMedI("tiny", text_encoder=text_encoder)
+    for encoder in (model.encoder, model.teacher["encoder"]):
+        for name in ("tokenizer_2d", "tokenizer_3d"):
+            pos = getattr(encoder, name).position_embedding.detach()
+            ref = getattr(reference.encoder, name).position_embedding.detach()
+            assert pos.pow(2).mean().sqrt().item() == pytest.approx(POSITION_RMS_CONV_STEM, rel=0.1)
+            torch.testing.assert_close(pos, ref * small)
+    # the probe's random-init baseline starts from the same position init
+    from unimedi_monai.evaluation.pretrain_eval import _random_encoder
+
+    assert _random_encoder(model, 0).tokenizer_3d.position_scale == small

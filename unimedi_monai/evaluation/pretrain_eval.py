@@ -141,7 +141,8 @@ def cls_probe_accuracy(features: torch.Tensor, labels: Sequence[str], folds: int
 
 
 def _random_encoder(network: nn.Module, seed: int) -> nn.Module:
-    """A randomly initialised vision encoder of the same size as ``network.encoder`` (the probe's baseline)."""
+    """A randomly initialised vision encoder of the same size and position init as ``network.encoder``
+    (the probe's baseline)."""
     from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 
     enc = network.encoder
@@ -154,6 +155,7 @@ def _random_encoder(network: nn.Module, seed: int) -> nn.Module:
             enc.tokenizer_3d.img_size,
             enc.tokenizer_2d.patch_size,
             enc.tokenizer_3d.patch_size,
+            enc.tokenizer_2d.position_scale,
         )
     finally:
         torch.random.set_rng_state(state)

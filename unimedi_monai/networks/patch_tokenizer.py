@@ -26,6 +26,7 @@ Tokens are flattened in the grid's row-major order: for a 3D grid (h, w, d) the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -34,7 +35,8 @@ from torch import nn
 
 __all__ = ["PatchTokenizer", "POSITION_RMS_CONV_STEM"]
 
-#: per-channel RMS of ViT's learnt-position init (the smaller conv-stem position init that was tried)
+#: per-channel RMS of ViT's learnt-position init (the smaller conv-stem position init that was tried):
+#: ``position_scale=POSITION_RMS_CONV_STEM * 2 ** 0.5`` gives a sine-cosine init of this RMS
 POSITION_RMS_CONV_STEM = 0.02
 
 
@@ -107,6 +109,10 @@ class PatchTokenizer(nn.Module):
         hidden_size: token width (must match the backbone).
         in_channels: input channels (1 for X-ray and CT).
         stem: ``"linear"`` (one patch-sized convolution) or ``"conv"`` (stacked stride-2 convolutions).
+        position_scale: amplitude of the sine-cosine init of the learnt position embeddings (1.0, MAE's;
+            the embedding's RMS is then ~0.71). ``POSITION_RMS_CONV_STEM * 2 ** 0.5`` (~0.028) gives ViT's
+            learnt-position RMS of 0.02, below the conv stem's initial token content (an option of the
+            issue-13 objective study; 0 starts without position).
 
     Example::
 
@@ -125,10 +131,14 @@ class PatchTokenizer(nn.Module):
         hidden_size: int,
         in_channels: int = 1,
         stem: str = "linear",
+        position_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        position_scale = float(position_scale)
+        if not math.isfinite(position_scale) or position_scale < 0:
+            raise ValueError(f"position_scale must be a finite number >= 0, got {position_scale}.")
         self.spatial_dims = spatial_dims
         self.img_size = _as_tuple(img_size, spatial_dims, "img_size")
         self.patch_size = _as_tuple(patch_size, spatial_dims, "patch_size")
@@ -146,13 +156,14 @@ class PatchTokenizer(nn.Module):
         else:
             raise ValueError(f"tokenizer stem must be 'linear' or 'conv', got {stem!r}.")
         self.stem = stem
-        # learnt, initialised with sine-cosine embeddings of amplitude 1 (MAE): position is present from the
-        # first step, which a from-scratch ViT needs to tell left from right on small data (MAE, MoCo v3).
-        # With the conv stem, whose initial token content is small (norm ~0.6 against ~9.8 for the
-        # position at width 192), a position init scaled to POSITION_RMS_CONV_STEM was tried together
-        # with other objective changes; on the full demo run image-report alignment then stayed at the
-        # modality-only loss for all 432 steps, so amplitude 1 stays until an ablation separates the causes.
-        self.position_scale = 1.0
+        # learnt, initialised with sine-cosine embeddings of amplitude `position_scale` (default 1, MAE):
+        # position is present from the first step, which a from-scratch ViT needs to tell left from right
+        # on small data (MAE, MoCo v3). With the conv stem, whose initial token content is small (norm
+        # ~0.6 against ~9.8 for the position at width 192), a position init scaled to
+        # POSITION_RMS_CONV_STEM was tried together with other objective changes; on the full demo run
+        # image-report alignment then stayed at the modality-only loss for all 432 steps, so amplitude 1
+        # stays the default and the smaller init is an option until an ablation separates the causes.
+        self.position_scale = position_scale
         self.position_embedding = nn.Parameter(
             sincos_position_embedding(self.grid_size, hidden_size).unsqueeze(0) * self.position_scale
         )

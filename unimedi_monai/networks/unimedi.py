@@ -137,6 +137,9 @@ class UniMedI(nn.Module):
         slice_selection: ``"attention"`` (UniMedI's attentive slice selection by the teacher) or
             ``"uniform"`` (``slice_top_k`` evenly spaced slices, the ablation without selection;
             :meth:`select_slices` still ranks slices by attention for evaluation).
+        position_scale: amplitude of the tokenizers' sine-cosine position init (1.0, MAE's; e.g.
+            ``POSITION_RMS_CONV_STEM * 2 ** 0.5`` ~0.028 for ViT's learnt-position RMS 0.02, the smaller
+            conv-stem init of the issue-13 study; see :class:`PatchTokenizer`).
 
     Example::
 
@@ -170,6 +173,7 @@ class UniMedI(nn.Module):
         center_per_group: bool = True,
         head_batch_norm: bool = True,
         slice_selection: Literal["attention", "uniform"] = "attention",
+        position_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
@@ -180,7 +184,7 @@ class UniMedI(nn.Module):
             raise ValueError(f"student_view must be 'photometric' or 'same', got {student_view!r}.")
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
-        self.encoder = UnifiedVisionEncoder(backbone, xray_size, ct_size, patch_size_2d, patch_size_3d)
+        self.encoder = UnifiedVisionEncoder(backbone, xray_size, ct_size, patch_size_2d, patch_size_3d, position_scale)
         cfg = self.encoder.backbone.config
         self.config = cfg
         if text_encoder is None or isinstance(text_encoder, Mapping):

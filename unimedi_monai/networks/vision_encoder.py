@@ -29,6 +29,8 @@ class UnifiedVisionEncoder(nn.Module):
         ct_size: CT input size in (H, W, D) order (128, 128, 32).
         patch_size_2d: 2D patch size (16).
         patch_size_3d: 3D patch size in (H, W, D) order (16, 16, 4).
+        position_scale: amplitude of both tokenizers' sine-cosine position init (1.0; see
+            :class:`PatchTokenizer`).
     """
 
     def __init__(
@@ -38,13 +40,15 @@ class UnifiedVisionEncoder(nn.Module):
         ct_size: Sequence[int] = (128, 128, 32),
         patch_size_2d: int | Sequence[int] = 16,
         patch_size_3d: Sequence[int] = (16, 16, 4),
+        position_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.backbone = SharedBackbone(backbone)
         hidden = self.backbone.hidden_size
         stem = self.backbone.config.patch_stem
-        self.tokenizer_2d = PatchTokenizer(2, xray_size, patch_size_2d, hidden, stem=stem)
-        self.tokenizer_3d = PatchTokenizer(3, ct_size, patch_size_3d, hidden, stem=stem)
+        scale = position_scale
+        self.tokenizer_2d = PatchTokenizer(2, xray_size, patch_size_2d, hidden, stem=stem, position_scale=scale)
+        self.tokenizer_3d = PatchTokenizer(3, ct_size, patch_size_3d, hidden, stem=stem, position_scale=scale)
         self.mask_token = nn.Parameter(torch.zeros(hidden))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
