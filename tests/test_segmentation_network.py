@@ -7,7 +7,7 @@ import torch
 
 from unimedi_monai.io.checkpoint import CheckpointMismatchError, atomic_save, load_weights
 from unimedi_monai.networks.unetr_decoder import UniMedIUNETR, decoder_strides, skip_layers_for
-from unimedi_monai.segmentation.network_init import segmentation_param_groups
+from unimedi_monai.segmentation.param_groups import segmentation_param_groups
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

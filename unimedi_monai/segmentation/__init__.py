@@ -33,7 +33,7 @@ _EXPORTS = {
     "inference_items": "io",
     "inference_outputs": "io",
     "MappedLayout": "io",
-    "segmentation_param_groups": "network_init",
+    "segmentation_param_groups": "param_groups",
     "XRAY_DATASETS": "xray_data",
     "generate_lesion_demo": "xray_data",
     "load_2d_datalist": "xray_data",
