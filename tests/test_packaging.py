@@ -54,7 +54,9 @@ def trained_bundle(tmp_path):
     """A copy of bundles/pretrain with tiny-preset weights in models/model.pt and runtime outputs beside them."""
     bundle = tmp_path / "pretrain"
     shutil.copytree(
-        PRETRAIN, bundle, ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "runs")
+        PRETRAIN,
+        bundle,
+        ignore=shutil.ignore_patterns("models", "eval", "logs", "cache", "demo_data", "demo_eval_data", "runs"),
     )
     net = ImageEmbeddingNetwork("tiny", slice_top_k=2)
     (bundle / "models").mkdir()
@@ -64,6 +66,7 @@ def trained_bundle(tmp_path):
         "eval/metrics.json",
         "logs/train_log.jsonl",
         "demo_data/datalist.json",
+        "demo_eval_data/datalist.json",
         "cache/x.pt",
     ):
         (bundle / runtime).parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +97,7 @@ def test_pack_layout_and_exclusions(trained_bundle, tmp_path):
         "eval/metrics.json",
         "logs/train_log.jsonl",
         "demo_data/datalist.json",
+        "demo_eval_data/datalist.json",
         "cache/x.pt",
     ):
         assert f"{name}/{dropped}" not in names

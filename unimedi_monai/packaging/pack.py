@@ -26,6 +26,7 @@ EXCLUDED_PATTERNS: tuple[str, ...] = (
     "runs/*",
     "cache/*",
     "demo_data/*",
+    "demo_eval_data/*",
     "dist/*",
     "models/checkpoint_*",
     "models/*.tmp*",
