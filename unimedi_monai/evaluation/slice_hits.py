@@ -57,6 +57,24 @@ def _as_int_list(values: Sequence[int], name: str) -> list[int]:
     return out
 
 
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer number of selected slices, got {k!r}.")
+
+
+def _slices_per_volume(num_slices: int | Sequence[int], n_vol: int) -> list[int]:
+    """``num_slices`` (one int for every volume, or one per volume) as one number per volume."""
+    if isinstance(num_slices, (int, np.integer)) and not isinstance(num_slices, bool):
+        return [int(num_slices)] * n_vol
+    slices = _as_int_list(num_slices, "num_slices")
+    if len(slices) != n_vol:
+        raise ValueError(
+            f"num_slices has {len(slices)} entries but lesion_per_volume has {n_vol} volumes; "
+            "give one number per volume or a single int."
+        )
+    return slices
+
+
 def slice_hit(selected: Sequence[int], lesion_slices: Sequence[int], tolerance: int = 1) -> bool:
     """
     Whether a slice selection hits a lesion.
@@ -194,20 +212,11 @@ def random_slice_hit_rate(
         - ``"num_volumes"``: number of volumes used.
     """
     tolerance = _check_tolerance(tolerance)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer number of selected slices, got {k!r}.")
+    _check_k(k)
     if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}.")
     n_vol = len(lesion_per_volume)
-    if isinstance(num_slices, (int, np.integer)) and not isinstance(num_slices, bool):
-        slices = [int(num_slices)] * n_vol
-    else:
-        slices = _as_int_list(num_slices, "num_slices")
-        if len(slices) != n_vol:
-            raise ValueError(
-                f"num_slices has {len(slices)} entries but lesion_per_volume has {n_vol} volumes; "
-                "give one number per volume or a single int."
-            )
+    slices = _slices_per_volume(num_slices, n_vol)
     rng = np.random.default_rng(seed)
     expected: list[float] = []
     sampled_hits: list[np.ndarray] = []  # one (trials,) boolean array per volume
@@ -323,15 +332,8 @@ def position_prior_hit_rate(
         ValueError: no volume has a lesion, ``k`` is not a positive integer, or ``num_slices`` does not fit.
     """
     tolerance = _check_tolerance(tolerance)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer number of selected slices, got {k!r}.")
-    n_vol = len(lesion_per_volume)
-    if isinstance(num_slices, (int, np.integer)) and not isinstance(num_slices, bool):
-        slices = [int(num_slices)] * n_vol
-    else:
-        slices = _as_int_list(num_slices, "num_slices")
-        if len(slices) != n_vol:
-            raise ValueError(f"num_slices has {len(slices)} entries but lesion_per_volume has {n_vol} volumes.")
+    _check_k(k)
+    slices = _slices_per_volume(num_slices, len(lesion_per_volume))
     rows = []
     kept = [(v, les, n) for v, (les, n) in enumerate(zip(lesion_per_volume, slices)) if len(les)]
     if not kept:
