@@ -14,7 +14,8 @@ the seed changes the initialisation and batch order). Columns: per-modality R@1 
 against chance, attention slice hit rate against the exact random expectation (and its p-value) and
 against the best fixed slice for every CT (the position-only baseline),
 cross-modal finding alignment (CT->X-ray, X-ray->CT p@5) against chance, and the [CLS] linear probe
-against a random-init encoder. The mean over seeds is printed as a Markdown table (and ``--json``).
+against a random-init encoder. The mean over seeds, with the range over seeds in brackets, is printed as a
+Markdown table (and ``--json``).
 
 Usage::
 
@@ -50,6 +51,7 @@ COLUMNS = (
     ("CT t2i R@1", "t2i_R@1_ct", "chance_R@1_ct"),
     ("slice hit", "slice_hit_rate", "slice_hit_rate_random"),
     ("slice hit vs fixed slice", "slice_hit_rate", "slice_hit_rate_position_prior"),
+    ("slice hit, centred scores", "slice_hit_rate_centred", "slice_hit_rate_random"),
     ("CT->X-ray p@5", "align_ct2xray_p@5", "align_ct2xray_chance"),
     ("X-ray->CT p@5", "align_xray2ct_p@5", "align_xray2ct_chance"),
     ("X-ray probe", "probe_acc_xray", "probe_acc_random_xray"),
@@ -97,7 +99,8 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
                 cells.append("n/a")
                 continue
             v, b = sum(vals) / len(vals), sum(bases) / max(len(bases), 1)
-            cells.append(f"{v:.3f} ({b:.3f})")
+            spread = f" [{min(vals):.3f}-{max(vals):.3f}]" if len(vals) > 1 else ""
+            cells.append(f"{v:.3f} ({b:.3f}){spread}")
         lines.append(f"| {row}: {ROWS[row][0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -123,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(row, []).append(run_row(row, seed, args.epochs, args.work, args.eval_n, args.overrides))
             print(f"[ablation] row {row} seed {seed}: {time.time() - t:.0f} s", flush=True)
     print(
-        f"\n{args.epochs} epochs x 24 steps, seeds {args.seeds}, mean over seeds; value (baseline: chance, random "
-        f"selection, the best fixed slice or random-init probe); {time.time() - start:.0f} s in all\n"
+        f"\n{args.epochs} epochs x 24 steps, seeds {args.seeds}, mean over seeds [min-max over seeds]; value "
+        f"(baseline: chance, random selection, the best fixed slice or random-init probe); "
+        f"{time.time() - start:.0f} s in all\n"
     )
     print(table(results))
     if args.json:

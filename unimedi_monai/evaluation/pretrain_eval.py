@@ -13,7 +13,10 @@ Computes, on the validation items of a datalist:
   (``slice_hit_p_value``, Poisson-binomial over the CTs), and the position-only baseline: the hit rate of the
   best fixed slice(s) for every CT, chosen on the evaluated CTs (``slice_hit_rate_position_prior``, at
   ``slice_position_prior_slices``), with the spread of the selected slice over the CTs
-  next to that of the lesion centres (``slice_selected_std``, ``slice_lesion_centre_std``);
+  next to that of the lesion centres (``slice_selected_std``, ``slice_lesion_centre_std``), and the
+  selection on each CT's slice scores minus the mean scores of the evaluated CTs, which keeps only what
+  the attention holds beyond position (``slice_hit_rate_centred``, ``slice_hit_p_value_centred``,
+  ``slice_selected_std_centred``);
 - cross-modal alignment (:func:`cross_modal_alignment`): for each CT the findings of its 5 nearest
   X-ray embeddings, and for each X-ray those of its 5 nearest CTs, against chance;
 - a [CLS] linear probe of the findings (:func:`cls_probe_accuracy`, stratified k-fold on the
@@ -300,6 +303,15 @@ def evaluate_pretraining(
         # does the selection move with the CT? spread of the best slice against the spread of the lesions
         with_lesion = [(s[0], les) for s, les in zip(ct_selected, ct_lesions) if les]
         metrics["slice_selected_std"] = float(np.std([s for s, _ in with_lesion]))
+        # what the attention holds beyond position: select on each CT's scores minus the mean scores of
+        # all evaluated CTs (a slice wins when it gets more attention than that slice usually gets)
+        scores_arr = np.asarray(ct_scores, dtype=np.float64)
+        centred = scores_arr - scores_arr.mean(axis=0, keepdims=True)
+        centred_sel = [list(np.argsort(-c, kind="stable")[:slice_k]) for c in centred]
+        centred_test = slice_hit_test(centred_sel, ct_lesions, n_slices, tolerance)
+        metrics["slice_hit_rate_centred"] = centred_test["hit_rate"]
+        metrics["slice_hit_p_value_centred"] = centred_test["p_value"]
+        metrics["slice_selected_std_centred"] = float(np.std([s[0] for s, les in zip(centred_sel, ct_lesions) if les]))
         metrics["slice_lesion_centre_std"] = float(np.std([float(np.mean(les)) for _, les in with_lesion]))
     for a, b in (("ct", "xray"), ("xray", "ct")):
         align = cross_modal_alignment(image_all, modality, finding, alignment_k, a, b)

@@ -30,6 +30,8 @@ ROWS: tuple[tuple[str, str, str | None, Any], ...] = (
     ("CT slice hit rate", "slice_hit_rate", "slice_hit_rate_random", 2.0),
     ("slice hit p-value", "slice_hit_p_value", None, ("<", 0.01)),
     ("slice hit vs position", "slice_hit_rate", "slice_hit_rate_position_prior", 1.0),
+    ("slice hit, centred", "slice_hit_rate_centred", "slice_hit_rate_random", None),
+    ("centred hit p-value", "slice_hit_p_value_centred", None, None),
     ("CT->X-ray finding p@5", "align_ct2xray_p@5", "align_ct2xray_chance", 2.0),
     ("X-ray->CT finding p@5", "align_xray2ct_p@5", "align_xray2ct_chance", 2.0),
     ("X-ray [CLS] probe acc", "probe_acc_xray", "probe_acc_random_xray", ("+", 0.15)),

@@ -66,6 +66,7 @@ from unimedi_monai.losses.patch_distillation import PatchDistillationLoss
 from unimedi_monai.networks.attention_selection import attention_guided_mask, slice_scores, top_k_slices
 from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.networks.slice_score_centre import SliceScoreCentre
 from unimedi_monai.networks.text_encoder import ReportEncoder
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 
@@ -140,6 +141,9 @@ class UniMedI(nn.Module):
         position_scale: amplitude of the tokenizers' sine-cosine position init (1.0, MAE's; e.g.
             ``POSITION_RMS_CONV_STEM * 2 ** 0.5`` ~0.028 for ViT's learnt-position RMS 0.02, the smaller
             conv-stem init of the issue-13 study; see :class:`PatchTokenizer`).
+        slice_centring: select CT slices on the teacher's slice scores minus their running mean over the
+            training CTs (:class:`SliceScoreCentre`), so a slice preference shared by every CT does not
+            decide the selection; the centre is saved with the model and used by :meth:`select_slices`.
 
     Example::
 
@@ -174,6 +178,7 @@ class UniMedI(nn.Module):
         head_batch_norm: bool = True,
         slice_selection: Literal["attention", "uniform"] = "attention",
         position_scale: float = 1.0,
+        slice_centring: bool = False,
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
@@ -220,6 +225,8 @@ class UniMedI(nn.Module):
         if not 1 <= slice_top_k <= n_slices:
             raise ValueError(f"slice_top_k must be in [1, {n_slices}], got {slice_top_k}.")
         self.slice_top_k = int(slice_top_k)
+        self.slice_centring = bool(slice_centring)
+        self.slice_centre = SliceScoreCentre(n_slices, center_momentum)
         self.mask_ratio = float(mask_ratio)
         self.attention_layers = attention_layers
         self.icl_weight = float(icl_weight)
@@ -266,14 +273,17 @@ class UniMedI(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def _teacher_select(
-        self, volumes: torch.Tensor, k: int, volume_tokens: torch.Tensor | None = None
+        self, volumes: torch.Tensor, k: int, volume_tokens: torch.Tensor | None = None, update_centre: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.teacher["encoder"]
         if volume_tokens is None:
             volume_tokens = enc.embed_volume(volumes)
         out = enc(volume_tokens, cls_attention=self.attention_layers)
         grid = enc.tokenizer_3d.grid_for(volumes.shape[2:])
-        scores = slice_scores(out["cls_attention"], grid, volumes.shape[-1])
+        raw = slice_scores(out["cls_attention"], grid, volumes.shape[-1])
+        scores = self.slice_centre(raw)  # raw scores until a centre was fitted (slice_centring)
+        if update_centre and self.slice_centring:
+            self.slice_centre.update(raw)
         return top_k_slices(scores, k), scores
 
     @torch.no_grad()
@@ -285,7 +295,8 @@ class UniMedI(nn.Module):
             k: number of slices (default ``slice_top_k``).
 
         Returns:
-            ``(indices, scores)``: ``(B, k)`` selected slice indices (ascending) and ``(B, D)`` per-slice scores.
+            ``(indices, scores)``: ``(B, k)`` selected slice indices (ascending) and ``(B, D)`` per-slice scores
+            (minus the training CTs' mean scores for a model trained with ``slice_centring``).
         """
         return self._teacher_select(volume, k or self.slice_top_k)
 
@@ -349,7 +360,9 @@ class UniMedI(nn.Module):
                 if self.slice_selection == "uniform":
                     selected = self.uniform_slices(images)
                 else:
-                    selected, _ = self._teacher_select(images, self.slice_top_k, volume_tokens)
+                    selected, _ = self._teacher_select(
+                        images, self.slice_top_k, volume_tokens, update_centre=self.training
+                    )
                 t_tokens = teacher_enc.embed_ct(images, selected, volume_tokens=volume_tokens)
             else:
                 t_tokens = teacher_enc.embed_xray(images)

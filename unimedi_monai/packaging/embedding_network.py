@@ -13,6 +13,7 @@ from torch import nn
 from unimedi_monai.networks.attention_selection import slice_scores, top_k_slices
 from unimedi_monai.networks.heads import ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.networks.slice_score_centre import SliceScoreCentre
 from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
 
 __all__ = ["ImageEmbeddingNetwork"]
@@ -73,13 +74,15 @@ class ImageEmbeddingNetwork(nn.Module):
         if self.slice_top_k > 0:
             self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder)})
             self.teacher.requires_grad_(False)
+            self.slice_centre = SliceScoreCentre(n_slices)  # loaded from the weights (UniMedI slice_centring)
 
     def select_slices(self, volume: torch.Tensor) -> torch.Tensor:
-        """``(B, slice_top_k)`` slice indices (ascending) chosen by the teacher's [CLS] attention."""
+        """``(B, slice_top_k)`` slice indices (ascending) chosen by the teacher's [CLS] attention (centred as
+        in UniMedI when the weights were trained with ``slice_centring``)."""
         enc = self.teacher["encoder"]
         out = enc(enc.embed_volume(volume), cls_attention=self.attention_layers)
         scores = slice_scores(out["cls_attention"], enc.tokenizer_3d.grid_for(volume.shape[2:]), volume.shape[-1])
-        return top_k_slices(scores, self.slice_top_k)
+        return top_k_slices(self.slice_centre(scores), self.slice_top_k)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Embed ``(B, 1, H, W)`` X-rays or ``(B, 1, H, W, D)`` CT volumes.

@@ -25,7 +25,9 @@ class SliceSelectionNet(UniMedI):
 
     - ``"attention"`` (the paper's attentive slice selection): the EMA teacher's [CLS] attention over
       the volume's 3D tokens, averaged per token depth (``patch_depth`` slices) and interpolated to
-      one score per slice (:func:`unimedi_monai.networks.attention_selection.slice_scores`). Needs only the volume and
+      one score per slice (:func:`unimedi_monai.networks.attention_selection.slice_scores`), minus the
+      running mean scores of the training CTs when the weights were trained with ``slice_centring``
+      (:class:`~unimedi_monai.networks.slice_score_centre.SliceScoreCentre`). Needs only the volume and
       traces to TorchScript.
     - ``"text"`` (text-guided selection): each slice is embedded alone through the 2D path (the
       student's 2D tokenizer, backbone and image projection, as the selected slices are during
@@ -84,7 +86,8 @@ class SliceSelectionNet(UniMedI):
         encoder = self.teacher["encoder"]
         out = encoder(encoder.embed_volume(volume), cls_attention=self.attention_layers)
         grid = encoder.tokenizer_3d.grid_for(volume.shape[2:])
-        return slice_scores(out["cls_attention"], grid, volume.shape[-1], interpolate=self.interpolate)
+        scores = slice_scores(out["cls_attention"], grid, volume.shape[-1], interpolate=self.interpolate)
+        return self.slice_centre(scores)  # minus the training CTs' mean scores for a model trained with slice_centring
 
     def slice_embeddings(self, volume: torch.Tensor) -> torch.Tensor:
         """Embedding of every slice through the 2D path: ``(B, 1, H, W, D)`` -> ``(B, D, embed_dim)``, L2-normalised."""
