@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import bench_ablation as ablation_bench  # noqa: E402
 import bench_ct_preprocessing as ct_bench  # noqa: E402
 import bench_pretrain_step as step_bench  # noqa: E402
 
@@ -109,3 +110,15 @@ def test_flop_counter_counts_cpu_attention():
     total, _ = step_bench.count_step_flops(step)
     # forward 2 products (q k^T, p v): 4 B H L^2 D; backward 5 (scores recomputed, dV, dP, dQ, dK): 10 B H L^2 D
     assert total == 14 * 2 * 3 * 10 * 10 * 8
+
+
+def test_ablation_table_shows_mean_baseline_and_range_over_seeds():
+    runs = {
+        "a": [{"i2t_R@1_xray": 0.01, "chance_R@1_xray": 0.008}, {"i2t_R@1_xray": 0.03, "chance_R@1_xray": 0.008}],
+        "d": [{"i2t_R@1_xray": 0.05, "chance_R@1_xray": 0.008}],
+    }
+    lines = ablation_bench.table(runs).splitlines()
+    assert lines[0].startswith("| row | X-ray i2t R@1 |") and len(lines) == 4
+    assert "| a: VL contrastive only | 0.020 (0.008) [0.010-0.030] |" in lines[2]
+    assert "| d: + attentive slice selection (UniMedI) | 0.050 (0.008) |" in lines[3]  # one seed: no range
+    assert lines[2].count("n/a") == len(ablation_bench.COLUMNS) - 1
