@@ -8,6 +8,7 @@ import torch
 from unimedi_monai.networks import UniMedI
 from unimedi_monai.networks.slice_score_centre import SliceScoreCentre
 from unimedi_monai.packaging.embedding_network import ImageEmbeddingNetwork
+from unimedi_monai.slice_selection.network import SliceSelectionNet
 
 REPORTS = ["A 12 mm nodule in the right upper lobe.", "Right pleural effusion.", "Normal CT chest."]
 
@@ -73,3 +74,15 @@ def test_training_fits_the_centre_and_selection_uses_it(text_encoder):
     assert bool(net.slice_centre.initialised)
     expected, _ = centred.select_slices(ct, 2)
     assert torch.equal(net.select_slices(ct), expected)
+    # and the slice-selection bundle's network scores the slices as the centred teacher does
+    scorer = SliceSelectionNet(
+        backbone="tiny",
+        text_encoder=text_encoder,
+        slice_top_k=2,
+        student_view="same",
+        center_per_group=False,
+        head_batch_norm=False,
+    ).eval()
+    scorer.load_state_dict(centred.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(scorer(ct), scores)
