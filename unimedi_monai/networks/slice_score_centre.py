@@ -69,9 +69,8 @@ class SliceScoreCentre(nn.Module):
             )
         stats = torch.cat([scores.float().sum(0), scores.new_tensor([scores.shape[0]], dtype=torch.float32)])
         stats = all_reduce_sum(stats)
-        mean = stats[:-1] / stats[-1].clamp_min(1.0)
-        if bool(self.initialised):
-            self.centre.mul_(self.momentum).add_(mean.to(self.centre.dtype), alpha=1.0 - self.momentum)
-        else:
-            self.centre.copy_(mean)
-            self.initialised.fill_(True)
+        mean = (stats[:-1] / stats[-1].clamp_min(1.0)).to(self.centre.dtype)
+        ema = self.centre * self.momentum + mean * (1.0 - self.momentum)
+        # torch.where on the flag instead of a Python test: no device-to-host sync in the training step
+        self.centre.copy_(torch.where(self.initialised, ema, mean))
+        self.initialised.fill_(True)
