@@ -9,6 +9,9 @@ and 61 validation X-ray / note pairs (split by patient) and the same images in t
 2. Linear probe of the COVIDx classes (``bundles/covidx_classification``, ``mode: linear_probe``,
    [CLS] features) from that encoder and from a random-init encoder of the same size: macro AUC
    on its test split (target: pre-trained above random init).
+3. Pixel baselines, measured in the same run, that say what these small splits allow: a ridge map
+   from 16x16 pixels to the frozen report encoder's note embeddings (the same retrieval metric) and a
+   logistic regression on 16x16 pixels (the same AUC). Their settings are fixed, not searched.
 
 Usage::
 
@@ -27,12 +30,74 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, run_bundle  # first: puts the checkout on sys.path when the package is not installed
+import numpy as np
+import torch
+from common import REPO, run_bundle  # before any unimedi_monai import: puts the checkout on sys.path if needed
+from PIL import Image
 
 
 def data_dir() -> Path:
     base = Path(os.environ.get("UNIMEDI_SHARED_DATA", REPO.parent / "shared" / "data"))
     return base / "covid_cxr_notes"
+
+
+PIXELS = 16  # side of the downsampled X-ray the pixel baselines see
+RIDGE = 100.0  # ridge penalty of the pixel -> note-embedding map
+
+
+def _pixels(paths: list[str]) -> torch.Tensor:
+    """Grey X-rays, centre-cropped square and downsampled to ``PIXELS x PIXELS``: ``(N, PIXELS**2)`` in 0..1."""
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            w, h = im.size
+            s = min(w, h)
+            box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+            out.append(np.asarray(im.crop(box).resize((PIXELS, PIXELS), Image.BILINEAR), np.float32).ravel() / 255.0)
+    return torch.from_numpy(np.stack(out))
+
+
+def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = train.mean(0), train.std(0) + 1e-3
+    return (train - mean) / std, (test - mean) / std
+
+
+def pixel_baselines(data: Path) -> dict[str, float]:
+    """Retrieval R@5 of a pixel ridge map into the frozen note embeddings, and the COVIDx macro AUC of a
+    pixel logistic regression (see the module docstring)."""
+    from unimedi_monai.classification.metrics import classification_metrics
+    from unimedi_monai.classification.tasks import get_task
+    from unimedi_monai.data import load_datalist
+    from unimedi_monai.data.adapters.covidx import load_covidx
+    from unimedi_monai.evaluation.retrieval import retrieval_recall
+    from unimedi_monai.networks.text_encoder import ReportEncoder
+
+    pairs = load_datalist(data)
+    text = ReportEncoder(trainable_layers=0).eval()
+    with torch.no_grad():
+        notes = {s: torch.cat([text([i["report"]]) for i in pairs[s]]) for s in ("training", "validation")}
+    x_tr, x_va = _standardise(*(_pixels([i["image"] for i in pairs[s]]) for s in ("training", "validation")))
+    t_mean = notes["training"].mean(0)
+    eye = torch.eye(x_tr.shape[1])
+    w = torch.linalg.solve(x_tr.T @ x_tr + RIDGE * eye, x_tr.T @ (notes["training"] - t_mean))
+    rec = retrieval_recall(x_va @ w, notes["validation"] - t_mean, ks=(5,))
+    out = {"ridge_i2t_R@5": rec["i2t_R@5"], "ridge_t2i_R@5": rec["t2i_R@5"]}
+
+    covidx = load_covidx(data / "covidx")
+    task = get_task("covidx")
+    y_tr, y_te = (torch.tensor([int(i["label"]) for i in covidx[s]]) for s in ("training", "test"))
+    p_tr, p_te = _standardise(*(_pixels([i["image"] for i in covidx[s]]) for s in ("training", "test")))
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(p_tr.shape[1], task.num_classes)
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-2, weight_decay=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(probe(p_tr), y_tr).backward()
+        opt.step()
+    with torch.no_grad():
+        out["pixel_probe_auc"] = classification_metrics(probe(p_te).softmax(-1), y_te, task)["auc"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     m = json.loads((pre / "eval" / "metrics.json").read_text())
     rows = {
         "pretrain_val": {
-            k: m[k] for k in ("i2t_R@5", "t2i_R@5", "chance_R@5", "i2t_R@1", "t2i_R@1", "chance_R@1") if k in m
+            k: m[k]
+            for k in ("i2t_R@5", "t2i_R@5", "chance_R@5", "i2t_R@1", "t2i_R@1", "chance_R@1", "num_pairs")
+            if k in m
         }
     }
     probe = {}
@@ -100,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         probe[init] = json.loads((root / "eval" / "metrics.json").read_text())
     rows["covidx_probe_auc"] = {init: probe[init].get("auc") for init in probe}
-    v = rows["pretrain_val"]
+    rows["covidx_test_counts"] = {k[len("count_") :]: n for k, n in probe["random"].items() if k.startswith("count_")}
+    rows["pixel_baselines"] = pixel_baselines(data)
+    v, px = rows["pretrain_val"], rows["pixel_baselines"]
     print(f"\n{args.epochs} epochs, demo preset, {time.time() - start:.0f} s\n")
     print("| check | value | baseline | ratio / difference | target |\n|---|---|---|---|---|")
     for d in ("i2t", "t2i"):
@@ -114,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| COVIDx probe macro AUC | {a:.3f} | random init {b:.3f} | {a - b:+.3f} | > 0 "
         f"{'met' if a > b else 'NOT met'} |"
     )
+    print(
+        f"| pixel ridge i2t / t2i R@5 (baseline) | {px['ridge_i2t_R@5']:.3f} / {px['ridge_t2i_R@5']:.3f} | "
+        f"chance {v['chance_R@5']:.3f} | {px['ridge_i2t_R@5'] / v['chance_R@5']:.2f}x / "
+        f"{px['ridge_t2i_R@5'] / v['chance_R@5']:.2f}x | |"
+    )
+    print(f"| pixel probe macro AUC (baseline) | {px['pixel_probe_auc']:.3f} | chance 0.500 | | |")
+    counts = ", ".join(f"{n} {c}" for c, n in rows["covidx_test_counts"].items())
+    print(f"\nCOVIDx test split: {counts}; validation pairs: {v.get('num_pairs', '?')}.")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
