@@ -13,9 +13,10 @@ evaluated with ``evaluate.yaml`` on the held-out demo evaluation set (generated 
 the seed changes the initialisation and batch order). Columns: per-modality R@1 (both directions)
 against chance, attention slice hit rate against the exact random expectation (and its p-value) and
 against the best fixed slice for every CT (the position-only baseline),
-cross-modal finding alignment (CT->X-ray, X-ray->CT p@5) against chance, and the [CLS] linear probe
-against a random-init encoder. The mean over seeds, with the range over seeds in brackets, is printed as a
-Markdown table (and ``--json``).
+cross-modal finding alignment (CT->X-ray, X-ray->CT p@5) against chance, report-guided slice selection
+on the held-out CTs (the slice-selection bundle in ``text`` mode, the README demo's protocol) against the
+random expectation and the best fixed position, and the [CLS] linear probe against a random-init encoder.
+The mean over seeds, with the range over seeds in brackets, is printed as a Markdown table (and ``--json``).
 
 Usage::
 
@@ -54,17 +55,73 @@ COLUMNS = (
     ("slice hit, centred scores", "slice_hit_rate_centred", "slice_hit_rate_random"),
     ("CT->X-ray p@5", "align_ct2xray_p@5", "align_ct2xray_chance"),
     ("X-ray->CT p@5", "align_xray2ct_p@5", "align_xray2ct_chance"),
+    ("report-guided slice hit", "text_slice_hit", "text_slice_hit_random"),
+    ("report-guided vs fixed slice", "text_slice_hit", "text_slice_hit_position_prior"),
     ("X-ray probe", "probe_acc_xray", "probe_acc_random_xray"),
     ("CT probe", "probe_acc_ct", "probe_acc_random_ct"),
 )
 
 
+def eval_demo(eval_n: int) -> str:
+    """The held-out evaluation set's generator arguments (as a bundle override value)."""
+    return f"{{'n_xray': {eval_n}, 'n_ct': {eval_n}, 'seed': 1000, 'val_fraction': 0.0}}"
+
+
+def text_slice_selection(root: Path, eval_n: int) -> dict[str, float]:
+    """Report-guided slice selection of a run's weights on the held-out CTs, the README demo's protocol: the
+    slice-selection bundle in ``text`` mode, each CT's report as the query, the best slice of the whole CT,
+    a hit within 3 slices of the lesion; against the exact random expectation and the best fixed position."""
+    out = root / "slice_text"
+    path = out / "eval" / "metrics.json"
+    if not path.is_file():
+        run_bundle(
+            "slice_selection",
+            ["inference.yaml", "evaluate.yaml"],
+            out,
+            [
+                "--model_path",
+                str(root / "models" / "model.pt"),
+                "--backbone",
+                "demo",
+                "--demo_dir",
+                str(root / "demo_eval_data"),
+                "--demo",
+                eval_demo(eval_n),
+                "--demo_sections",
+                "['training']",
+                "--mode",
+                "text",
+                "--top_k",
+                "1",
+                "--top_fraction",
+                "$None",
+                "--window_slices",
+                "$None",
+                "--num_plots",
+                "0",
+            ],
+        )
+    m = json.loads(path.read_text())
+    return {
+        "text_slice_hit": m["accuracy"],
+        "text_slice_hit_random": m["accuracy_random_expected"],
+        "text_slice_hit_position_prior": m["accuracy_position_prior"],
+        "text_slice_p_value": m["p_value_vs_random"],
+    }
+
+
 def run_row(row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: list[str]) -> dict[str, float]:
-    """Pre-train and evaluate one row with one seed; returns its metrics.json."""
+    """Pre-train and evaluate one row with one seed (each stage reused when its output exists); returns its
+    metrics.json with the report-guided slice selection's figures added."""
     root = work / f"{row}_seed{seed}"
     metrics_path = root / "eval" / "metrics.json"
-    if metrics_path.is_file():
-        return json.loads(metrics_path.read_text())
+    if not metrics_path.is_file():
+        pretrain_row(root, row, seed, epochs, work, eval_n, extra)
+    return {**json.loads(metrics_path.read_text()), **text_slice_selection(root, eval_n)}
+
+
+def pretrain_row(root: Path, row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: list[str]) -> None:
+    """``train.yaml``, then ``evaluate.yaml`` on the held-out set, of one row and seed in ``root``."""
     if (work / "demo_data").is_dir() and not (root / "demo_data").exists():
         root.mkdir(parents=True, exist_ok=True)
         os.symlink(work / "demo_data", root / "demo_data")  # one generated training set for every row
@@ -79,12 +136,11 @@ def run_row(row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: li
         "pretrain",
         ["train.yaml", "evaluate.yaml"],
         root,
-        common + ["--eval_demo", f"{{'n_xray': {eval_n}, 'n_ct': {eval_n}, 'seed': 1000, 'val_fraction': 0.0}}"],
+        common + ["--eval_demo", eval_demo(eval_n)],
     )
     if not (work / "demo_data").exists():
         os.symlink(root / "demo_data", work / "demo_data")
         os.symlink(root / "demo_eval_data", work / "demo_eval_data")
-    return json.loads(metrics_path.read_text())
 
 
 def table(results: dict[str, list[dict[str, float]]]) -> str:
