@@ -10,8 +10,8 @@ and 61 validation X-ray / note pairs (split by patient) and the same images in t
    [CLS] features) from that encoder and from a random-init encoder of the same size: macro AUC
    on its test split (target: pre-trained above random init).
 3. Pixel baselines, measured in the same run, that say what these small splits allow: a ridge map
-   from 16x16 pixels to the frozen report encoder's note embeddings (the same retrieval metric) and a
-   logistic regression on 16x16 pixels (the same AUC). Their settings are fixed, not searched.
+   from 16x16 pixels to the frozen report encoder's note embeddings (the same retrieval metric) and the
+   bundle's linear probe on 16x16 pixels (the same AUC). Their settings are fixed, not searched.
 
 Usage::
 
@@ -58,16 +58,11 @@ def _pixels(paths: list[str]) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
-def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean, std = train.mean(0), train.std(0) + 1e-3
-    return (train - mean) / std, (test - mean) / std
-
-
 def pixel_baselines(data: Path) -> dict[str, float]:
-    """Retrieval R@5 of a pixel ridge map into the frozen note embeddings, and the COVIDx macro AUC of a
-    pixel logistic regression (see the module docstring)."""
-    from unimedi_monai.classification.metrics import classification_metrics
-    from unimedi_monai.classification.tasks import get_task
+    """Retrieval R@5 of a pixel ridge map into the frozen note embeddings, and the COVIDx macro AUC of the
+    classification bundle's linear probe (:func:`train_linear_probe`, its defaults) on pixels (see the module
+    docstring)."""
+    from unimedi_monai.classification import classification_metrics, get_task, predict_probabilities, train_linear_probe
     from unimedi_monai.data import load_datalist
     from unimedi_monai.data.adapters.covidx import load_covidx
     from unimedi_monai.evaluation.retrieval import retrieval_recall
@@ -76,8 +71,10 @@ def pixel_baselines(data: Path) -> dict[str, float]:
     pairs = load_datalist(data)
     text = ReportEncoder(trainable_layers=0).eval()
     with torch.no_grad():
-        notes = {s: torch.cat([text([i["report"]]) for i in pairs[s]]) for s in ("training", "validation")}
-    x_tr, x_va = _standardise(*(_pixels([i["image"] for i in pairs[s]]) for s in ("training", "validation")))
+        notes = {s: text([i["report"] for i in pairs[s]]) for s in ("training", "validation")}
+    x_tr, x_va = (_pixels([i["image"] for i in pairs[s]]) for s in ("training", "validation"))
+    mean, std = x_tr.mean(0), x_tr.std(0) + 1e-3
+    x_tr, x_va = (x_tr - mean) / std, (x_va - mean) / std
     t_mean = notes["training"].mean(0)
     eye = torch.eye(x_tr.shape[1])
     w = torch.linalg.solve(x_tr.T @ x_tr + RIDGE * eye, x_tr.T @ (notes["training"] - t_mean))
@@ -86,17 +83,13 @@ def pixel_baselines(data: Path) -> dict[str, float]:
 
     covidx = load_covidx(data / "covidx")
     task = get_task("covidx")
-    y_tr, y_te = (torch.tensor([int(i["label"]) for i in covidx[s]]) for s in ("training", "test"))
-    p_tr, p_te = _standardise(*(_pixels([i["image"] for i in covidx[s]]) for s in ("training", "test")))
-    torch.manual_seed(0)
-    probe = torch.nn.Linear(p_tr.shape[1], task.num_classes)
-    opt = torch.optim.AdamW(probe.parameters(), lr=1e-2, weight_decay=1e-2)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(probe(p_tr), y_tr).backward()
-        opt.step()
-    with torch.no_grad():
-        out["pixel_probe_auc"] = classification_metrics(probe(p_te).softmax(-1), y_te, task)["auc"]
+    (p_tr, y_tr), (p_te, y_te) = (
+        (_pixels([i["image"] for i in covidx[s]]), torch.tensor([int(i["label"]) for i in covidx[s]]))
+        for s in ("training", "test")
+    )
+    probe = train_linear_probe(p_tr, y_tr, task)
+    probs = predict_probabilities(p_te @ probe.weight.T + probe.bias, task)
+    out["pixel_probe_auc"] = classification_metrics(probs, y_te, task)["auc"]
     return out
 
 
