@@ -3,10 +3,12 @@
 Built-in synthetic demo dataset: chest radiographs (PNG), chest CTs (NIfTI) and paired reports.
 
 The pre-training bundle uses this set when no user data is given. The images are synthetic but
-*learnable*: the anatomy is the same template for every case (small global jitter only, and exactly
-left-right mirror-symmetric), so the lesion is the one thing that varies between images and the
-only lateralised content, and every report states what is drawn: the finding, its side, its zone
-and its size in mm.
+*learnable*: the anatomy is a left-right mirror-symmetric template, so the lesion is the only
+lateralised anatomy, and every report states what is drawn: the finding, its side, its zone and
+its size in mm. The X-rays vary per patient the way real radiographs do (framing, zoom and
+rotation, body habitus, heart size, exposure, burned-in markers and ECG electrodes): two demo
+X-rays correlate about as much as two real ones, so the image-level self-distillation has
+something to tell apart. The CTs keep a small global jitter only.
 
 Conventions (also written into ``datalist.json`` under ``"conventions"``):
 

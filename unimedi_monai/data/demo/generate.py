@@ -26,8 +26,9 @@ from unimedi_monai.data.demo.xray import synth_xray
 
 __all__ = ["FORMAT_VERSION", "generate_demo_dataset"]
 
-#: version of the on-disk layout; a folder written with another version is not reused.
-FORMAT_VERSION = 1
+#: version of the on-disk layout and of the images drawn into it (2: per-patient X-ray framing, habitus,
+#: exposure, markers and devices). A demo folder this generator wrote with an older version is regenerated.
+FORMAT_VERSION = 2
 
 _MANIFEST = "demo_manifest.json"
 _DATALIST = "datalist.json"
@@ -83,7 +84,8 @@ def _arguments(n_xray: int, n_ct: int, seed: int, val_fraction: float) -> dict:
 
 
 def _existing_state(out_dir: Path, arguments: dict) -> str:
-    """'absent', 'empty', 'match', or a reason why ``out_dir`` is not the requested demo."""
+    """'absent', 'empty', 'match', 'outdated' (this generator's demo of an older :data:`FORMAT_VERSION`), or a
+    reason why ``out_dir`` is not the requested demo."""
     if not out_dir.exists():
         return "absent"
     if not out_dir.is_dir():
@@ -99,8 +101,11 @@ def _existing_state(out_dir: Path, arguments: dict) -> str:
         return f"its {manifest_path.name} cannot be read ({exc})"
     if not isinstance(manifest, dict) or manifest.get("generator") != _GENERATOR:
         return f"its {manifest_path.name} was not written by {_GENERATOR}"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return f"it holds demo format version {manifest.get('format_version')!r}, not {FORMAT_VERSION}"
+    version = manifest.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
+        return "outdated"
+    if version != FORMAT_VERSION:
+        return f"it holds demo format version {version!r}, not {FORMAT_VERSION}"
     if manifest.get("arguments") != arguments:
         return f"it was generated with {manifest.get('arguments')}, not the requested {arguments}"
     try:
@@ -184,7 +189,11 @@ def generate_demo_dataset(
     state = _existing_state(out_dir, arguments)
     if state == "match" and not force:
         return datalist_path
-    if state not in ("absent", "empty", "match") and not force:
+    if state == "outdated":  # our own older output: nothing of the user's is lost by drawing it again
+        print(
+            f"unimedi demo: {out_dir} holds an older demo format; generating version {FORMAT_VERSION}", file=sys.stderr
+        )
+    elif state not in ("absent", "empty", "match") and not force:
         raise FileExistsError(
             f"demo output folder {out_dir} cannot be used: {state}. Pass force=True (CLI: --force) to replace its "
             "contents, or choose a new or empty folder."
@@ -246,7 +255,11 @@ def generate_demo_dataset(
         counts.update(items=len(items), training=len(training), validation=len(validation))
 
     build_folder(
-        out_dir, write, lambda folder: _existing_state(folder, arguments) == "match", replace=force, force=force
+        out_dir,
+        write,
+        lambda folder: _existing_state(folder, arguments) == "match",
+        replace=force or state == "outdated",
+        force=force,
     )
     if progress:
         print(

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The synthetic PA chest radiograph: a mirror-symmetric template chest with one drawn lesion (or none)."""
+"""The synthetic PA chest radiograph: a mirror-symmetric template chest, varied per patient the way real
+radiographs vary (framing, habitus, exposure, markers and devices), with one drawn lesion (or none)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def _xray_grid() -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class _XrayAnatomy:
+    rows: np.ndarray  # patient-frame row of every image pixel (the template's geometry is in this frame)
+    cols: np.ndarray  # patient-frame column of every image pixel
     image: np.ndarray  # float32 grey levels without lesion and noise
     lung_visible: np.ndarray  # soft mask of lung not covered by heart / mediastinum
     lung_row: float
@@ -53,18 +56,41 @@ def _xray_lung_half_width(anat: _XrayAnatomy, row: float) -> float:
     return float(anat.lung_rx * max(1.0 - abs(dy) ** power, 0.0) ** (1.0 / power))
 
 
-def _xray_anatomy(rng: np.random.Generator) -> _XrayAnatomy:
-    """Mirror-symmetric chest template with small per-patient jitter."""
+def _xray_frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Patient-frame coordinates of every image pixel: the patient's position and the detector's framing.
+
+    Real radiographs of different patients differ most in how the chest sits in the frame (magnification and
+    collimation, a patient off-centre or slightly rotated), so each image gets its own zoom (0.9-1.3: the
+    chest fills more or less of the frame), shift (up to 10 pixels) and in-plane rotation (up to 4 degrees).
+    """
     rows, cols = _xray_grid()
-    scale = rng.uniform(0.95, 1.05)
-    lung_row = _XR_LUNG_ROW + rng.uniform(-3.0, 3.0)
-    lung_ry, lung_rx = _XR_LUNG_RY * scale, _XR_LUNG_RX * scale
-    lung_offset = _XR_LUNG_OFFSET * rng.uniform(0.97, 1.03)
-    body_val, lung_val = rng.uniform(135.0, 150.0), rng.uniform(50.0, 60.0)
-    med_val, heart_val = rng.uniform(165.0, 180.0), rng.uniform(175.0, 190.0)
+    zoom = rng.uniform(0.9, 1.3)
+    shift_r, shift_c = rng.uniform(-10.0, 10.0, size=2)
+    angle = np.deg2rad(rng.uniform(-4.0, 4.0))
+    cos, sin = np.cos(angle), np.sin(angle)
+    centre_r, centre_c = (XRAY_SHAPE[0] - 1) / 2.0, _XR_MID
+    dr, dc = (rows - centre_r - shift_r) / zoom, (cols - centre_c - shift_c) / zoom
+    return centre_r + cos * dr - sin * dc, centre_c + sin * dr + cos * dc
+
+
+def _xray_anatomy(rng: np.random.Generator) -> _XrayAnatomy:
+    """Mirror-symmetric chest template (in the patient frame) with per-patient framing, habitus and densities.
+
+    The ranges follow what varies between real PA radiographs: lung size and shape, body width, heart size
+    and the densities of each tissue. Mirror symmetry about the patient's midline is kept, so the lesion is
+    the only lateralised anatomy.
+    """
+    rows, cols = _xray_frame(rng)
+    scale_y, scale_x = rng.uniform(0.9, 1.1, size=2)
+    lung_row = _XR_LUNG_ROW + rng.uniform(-4.0, 4.0)
+    lung_ry, lung_rx = _XR_LUNG_RY * scale_y, _XR_LUNG_RX * scale_x
+    lung_offset = _XR_LUNG_OFFSET * rng.uniform(0.94, 1.06)
+    body_val, lung_val = rng.uniform(125.0, 160.0), rng.uniform(40.0, 70.0)
+    med_val, heart_val = rng.uniform(160.0, 185.0), rng.uniform(170.0, 195.0)
     lateral = np.abs(cols - _XR_MID)
 
     body_row, body_ry, body_rx = _XR_BODY
+    body_ry, body_rx = body_ry * rng.uniform(0.9, 1.1), body_rx * rng.uniform(0.85, 1.2)
     body = _soft(np.sqrt(((rows - body_row) / body_ry) ** 2 + ((cols - _XR_MID) / body_rx) ** 2), body_rx, 3.0)
     image = 10.0 + (body_val - 10.0) * body
     # lungs: super-ellipses, rounder apex (power 2) and fuller base (power 3); mirrored about the midline
@@ -78,26 +104,72 @@ def _xray_anatomy(rng: np.random.Generator) -> _XrayAnatomy:
     u = (lateral - lung_offset) / lung_rx  # -1 medial edge, +1 lateral edge
     ribs = np.zeros_like(image)
     for k in range(7):
-        centre = lung_top - 4.0 + 22.0 * scale * k + 10.0 * (u + 1.0) ** 2
+        centre = lung_top - 4.0 + 22.0 * scale_y * k + 10.0 * (u + 1.0) ** 2
         ribs += np.exp(-(((rows - centre) / 2.2) ** 2))
-    image += rng.uniform(11.0, 15.0) * np.clip(ribs, 0.0, 1.0) * body
+    image += rng.uniform(9.0, 17.0) * np.clip(ribs, 0.0, 1.0) * body
     mediastinum = _soft(np.abs(cols - _XR_MID) / _XR_MEDIASTINUM_HALF_WIDTH, _XR_MEDIASTINUM_HALF_WIDTH, 3.0)
     mediastinum = mediastinum * (rows < lung_row + lung_ry)
     image = image * (1.0 - mediastinum) + med_val * mediastinum
     heart_row, heart_ry, heart_rx = _XR_HEART
+    heart_scale = rng.uniform(0.85, 1.25)  # cardiothoracic ratio varies between patients
     heart = _soft(
-        np.sqrt(((rows - heart_row * (lung_row / _XR_LUNG_ROW)) / heart_ry) ** 2 + ((cols - _XR_MID) / heart_rx) ** 2),
-        heart_rx,
+        np.sqrt(
+            ((rows - heart_row * (lung_row / _XR_LUNG_ROW)) / (heart_ry * heart_scale)) ** 2
+            + ((cols - _XR_MID) / (heart_rx * heart_scale)) ** 2
+        ),
+        heart_rx * heart_scale,
         2.5,
     )
     image = image * (1.0 - heart) + heart_val * heart
     lung_visible = lung * (1.0 - mediastinum) * (1.0 - heart)
-    return _XrayAnatomy(image, lung_visible, lung_row, lung_ry, lung_rx, lung_offset)
+    return _XrayAnatomy(rows, cols, image, lung_visible, lung_row, lung_ry, lung_rx, lung_offset)
 
 
-def _xray_blob(rng: np.random.Generator, finding: str, row: float, col: float, size_px: float) -> np.ndarray:
-    """Soft lesion shape (values in [0, 1]) centred at (row, col); ``size_px`` = diameter / extent."""
+def _xray_exposure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Per-image exposure and processing: a gamma curve, window (contrast, level) and a smooth brightness field
+    (heel effect, scatter, uneven processing)."""
+    grey = np.clip(image, 0.0, 255.0) / 255.0
+    image = 255.0 * grey ** rng.uniform(0.7, 1.5)
+    image = image * rng.uniform(0.8, 1.15) + rng.uniform(-15.0, 15.0)
+    return image + 10.0 * _smooth_noise(rng, XRAY_SHAPE, 3)
+
+
+def _xray_devices(rng: np.random.Generator, anat: _XrayAnatomy, image: np.ndarray) -> np.ndarray:
+    """Burned-in side markers and text, and ECG electrodes, each present in some images only.
+
+    Their side is random (not the lesion's), and electrodes are kept off the lung fields so that none of them
+    looks like a nodule.
+    """
     rows, cols = _xray_grid()
+    out = image.copy()
+    if rng.random() < 0.6:  # a lead marker ("L" / "R") near a top corner
+        r0 = rng.uniform(6.0, 30.0)
+        c0 = rng.uniform(8.0, 30.0) if rng.random() < 0.5 else rng.uniform(XRAY_SHAPE[1] - 40.0, XRAY_SHAPE[1] - 18.0)
+        block = (rows >= r0) & (rows < r0 + 12.0) & (cols >= c0) & (cols < c0 + 10.0)
+        out[block] = rng.uniform(220.0, 255.0)
+    if rng.random() < 0.3:  # a line of burned-in text along the top edge
+        r0, c0 = rng.uniform(2.0, 10.0), rng.uniform(10.0, 120.0)
+        glyphs = (rows >= r0) & (rows < r0 + 6.0) & (cols >= c0) & (cols < c0 + rng.uniform(40.0, 110.0))
+        out[glyphs & ((cols.astype(int) // 4) % 2 == 0)] = rng.uniform(200.0, 255.0)
+    if rng.random() < 0.3:  # ECG electrodes on the chest wall
+        placed, wanted = 0, int(rng.integers(2, 5))
+        for _ in range(40):
+            r, c = rng.uniform(0.0, XRAY_SHAPE[0]), rng.uniform(0.0, XRAY_SHAPE[1])
+            disc = (rows - r) ** 2 + (cols - c) ** 2 <= 3.5**2
+            if anat.lung_visible[disc].max(initial=0.0) > 0.05:
+                continue
+            out[disc] += 80.0
+            placed += 1
+            if placed == wanted:
+                break
+    return out
+
+
+def _xray_blob(
+    rng: np.random.Generator, anat: _XrayAnatomy, finding: str, row: float, col: float, size_px: float
+) -> np.ndarray:
+    """Soft lesion shape (values in [0, 1]) centred at patient-frame (row, col); ``size_px`` = diameter / extent."""
+    rows, cols = anat.rows, anat.cols
     radius = size_px / 2.0
     if finding == "nodule":
         rho = np.sqrt((rows - row) ** 2 + (cols - col) ** 2) / radius
@@ -124,7 +196,7 @@ def _xray_blob(rng: np.random.Generator, finding: str, row: float, col: float, s
 
 def _xray_effusion(anat: _XrayAnatomy, side_sign: float, depth_px: float) -> np.ndarray:
     """Soft fluid region at the lung base with a meniscus rising towards the lateral chest wall."""
-    rows, cols = _xray_grid()
+    rows, cols = anat.rows, anat.cols
     lung_col = _XR_MID + side_sign * anat.lung_offset
     level = anat.lung_row + anat.lung_ry - depth_px  # fluid level at the lung's centre line
     lateral = np.clip((cols - lung_col) * side_sign / anat.lung_rx, 0.0, 1.0)
@@ -146,7 +218,9 @@ def synth_xray(
         zone: ``"upper"``, ``"middle"`` or ``"lower"`` third of the lung field (``"lower"`` for an
             effusion); ``"none"`` if normal.
         size_mm: lesion size (see :data:`SIZE_RANGES_MM`); ignored for a normal case.
-        rng: random generator; the result is a deterministic function of its state.
+        rng: random generator; the result is a deterministic function of its state. It is spawned into three
+            streams (patient, lesion, acquisition), so the same state renders the same patient, framing and
+            exposure whatever the finding: a lesion case differs from its ``"normal"`` twin only by the lesion.
 
     Returns:
         ``(image, lesion_mask)``: uint8 array of shape :data:`XRAY_SHAPE` (row 0 superior) and the
@@ -156,7 +230,10 @@ def synth_xray(
         ValueError: for an unknown finding / side / zone or a size outside :data:`SIZE_RANGES_MM`.
     """
     _check_case("xray", finding, side, zone, size_mm)
-    anat = _xray_anatomy(rng)
+    # independent streams for the patient, the lesion and the acquisition: the same generator state renders the
+    # same patient and exposure whatever the finding, so a lesion is the only difference from its normal twin
+    anatomy_rng, rng, view_rng = rng.spawn(3)
+    anat = _xray_anatomy(anatomy_rng)
     image = anat.image.copy()
     mask = np.zeros(XRAY_SHAPE, dtype=bool)
     if finding != "normal":
@@ -182,7 +259,7 @@ def synth_xray(
                 else:
                     limit = (0.3 if finding == "mass" else 0.4) * half_width
                 col = _XR_MID + side_sign * anat.lung_offset + rng.uniform(-limit, limit)
-                reference = _xray_blob(rng, finding, row, col, size_px)
+                reference = _xray_blob(rng, anat, finding, row, col, size_px)
                 lesion = reference * anat.lung_visible
             candidate = lesion > 0.5
             if not candidate.any():
@@ -191,9 +268,9 @@ def synth_xray(
                 needed = 0.9 if finding == "nodule" else 0.5
                 if candidate.sum() < needed * (reference > 0.5).sum():
                     continue
-            r_idx, c_idx = np.nonzero(candidate)
-            wrong_zone = _third(r_idx.mean(), top, top + height) != ZONES.index(zone)
-            if (c_idx.mean() - _XR_MID) * side_sign <= 0 or wrong_zone:
+            # side and zone are the patient's: judged in the patient frame
+            wrong_zone = _third(anat.rows[candidate].mean(), top, top + height) != ZONES.index(zone)
+            if (anat.cols[candidate].mean() - _XR_MID) * side_sign <= 0 or wrong_zone:
                 continue
             mask = candidate
             break
@@ -202,7 +279,8 @@ def synth_xray(
                 f"could not place a {size_mm} mm {finding} in the {side} {zone} zone; use a smaller size_mm."
             )
         image += rng.uniform(*amplitude[finding]) * lesion
-    image = image * rng.uniform(0.95, 1.05) + rng.uniform(-5.0, 5.0)
-    image += 3.0 * _smooth_noise(rng, XRAY_SHAPE, 6)
-    image += rng.normal(0.0, 2.5, size=XRAY_SHAPE).astype(np.float32)
+    image += 6.0 * anat.lung_visible * _smooth_noise(anatomy_rng, XRAY_SHAPE, 40)  # vascular markings
+    image = _xray_devices(view_rng, anat, _xray_exposure(view_rng, image))
+    image += 3.0 * _smooth_noise(view_rng, XRAY_SHAPE, 6)
+    image += view_rng.normal(0.0, 2.5, size=XRAY_SHAPE).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
