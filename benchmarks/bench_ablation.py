@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/bench_ablation.py --epochs 18 --seeds 0 1            # the demo's length (slow on CPU)
     python benchmarks/bench_ablation.py --epochs 2 --rows a d --seeds 0    # a quick look
+    python benchmarks/bench_ablation.py --rows a d --xray-variation patient --work RUNS_PATIENT   # realistic X-rays
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ COLUMNS = (
 )
 
 
-def eval_demo(eval_n: int) -> str:
+def eval_demo(eval_n: int, xray_variation: str) -> str:
     """The held-out evaluation set's generator arguments (as a bundle override value)."""
-    return f"{{'n_xray': {eval_n}, 'n_ct': {eval_n}, 'seed': 1000, 'val_fraction': 0.0}}"
+    args = {"n_xray": eval_n, "n_ct": eval_n, "seed": 1000, "val_fraction": 0.0, "xray_variation": xray_variation}
+    return repr(args)
 
 
-def text_slice_selection(root: Path, eval_n: int) -> dict[str, float]:
+def text_slice_selection(root: Path, eval_n: int, xray_variation: str) -> dict[str, float]:
     """Report-guided slice selection of a run's weights on the held-out CTs, the README demo's protocol: the
     slice-selection bundle in ``text`` mode, each CT's report as the query, the best slice of the whole CT,
     a hit within 3 slices of the lesion; against the exact random expectation and the best fixed position."""
@@ -86,7 +88,7 @@ def text_slice_selection(root: Path, eval_n: int) -> dict[str, float]:
                 "--demo_dir",
                 str(root / "demo_eval_data"),
                 "--demo",
-                eval_demo(eval_n),
+                eval_demo(eval_n, xray_variation),
                 "--demo_sections",
                 "['training']",
                 "--mode",
@@ -110,17 +112,21 @@ def text_slice_selection(root: Path, eval_n: int) -> dict[str, float]:
     }
 
 
-def run_row(row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: list[str]) -> dict[str, float]:
+def run_row(
+    row: str, seed: int, epochs: int, work: Path, eval_n: int, xray_variation: str, extra: list[str]
+) -> dict[str, float]:
     """Pre-train and evaluate one row with one seed (each stage reused when its output exists); returns its
     metrics.json with the report-guided slice selection's figures added."""
     root = work / f"{row}_seed{seed}"
     metrics_path = root / "eval" / "metrics.json"
     if not metrics_path.is_file():
-        pretrain_row(root, row, seed, epochs, work, eval_n, extra)
-    return {**json.loads(metrics_path.read_text()), **text_slice_selection(root, eval_n)}
+        pretrain_row(root, row, seed, epochs, work, eval_n, xray_variation, extra)
+    return {**json.loads(metrics_path.read_text()), **text_slice_selection(root, eval_n, xray_variation)}
 
 
-def pretrain_row(root: Path, row: str, seed: int, epochs: int, work: Path, eval_n: int, extra: list[str]) -> None:
+def pretrain_row(
+    root: Path, row: str, seed: int, epochs: int, work: Path, eval_n: int, xray_variation: str, extra: list[str]
+) -> None:
     """``train.yaml``, then ``evaluate.yaml`` on the held-out set, of one row and seed in ``root``."""
     if (work / "demo_data").is_dir() and not (root / "demo_data").exists():
         root.mkdir(parents=True, exist_ok=True)
@@ -128,6 +134,7 @@ def pretrain_row(root: Path, row: str, seed: int, epochs: int, work: Path, eval_
         os.symlink(work / "demo_eval_data", root / "demo_eval_data")
     common = (
         ["--max_epochs", str(epochs), "--mask_warmup_epochs", str(max(epochs // 2, 1)), "--seed", str(seed)]
+        + ["--demo#xray_variation", xray_variation]
         + ROWS[row][1]
         + extra
     )
@@ -136,7 +143,7 @@ def pretrain_row(root: Path, row: str, seed: int, epochs: int, work: Path, eval_
         "pretrain",
         ["train.yaml", "evaluate.yaml"],
         root,
-        common + ["--eval_demo", eval_demo(eval_n)],
+        common + ["--eval_demo", eval_demo(eval_n, xray_variation)],
     )
     if not (work / "demo_data").exists():
         os.symlink(root / "demo_data", work / "demo_data")
@@ -168,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--eval-n", type=int, default=128, help="X-rays and CTs of the held-out evaluation set")
     p.add_argument(
+        "--xray-variation",
+        choices=("template", "patient"),
+        default="template",
+        help="the demo X-rays' per-patient variation (training and held-out sets; one --work folder per value)",
+    )
+    p.add_argument(
         "--work", type=Path, default=REPO / "benchmarks" / "ablation_runs", help="run folders (reused when complete)"
     )
     p.add_argument("--json", type=Path, default=None)
@@ -179,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in args.rows:
         for seed in args.seeds:
             t = time.time()
-            results.setdefault(row, []).append(run_row(row, seed, args.epochs, args.work, args.eval_n, args.overrides))
+            results.setdefault(row, []).append(
+                run_row(row, seed, args.epochs, args.work, args.eval_n, args.xray_variation, args.overrides)
+            )
             print(f"[ablation] row {row} seed {seed}: {time.time() - t:.0f} s", flush=True)
     print(
-        f"\n{args.epochs} epochs x 24 steps, seeds {args.seeds}, mean over seeds [min-max over seeds]; value "
+        f"\n{args.epochs} epochs x 24 steps, demo X-rays `{args.xray_variation}`, seeds {args.seeds}, "
+        "mean over seeds [min-max over seeds]; value "
         f"(baseline: chance, random selection, the best fixed slice or random-init probe); "
         f"{time.time() - start:.0f} s in all\n"
     )

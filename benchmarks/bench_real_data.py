@@ -12,6 +12,9 @@ and 61 validation X-ray / note pairs (split by patient) and the same images in t
 3. Pixel baselines, measured in the same run, that say what these small splits allow: a ridge map
    from 16x16 pixels to the frozen report encoder's note embeddings (the same retrieval metric) and the
    bundle's linear probe on 16x16 pixels (the same AUC). Their settings are fixed, not searched.
+4. How much X-rays differ between patients, real against demo: the mean correlation of two X-rays
+   downsampled to 16x16 with each image's mean removed (the demo generator's X-rays should differ about as
+   much as real ones; a copy of one template scores 1).
 
 Usage::
 
@@ -56,6 +59,31 @@ def _pixels(paths: list[str]) -> torch.Tensor:
             box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
             out.append(np.asarray(im.crop(box).resize((PIXELS, PIXELS), Image.BILINEAR), np.float32).ravel() / 255.0)
     return torch.from_numpy(np.stack(out))
+
+
+def pairwise_correlation(pixels: torch.Tensor) -> float:
+    """Mean Pearson correlation between the rows of ``pixels`` ``(N, D)``, over all pairs of different rows."""
+    x = pixels.double() - pixels.double().mean(dim=1, keepdim=True)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    n = x.shape[0]
+    return float(((x @ x.T).sum() - n) / (n * n - n))
+
+
+def xray_variation(data: Path, work: Path, n_demo: int = 64) -> dict[str, float]:
+    """:func:`pairwise_correlation` of the real training X-rays and of ``n_demo`` demo X-rays of each
+    ``xray_variation`` (generated in ``work``), all as :func:`_pixels` sees them."""
+    from unimedi_monai.data import load_datalist
+    from unimedi_monai.data.demo import XRAY_VARIATIONS, generate_demo_dataset
+
+    real = [i["image"] for i in load_datalist(data)["training"]]
+    out = {"real": pairwise_correlation(_pixels(real)), "num_real": len(real), "num_demo": n_demo}
+    for variation in XRAY_VARIATIONS:
+        folder = work / f"demo_xrays_{variation}"
+        demo = generate_demo_dataset(folder, n_xray=n_demo, n_ct=0, progress=False, xray_variation=variation)
+        out[f"demo_{variation}"] = pairwise_correlation(
+            _pixels(sorted(str(p) for p in (demo.parent / "xray").glob("*.png")))
+        )
+    return out
 
 
 def pixel_baselines(data: Path) -> dict[str, float]:
@@ -162,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rows["covidx_probe_auc"] = {init: probe[init].get("auc") for init in probe}
     rows["covidx_test_counts"] = {k[len("count_") :]: n for k, n in probe["random"].items() if k.startswith("count_")}
     rows["pixel_baselines"] = pixel_baselines(data)
+    rows["xray_variation"] = xray_variation(data, args.work)
     v, px = rows["pretrain_val"], rows["pixel_baselines"]
     print(f"\n{args.epochs} epochs, demo preset, {time.time() - start:.0f} s\n")
     print("| check | value | baseline | ratio / difference | target |\n|---|---|---|---|---|")
@@ -182,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{px['ridge_t2i_R@5'] / v['chance_R@5']:.2f}x | |"
     )
     print(f"| pixel probe macro AUC (baseline) | {px['pixel_probe_auc']:.3f} | chance 0.500 | | |")
+    var = rows["xray_variation"]
+    for variation in ("template", "patient"):
+        print(
+            f"| X-ray pairwise correlation, 16x16: demo `{variation}` ({var['num_demo']}) against real "
+            f"({var['num_real']}) | {var[f'demo_{variation}']:.3f} | real {var['real']:.3f} | "
+            f"{var[f'demo_{variation}'] - var['real']:+.3f} | |"
+        )
     counts = ", ".join(f"{n} {c}" for c, n in rows["covidx_test_counts"].items())
     print(f"\nCOVIDx test split: {counts}; validation pairs: {v.get('num_pairs', '?')}.")
     if args.json:

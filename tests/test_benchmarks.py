@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -165,3 +166,29 @@ def test_pixel_baselines_find_a_signal_the_pixels_carry(tmp_path):
     # so R@5 lies near 5/10 against the random 1/6
     assert out["ridge_i2t_R@5"] > 2 * chance and out["ridge_t2i_R@5"] > 2 * chance
     assert out["pixel_probe_auc"] > 0.95
+
+
+def test_pairwise_correlation_reference_values():
+    """Copies of one image correlate at 1, independent noise images near 0, an image and its negative at -1."""
+    base = torch.rand(1, 256)
+    assert real_bench.pairwise_correlation(base.repeat(5, 1) + 0.5) == pytest.approx(1.0)
+    assert abs(real_bench.pairwise_correlation(torch.rand(200, 256))) < 0.01
+    assert real_bench.pairwise_correlation(torch.cat([base, -base])) == pytest.approx(-1.0)
+
+
+def test_demo_xray_variation_template_against_patient(tmp_path):
+    """``xray_variation="template"`` X-rays are nearly copies of one chest (16x16 correlation above 0.95);
+    ``"patient"`` ones differ about as much as two real radiographs do (0.59 on ``covid_cxr_notes``, printed
+    by ``bench_real_data.py``)."""
+    from unimedi_monai.data.demo import generate_demo_dataset
+
+    corr = {}
+    for variation in ("template", "patient"):
+        demo = generate_demo_dataset(
+            tmp_path / variation, n_xray=24, n_ct=0, progress=False, xray_variation=variation
+        ).parent
+        corr[variation] = real_bench.pairwise_correlation(
+            real_bench._pixels(sorted(str(p) for p in (demo / "xray").glob("*.png")))
+        )
+    assert corr["template"] > 0.95
+    assert 0.4 < corr["patient"] < 0.85

@@ -217,7 +217,7 @@ def generate_lesion_demo(
 ) -> Path:
     """Write synthetic X-rays with their lesion masks (the demo generator's) and a 2D datalist.
 
-    The images come from :func:`unimedi_monai.data.demo.synth_xray` (256 x 256, the chest
+    The images come from :func:`unimedi_monai.data.demo.synth_xray` (256 x 256, the template chest
     of the pre-training demo with one mass, consolidation or effusion, or none); the masks are the
     generator's own lesion masks (PNG, 255 = lesion). Findings, sides and zones cycle so every split
     holds each of them. A folder already holding a demo of the same arguments is reused; the data is
@@ -236,7 +236,7 @@ def generate_lesion_demo(
     """
     from PIL import Image
 
-    from unimedi_monai.data.demo import FORMAT_VERSION, SIDES, SIZE_RANGES_MM, ZONES, synth_xray
+    from unimedi_monai.data.demo import SIDES, SIZE_RANGES_MM, ZONES, synth_xray
 
     if min(n_train, n_val, n_test) < 1:
         raise ValueError(
@@ -248,7 +248,7 @@ def generate_lesion_demo(
         "n_val": int(n_val),
         "n_test": int(n_test),
         "seed": int(seed),
-        "generator": f"synth_xray, demo format {FORMAT_VERSION}",  # a folder drawn by an older generator is redrawn
+        "generator": "synth_xray",
     }
     json_path = out / DEMO_DATALIST
     existing = _demo_parameters(json_path)

@@ -5,10 +5,11 @@ Built-in synthetic demo dataset: chest radiographs (PNG), chest CTs (NIfTI) and 
 The pre-training bundle uses this set when no user data is given. The images are synthetic but
 *learnable*: the anatomy is a left-right mirror-symmetric template, so the lesion is the only
 lateralised anatomy, and every report states what is drawn: the finding, its side, its zone and
-its size in mm. The X-rays vary per patient the way real radiographs do (framing, zoom and
+its size in mm. By default (``xray_variation="template"``) every chest is the same template with a
+small global jitter, so the lesion is nearly all that differs between two images. With
+``xray_variation="patient"`` the X-rays vary the way real radiographs do (framing, zoom and
 rotation, body habitus, heart size, exposure, burned-in markers and ECG electrodes): two demo
-X-rays correlate about as much as two real ones, so the image-level self-distillation has
-something to tell apart. The CTs keep a small global jitter only.
+X-rays then correlate about as much as two real ones. The CTs keep a small global jitter only.
 
 Conventions (also written into ``datalist.json`` under ``"conventions"``):
 
@@ -55,6 +56,7 @@ _EXPORTS = {
     "XRAY_SHAPE": "spec",
     "ZONES": "spec",
     "synth_xray": "xray",
+    "XRAY_VARIATIONS": "xray",
 }
 
 __all__ = sorted(_EXPORTS)

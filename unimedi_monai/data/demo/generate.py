@@ -22,12 +22,12 @@ from unimedi_monai.data.demo.ct import ct_affine, synth_ct
 from unimedi_monai.data.demo.plan import _plan_modality, _validation_patients
 from unimedi_monai.data.demo.report_templates import make_report
 from unimedi_monai.data.demo.spec import CT_SHAPE, CT_SPACING_MM, XRAY_PIXEL_MM, XRAY_SHAPE, _Case
-from unimedi_monai.data.demo.xray import synth_xray
+from unimedi_monai.data.demo.xray import XRAY_VARIATIONS, synth_xray
 
 __all__ = ["FORMAT_VERSION", "generate_demo_dataset"]
 
-#: version of the on-disk layout and of the images drawn into it (2: per-patient X-ray framing, habitus,
-#: exposure, markers and devices). A demo folder this generator wrote with an older version is regenerated.
+#: version of the on-disk layout and of its manifest (2: the manifest records ``xray_variation``). A demo folder
+#: this generator wrote with an older version is regenerated.
 FORMAT_VERSION = 2
 
 _MANIFEST = "demo_manifest.json"
@@ -46,13 +46,13 @@ def _write_nifti(path: Path, volume: np.ndarray) -> None:
     path.write_bytes(gzip.compress(image.to_bytes(), compresslevel=1, mtime=0))
 
 
-def _render_case(root: Path, case: _Case) -> dict:
+def _render_case(root: Path, case: _Case, xray_variation: str) -> dict:
     """Render, save and describe one case; returns its datalist item."""
     image_rng = np.random.default_rng([case.seed, 0])
     report_rng = np.random.default_rng([case.seed, 1])
     item: dict = {}
     if case.modality == "xray":
-        image, _ = synth_xray(case.finding, case.side, case.zone, case.size_mm, image_rng)
+        image, _ = synth_xray(case.finding, case.side, case.zone, case.size_mm, image_rng, xray_variation)
         rel_image = f"xray/{case.case_id}.png"
         Image.fromarray(image).save(root / rel_image, format="PNG", compress_level=1)
     else:
@@ -79,8 +79,14 @@ def _render_case(root: Path, case: _Case) -> dict:
     return item
 
 
-def _arguments(n_xray: int, n_ct: int, seed: int, val_fraction: float) -> dict:
-    return {"n_xray": n_xray, "n_ct": n_ct, "seed": seed, "val_fraction": val_fraction}
+def _arguments(n_xray: int, n_ct: int, seed: int, val_fraction: float, xray_variation: str) -> dict:
+    return {
+        "n_xray": n_xray,
+        "n_ct": n_ct,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "xray_variation": xray_variation,
+    }
 
 
 def _existing_state(out_dir: Path, arguments: dict) -> str:
@@ -139,6 +145,7 @@ def generate_demo_dataset(
     val_fraction: float = 0.2,
     force: bool = False,
     progress: bool = True,
+    xray_variation: str = "template",
 ) -> Path:
     """
     Generate the synthetic demo dataset (X-ray PNGs, CT NIfTIs, reports, ``datalist.json``).
@@ -166,6 +173,10 @@ def generate_demo_dataset(
         val_fraction: fraction of patients per modality held out for validation, in ``[0, 1)``.
         force: replace whatever ``out_dir`` holds (its contents are deleted) and regenerate.
         progress: show a progress bar on stderr.
+        xray_variation: how much the X-ray chests differ between patients, a key of
+            :data:`~unimedi_monai.data.demo.xray.XRAY_VARIATIONS`: ``"template"`` (one chest, slightly
+            jittered: the lesion is nearly all that differs) or ``"patient"`` (framing, habitus, exposure,
+            markers and devices vary as in real radiographs).
 
     Returns:
         absolute path of ``out_dir/datalist.json``.
@@ -182,7 +193,9 @@ def generate_demo_dataset(
         raise ValueError("n_xray + n_ct must be at least 1 to generate a demo dataset.")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}.")
-    arguments = _arguments(int(n_xray), int(n_ct), int(seed), float(val_fraction))
+    if xray_variation not in XRAY_VARIATIONS:
+        raise ValueError(f"xray_variation must be one of {sorted(XRAY_VARIATIONS)}, got {xray_variation!r}.")
+    arguments = _arguments(int(n_xray), int(n_ct), int(seed), float(val_fraction), xray_variation)
     out_dir = Path(out_dir).absolute()
     datalist_path = out_dir / _DATALIST
 
@@ -215,7 +228,7 @@ def generate_demo_dataset(
         # cases are independent (own seeds, own files); threads overlap numpy work with zlib compression,
         # both of which release the GIL. Results are consumed in order, so the output does not depend on timing.
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            for item in pool.map(lambda case: _render_case(tmp, case), cases):
+            for item in pool.map(lambda case: _render_case(tmp, case, arguments["xray_variation"]), cases):
                 items.append(item)
                 bar.update(1)
         bar.close()
