@@ -64,18 +64,26 @@ class XrayVariation:
 #: varies the way real PA radiographs do (0.63, against 0.59 for the real X-rays of ``covid_cxr_notes``).
 XRAY_VARIATIONS: dict[str, XrayVariation] = {
     "template": XrayVariation(
-        False,
-        (0.95, 1.05),
-        3.0,
-        (0.97, 1.03),
-        (135.0, 150.0),
-        (50.0, 60.0),
-        (165.0, 180.0),
-        (175.0, 190.0),
-        (11.0, 15.0),
+        realistic=False,
+        lung_scale=(0.95, 1.05),
+        lung_row_shift=3.0,
+        lung_offset=(0.97, 1.03),
+        body=(135.0, 150.0),
+        lung=(50.0, 60.0),
+        mediastinum=(165.0, 180.0),
+        heart=(175.0, 190.0),
+        ribs=(11.0, 15.0),
     ),
     "patient": XrayVariation(
-        True, (0.9, 1.1), 4.0, (0.94, 1.06), (125.0, 160.0), (40.0, 70.0), (160.0, 185.0), (170.0, 195.0), (9.0, 17.0)
+        realistic=True,
+        lung_scale=(0.9, 1.1),
+        lung_row_shift=4.0,
+        lung_offset=(0.94, 1.06),
+        body=(125.0, 160.0),
+        lung=(40.0, 70.0),
+        mediastinum=(160.0, 185.0),
+        heart=(170.0, 195.0),
+        ribs=(9.0, 17.0),
     ),
 }
 
