@@ -113,15 +113,64 @@ def text_slice_selection(root: Path, eval_n: int, xray_variation: str) -> dict[s
 
 
 def run_row(
-    row: str, seed: int, epochs: int, work: Path, eval_n: int, xray_variation: str, extra: list[str]
+    row: str,
+    seed: int,
+    epochs: int,
+    work: Path,
+    eval_n: int,
+    xray_variation: str,
+    extra: list[str],
+    train_eval: bool = False,
 ) -> dict[str, float]:
     """Pre-train and evaluate one row with one seed (each stage reused when its output exists); returns its
-    metrics.json with the report-guided slice selection's figures added."""
+    metrics.json with the report-guided slice selection's figures added, and with ``train_eval`` the same
+    evaluation on training pairs, its keys prefixed ``train_``."""
     root = work / f"{row}_seed{seed}"
     metrics_path = root / "eval" / "metrics.json"
     if not metrics_path.is_file():
         pretrain_row(root, row, seed, epochs, work, eval_n, xray_variation, extra)
-    return {**json.loads(metrics_path.read_text()), **text_slice_selection(root, eval_n, xray_variation)}
+    metrics = {**json.loads(metrics_path.read_text()), **text_slice_selection(root, eval_n, xray_variation)}
+    if train_eval:
+        metrics.update(
+            {
+                f"train_{k}": v
+                for k, v in training_pairs_evaluation(root, row, seed, epochs, eval_n, xray_variation, extra).items()
+            }
+        )
+    return metrics
+
+
+def training_pairs_evaluation(
+    root: Path, row: str, seed: int, epochs: int, eval_n: int, xray_variation: str, extra: list[str]
+) -> dict[str, float]:
+    """``evaluate.yaml`` of a trained row on the first ``eval_n`` X-rays and ``eval_n`` CTs of its own training
+    section (pairs it was trained on), in ``root/eval_train``: held-out figures far below these mean the row
+    memorised its training pairs instead of learning what generalises."""
+    path = root / "eval_train" / "metrics.json"
+    if not path.is_file():
+        first = "[x for x in t if x['modality'] == '{}'][:" + str(eval_n) + "]"
+        items = (
+            f"$(lambda t: {first.format('xray')} + {first.format('ct')})"
+            "(unimedi_monai.data.load_datalist(@data_root, @datalist, sections=['training'])['training'])"
+        )
+        run_bundle(
+            "pretrain",
+            ["train.yaml", "evaluate.yaml"],
+            root,
+            row_overrides(row, seed, epochs, xray_variation, extra)
+            + ["--eval_items", items, "--eval_dir", str(root / "eval_train")],
+        )
+    return json.loads(path.read_text())
+
+
+def row_overrides(row: str, seed: int, epochs: int, xray_variation: str, extra: list[str]) -> list[str]:
+    """The bundle overrides of one row and seed (training and evaluation)."""
+    return (
+        ["--max_epochs", str(epochs), "--mask_warmup_epochs", str(max(epochs // 2, 1)), "--seed", str(seed)]
+        + ["--demo#xray_variation", xray_variation]
+        + ROWS[row][1]
+        + extra
+    )
 
 
 def pretrain_row(
@@ -132,12 +181,7 @@ def pretrain_row(
         root.mkdir(parents=True, exist_ok=True)
         os.symlink(work / "demo_data", root / "demo_data")  # one generated training set for every row
         os.symlink(work / "demo_eval_data", root / "demo_eval_data")
-    common = (
-        ["--max_epochs", str(epochs), "--mask_warmup_epochs", str(max(epochs // 2, 1)), "--seed", str(seed)]
-        + ["--demo#xray_variation", xray_variation]
-        + ROWS[row][1]
-        + extra
-    )
+    common = row_overrides(row, seed, epochs, xray_variation, extra)
     run_bundle("pretrain", ["train.yaml"], root, common)
     run_bundle(
         "pretrain",
@@ -150,12 +194,15 @@ def pretrain_row(
         os.symlink(root / "demo_eval_data", work / "demo_eval_data")
 
 
-def table(results: dict[str, list[dict[str, float]]]) -> str:
-    head = "| row | " + " | ".join(c[0] for c in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+def table(results: dict[str, list[dict[str, float]]], prefix: str = "") -> str:
+    """The Markdown table of ``results`` (mean over seeds, baseline, range over seeds); ``prefix`` selects the
+    keys of another evaluation (``train_``: the training pairs)."""
+    columns = [(name, prefix + key, prefix + base) for name, key, base in COLUMNS if not prefix or "text_" not in key]
+    head = "| row | " + " | ".join(c[0] for c in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for row, runs in results.items():
         cells = []
-        for _, key, base in COLUMNS:
+        for _, key, base in columns:
             vals = [r[key] for r in runs if key in r]
             bases = [r[base] for r in runs if base in r]
             if not vals:
@@ -183,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--work", type=Path, default=REPO / "benchmarks" / "ablation_runs", help="run folders (reused when complete)"
     )
+    p.add_argument(
+        "--train-eval",
+        action="store_true",
+        help="also evaluate every row on --eval-n X-rays and CTs of its training pairs (the generalisation gap)",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("overrides", nargs="*", help="extra bundle overrides for every row, e.g. --batch_size 8 (after --)")
     args = p.parse_args(argv)
@@ -193,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             t = time.time()
             results.setdefault(row, []).append(
-                run_row(row, seed, args.epochs, args.work, args.eval_n, args.xray_variation, args.overrides)
+                run_row(
+                    row, seed, args.epochs, args.work, args.eval_n, args.xray_variation, args.overrides, args.train_eval
+                )
             )
             print(f"[ablation] row {row} seed {seed}: {time.time() - t:.0f} s", flush=True)
     print(
@@ -203,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.time() - start:.0f} s in all\n"
     )
     print(table(results))
+    if args.train_eval:
+        print(f"\nThe same evaluation on {args.eval_n} X-rays and {args.eval_n} CTs of each row's training pairs:\n")
+        print(table(results, prefix="train_"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

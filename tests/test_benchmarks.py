@@ -126,6 +126,14 @@ def test_ablation_table_shows_mean_baseline_and_range_over_seeds():
     assert lines[2].count("n/a") == len(ablation_bench.COLUMNS) - 1
 
 
+def test_ablation_table_of_the_training_pairs_reads_the_prefixed_keys():
+    runs = {"a": [{"i2t_R@1_xray": 0.01, "train_i2t_R@1_xray": 0.5, "train_chance_R@1_xray": 0.008}]}
+    lines = ablation_bench.table(runs, prefix="train_").splitlines()
+    assert "| a: VL contrastive only | 0.500 (0.008) |" in lines[2]
+    assert "report-guided" not in lines[0]  # the slice-selection bundle runs on the held-out CTs only
+    assert lines[0].count("|") == len(ablation_bench.COLUMNS) - 2 + 2
+
+
 def test_pixel_baselines_find_a_signal_the_pixels_carry(tmp_path):
     """Positive control of the real-data benchmark's pixel baselines: where the brightness of an X-ray's
     left or right half decides its note and its class, the ridge map retrieves far above chance and the
