@@ -18,7 +18,10 @@ Stems: ``"linear"`` (default, the paper's ViT) embeds each patch with one stride
 ``"conv"`` replaces it with a small stack of 3x3(x3) stride-2 convolutions ending at the patch
 stride ("early convolutions", Xiao et al. 2021), which gives the transformer a local inductive bias
 and makes it train in a few hundred steps on small data: the ``demo`` and ``tiny`` presets use it
-so that the built-in demo pre-trains on a CPU in minutes.
+so that the built-in demo pre-trains on a CPU in minutes. The conv stem's BatchNorm layers keep
+running statistics per input source (``num_sources``; :class:`SourceBatchNorm`): the 2D tokenizer
+serves X-rays (source 0) and CT slices (source 1), whose intensities differ, and one set of running
+statistics would normalise both by their blend in eval mode.
 
 Tokens are flattened in the grid's row-major order: for a 3D grid (h, w, d) the token index is
 ``(i * w + j) * d + k``, so the depth index is the fastest-moving one.
@@ -32,6 +35,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from unimedi_monai.networks.source_batch_norm import SourceBatchNorm
 
 __all__ = ["PatchTokenizer", "POSITION_RMS_CONV_STEM"]
 
@@ -72,14 +77,26 @@ def sincos_position_embedding(grid: Sequence[int], dim: int, temperature: float 
     return emb
 
 
-def _conv_stem(spatial_dims: int, in_channels: int, hidden_size: int, patch_size: Sequence[int]) -> nn.Sequential:
-    """3x3(x3) convolutions, stride 2 along each axis until its patch size is reached, then a 1x1(x1)."""
+class _ConvStem(nn.Sequential):
+    """The conv stem's layers, run in order; ``source`` selects the running statistics of its BatchNorms."""
+
+    def forward(self, x: torch.Tensor, source: int = 0) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, source) if isinstance(layer, SourceBatchNorm) else layer(x)
+        return x
+
+
+def _conv_stem(
+    spatial_dims: int, in_channels: int, hidden_size: int, patch_size: Sequence[int], num_sources: int = 1
+) -> _ConvStem:
+    """3x3(x3) convolutions, stride 2 along each axis until its patch size is reached, then a 1x1(x1);
+    each convolution but the last is followed by a :class:`SourceBatchNorm` with ``num_sources`` sets of
+    running statistics and a ReLU."""
     for p in patch_size:
         if p & (p - 1):
             raise ValueError(f"the conv stem needs power-of-two patch sizes, got {tuple(patch_size)}.")
     stages = max(int(p).bit_length() - 1 for p in patch_size)
     conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-    norm = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
     layers: list[nn.Module] = []
     channels = in_channels
     remaining = list(patch_size)
@@ -91,12 +108,12 @@ def _conv_stem(spatial_dims: int, in_channels: int, hidden_size: int, patch_size
         # same 10-minute run); the EMA teacher copies the student's running statistics
         layers += [
             conv(channels, out, kernel_size=3, stride=stride, padding=1, bias=False),
-            norm(out),
+            SourceBatchNorm(out, spatial_dims, num_sources),
             nn.ReLU(inplace=True),
         ]
         channels = out
     layers.append(conv(channels, hidden_size, kernel_size=1))
-    return nn.Sequential(*layers)
+    return _ConvStem(*layers)
 
 
 class PatchTokenizer(nn.Module):
@@ -113,6 +130,9 @@ class PatchTokenizer(nn.Module):
             the embedding's RMS is then ~0.71). ``POSITION_RMS_CONV_STEM * 2 ** 0.5`` (~0.028) gives ViT's
             learnt-position RMS of 0.02, below the conv stem's initial token content (an option of the
             issue-13 objective study; 0 starts without position).
+        num_sources: input sources with their own BatchNorm running statistics in the conv stem (the 2D
+            tokenizer: 2, X-rays and CT slices); ``forward(..., source=i)`` picks one. The linear stem has
+            no statistics and only checks the index.
 
     Example::
 
@@ -132,10 +152,13 @@ class PatchTokenizer(nn.Module):
         in_channels: int = 1,
         stem: str = "linear",
         position_scale: float = 1.0,
+        num_sources: int = 1,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if isinstance(num_sources, bool) or int(num_sources) != num_sources or num_sources < 1:
+            raise ValueError(f"tokenizer num_sources must be a positive integer, got {num_sources!r}.")
         position_scale = float(position_scale)
         if not math.isfinite(position_scale) or position_scale < 0:
             raise ValueError(f"position_scale must be a finite number >= 0, got {position_scale}.")
@@ -152,10 +175,11 @@ class PatchTokenizer(nn.Module):
             conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
             self.proj: nn.Module = conv(in_channels, hidden_size, kernel_size=self.patch_size, stride=self.patch_size)
         elif stem == "conv":
-            self.proj = _conv_stem(spatial_dims, in_channels, hidden_size, self.patch_size)
+            self.proj = _conv_stem(spatial_dims, in_channels, hidden_size, self.patch_size, num_sources)
         else:
             raise ValueError(f"tokenizer stem must be 'linear' or 'conv', got {stem!r}.")
         self.stem = stem
+        self.num_sources = int(num_sources)
         # learnt, initialised with sine-cosine embeddings of amplitude `position_scale` (default 1, MAE):
         # position is present from the first step, which a from-scratch ViT needs to tell left from right
         # on small data (MAE, MoCo v3). With the conv stem, whose initial token content is small (norm
@@ -209,6 +233,7 @@ class PatchTokenizer(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         mask_token: torch.Tensor | None = None,
+        source: int = 0,
     ) -> torch.Tensor:
         """Tokenise ``x``.
 
@@ -216,6 +241,7 @@ class PatchTokenizer(nn.Module):
             x: ``(B, C, *spatial)`` input.
             mask: optional ``(B, N)`` bool, True where the token is replaced by ``mask_token``.
             mask_token: ``(hidden,)`` or ``(1, 1, hidden)`` learnt token; required with ``mask``.
+            source: the input source, in ``[0, num_sources)`` (the conv stem's running statistics).
 
         Returns:
             ``(B, N, hidden)`` tokens with position and modality embeddings added.
@@ -224,7 +250,9 @@ class PatchTokenizer(nn.Module):
             kind = "(B, 1, H, W)" if self.spatial_dims == 2 else "(B, 1, H, W, D)"
             raise ValueError(f"{self.spatial_dims}D tokenizer expects input {kind}, got shape {tuple(x.shape)}.")
         grid = self.grid_for(x.shape[2:])
-        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        if isinstance(source, bool) or not 0 <= int(source) < self.num_sources:
+            raise ValueError(f"tokenizer source must be in [0, {self.num_sources - 1}], got {source!r}.")
+        tokens = (self.proj(x, source) if isinstance(self.proj, _ConvStem) else self.proj(x)).flatten(2).transpose(1, 2)
         if mask is not None:
             if mask_token is None:
                 raise ValueError("mask_token is required when a mask is given.")

@@ -21,6 +21,7 @@ from torch import nn
 from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
+from unimedi_monai.networks.vision_encoder import NUM_2D_SOURCES
 
 __all__ = ["UniMedISETRPUP"]
 
@@ -81,8 +82,14 @@ class UniMedISETRPUP(nn.Module):
         if int(decoder_channels) < 1:
             raise ValueError(f"decoder_channels must be a positive integer, got {decoder_channels}.")
         backbone_module = SharedBackbone(backbone)
+        # the pre-trained tokenizer's statistics for X-rays and CT slices; X-rays use theirs (source 0)
         tokenizer = PatchTokenizer(
-            2, img_size, patch, backbone_module.hidden_size, stem=backbone_module.config.patch_stem
+            2,
+            img_size,
+            patch,
+            backbone_module.hidden_size,
+            stem=backbone_module.config.patch_stem,
+            num_sources=NUM_2D_SOURCES,
         )
         # attribute names of UnifiedVisionEncoder: the checkpoint's encoder.* keys load as they are
         self.encoder = nn.ModuleDict({"tokenizer_2d": tokenizer, "backbone": backbone_module})

@@ -14,7 +14,12 @@ from unimedi_monai.networks.backbone import SharedBackbone
 from unimedi_monai.networks.patch_tokenizer import PatchTokenizer
 from unimedi_monai.networks.presets import BackboneConfig
 
-__all__ = ["UnifiedVisionEncoder"]
+__all__ = ["UnifiedVisionEncoder", "XRAY_SOURCE", "CT_SLICE_SOURCE", "NUM_2D_SOURCES"]
+
+#: the 2D tokenizer's input sources, each with its own running statistics in a conv stem's BatchNorm
+#: (:class:`~unimedi_monai.networks.source_batch_norm.SourceBatchNorm`), and their number
+XRAY_SOURCE, CT_SLICE_SOURCE = 0, 1
+NUM_2D_SOURCES = 2
 
 
 class UnifiedVisionEncoder(nn.Module):
@@ -47,7 +52,9 @@ class UnifiedVisionEncoder(nn.Module):
         hidden = self.backbone.hidden_size
         stem = self.backbone.config.patch_stem
         scale = position_scale
-        self.tokenizer_2d = PatchTokenizer(2, xray_size, patch_size_2d, hidden, stem=stem, position_scale=scale)
+        self.tokenizer_2d = PatchTokenizer(
+            2, xray_size, patch_size_2d, hidden, stem=stem, position_scale=scale, num_sources=NUM_2D_SOURCES
+        )
         self.tokenizer_3d = PatchTokenizer(3, ct_size, patch_size_3d, hidden, stem=stem, position_scale=scale)
         self.mask_token = nn.Parameter(torch.zeros(hidden))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
@@ -58,7 +65,7 @@ class UnifiedVisionEncoder(nn.Module):
 
     def embed_xray(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens ``(B, N2d, hidden)`` of ``(B, 1, H, W)`` images; ``mask`` ``(B, N2d)`` swaps in the mask token."""
-        return self.tokenizer_2d(images, mask, self.mask_token if mask is not None else None)
+        return self.tokenizer_2d(images, mask, self.mask_token if mask is not None else None, source=XRAY_SOURCE)
 
     def embed_volume(self, volumes: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens ``(B, N3d, hidden)`` of ``(B, 1, H, W, D)`` volumes through the 3D tokenizer."""
@@ -73,7 +80,7 @@ class UnifiedVisionEncoder(nn.Module):
         b, k = slice_indices.shape
         slices = gather_slices(volumes, slice_indices)
         mask2d = mask.reshape(b * k, -1) if mask is not None else None
-        tokens = self.tokenizer_2d(slices, mask2d, self.mask_token if mask is not None else None)
+        tokens = self.tokenizer_2d(slices, mask2d, self.mask_token if mask is not None else None, CT_SLICE_SOURCE)
         return tokens.reshape(b, -1, tokens.shape[-1])
 
     def embed_ct(
