@@ -17,6 +17,7 @@ _EXPORTS = {
     "head_options_of_state_dict": "presets",
     "preset_of_state_dict": "presets",
     "resolve_backbone_config": "presets",
+    "SourceBatchNorm": "source_batch_norm",
     "ReportEncoder": "text_encoder",
     "TextModelNotFoundError": "text_encoder",
     "default_text_model_path": "text_encoder",

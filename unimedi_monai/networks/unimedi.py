@@ -48,7 +48,10 @@ Why these choices (DINO / iBOT / A-CLIP practice):
 - *Same normalisation in teacher and student*: a conv stem's BatchNorm serves X-rays and CT
   slices; running statistics mix the two, so a teacher in eval mode normalised differently from the
   student (cosine 0.92 between their [CLS] at step 1 with identical weights). As DINO's teacher
-  with a BatchNorm backbone, the teacher uses batch statistics during training.
+  with a BatchNorm backbone, the teacher uses batch statistics during training. The stem keeps its
+  running statistics per source (X-rays, CT slices;
+  :class:`~unimedi_monai.networks.source_batch_norm.SourceBatchNorm`), so eval mode
+  normalises each kind as training did.
 """
 
 from __future__ import annotations
