@@ -90,13 +90,23 @@ class SliceSelectionNet(UniMedI):
         return self.slice_centre(scores)  # minus the training CTs' mean scores for a model trained with slice_centring
 
     def slice_embeddings(self, volume: torch.Tensor) -> torch.Tensor:
-        """Embedding of every slice through the 2D path: ``(B, 1, H, W, D)`` -> ``(B, D, embed_dim)``, L2-normalised."""
+        """Embedding of every slice through the 2D path: ``(B, 1, H, W, D)`` -> ``(B, D, embed_dim)``, L2-normalised.
+
+        Each slice is tokenised as pre-training tokenises a CT's selected slices (the 2D tokenizer with its
+        CT-slice statistics, :meth:`~unimedi_monai.networks.vision_encoder.UnifiedVisionEncoder.embed_slices`)
+        and encoded alone; its projected [CLS] is the slice's embedding.
+        """
         if volume.ndim != 5:
             raise ValueError(f"CT volumes must be (B, 1, H, W, D), got shape {tuple(volume.shape)}.")
-        b, c, h, w, d = volume.shape
-        slices = volume.permute(0, 4, 1, 2, 3).reshape(b * d, c, h, w)
-        chunks = [self.encode_image(s)[0] for s in torch.split(slices, self.slice_batch_size)]
-        return torch.cat(chunks).reshape(b, d, -1)
+        b, d = volume.shape[0], volume.shape[-1]
+        index = torch.arange(d, device=volume.device)
+        chunks = []
+        for part in torch.split(index, max(1, self.slice_batch_size // b)):
+            tokens = self.encoder.embed_slices(volume, part.expand(b, -1))  # (B, k * N2d, hidden)
+            tokens = tokens.reshape(b * len(part), -1, tokens.shape[-1])
+            cls = self.encoder(tokens)["cls"]
+            chunks.append(self.image_projection(cls, normalize=True).reshape(b, len(part), -1))
+        return torch.cat(chunks, dim=1)
 
     def text_scores(self, volume: torch.Tensor, query: str | None = None) -> torch.Tensor:
         """Cosine similarity between each slice and ``query`` (default :attr:`query`): ``(B, D)``."""
