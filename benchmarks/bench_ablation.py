@@ -258,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(results))
     if args.train_eval:
-        print(f"\nThe same evaluation on {args.eval_n} X-rays and {args.eval_n} CTs of each row's training pairs:\n")
+        print(
+            f"\nThe same evaluation on the first {args.eval_n} X-rays and {args.eval_n} CTs (or all there are) of "
+            "each row's training pairs:\n"
+        )
         print(table(results, prefix="train_"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
