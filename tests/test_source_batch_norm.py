@@ -30,7 +30,6 @@ def test_training_output_is_that_of_one_batch_norm_and_each_source_keeps_its_sta
     torch.testing.assert_close(ours.running_mean[0], bright.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ours.running_mean[1], dark.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
     assert (plain.running_mean - bright.mean(dim=(0, 2, 3))).abs().min() > 1.0
-    ours.eval()
     # in eval mode each source is normalised as in training
     for x, source in ((bright, 0), (dark, 1)):
         ours.train()
