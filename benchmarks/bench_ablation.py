@@ -5,7 +5,9 @@ Rows (each a set of ``bundles/pretrain`` overrides on top of the demo defaults):
 - ``a``: VL contrastive only (no masking, no self-distillation, evenly spaced CT slices);
 - ``b``: + attention-guided masking of the student (A-CLIP);
 - ``c``: + L_icl and L_pcl (self-distillation);
-- ``d``: + attentive slice selection = full UniMedI.
+- ``d``: + attentive slice selection = full UniMedI (the paper's method);
+- ``e``: + the slice-report contrastive term ``L_slice`` (each CT's report against the best of its slices
+  encoded alone; ``slice_report_weight`` 1.0; off in the default recipe).
 
 Every row pre-trains with ``train.yaml`` for ``--epochs`` epochs (the demo's 24 steps each) and is
 evaluated with ``evaluate.yaml`` on the held-out demo evaluation set (generated apart from training,
@@ -36,14 +38,22 @@ from pathlib import Path
 
 from common import REPO, run_bundle  # first: puts the checkout on sys.path when the package is not installed
 
+#: rows a-d are the paper's components, so they leave out L_slice (this package's addition, row e)
+NO_SLICE_REPORT = ["--slice_report_weight", "0.0"]
+
 ROWS: dict[str, tuple[str, list[str]]] = {
     "a": (
         "VL contrastive only",
-        ["--mask_ratio", "0.0", "--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"],
+        ["--mask_ratio", "0.0", "--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"]
+        + NO_SLICE_REPORT,
     ),
-    "b": ("+ attention-guided masking", ["--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"]),
-    "c": ("+ L_icl and L_pcl", ["--slice_selection", "uniform"]),
-    "d": ("+ attentive slice selection (UniMedI)", []),
+    "b": (
+        "+ attention-guided masking",
+        ["--icl_weight", "0.0", "--pcl_weight", "0.0", "--slice_selection", "uniform"] + NO_SLICE_REPORT,
+    ),
+    "c": ("+ L_icl and L_pcl", ["--slice_selection", "uniform"] + NO_SLICE_REPORT),
+    "d": ("+ attentive slice selection (UniMedI)", NO_SLICE_REPORT),
+    "e": ("+ slice-report contrastive L_slice", ["--slice_report_weight", "1.0"]),
 }
 
 COLUMNS = (

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from unimedi_monai.engines import cosine_schedule
-from unimedi_monai.losses import ClsDistillationLoss, ContrastiveLoss, PatchDistillationLoss
+from unimedi_monai.losses import ClsDistillationLoss, ContrastiveLoss, PatchDistillationLoss, SliceReportLoss
 
 
 def reference_infonce(img, txt, temperature):
@@ -41,6 +41,68 @@ def test_contrastive_temperature_gets_gradient():
     img = F.normalize(torch.randn(4, 8), dim=-1)
     loss(img, img.clone()).backward()
     assert loss.logit_scale.grad is not None and loss.logit_scale.grad != 0
+
+
+def test_slice_report_loss_matches_reference_and_reaches_only_the_best_slice():
+    g = torch.Generator().manual_seed(0)
+    slices = F.normalize(torch.randn(3, 5, 8, generator=g), dim=-1).requires_grad_(True)
+    texts = F.normalize(torch.randn(7, 8, generator=g), dim=-1)
+    targets = torch.tensor([4, 5, 6])  # the CT reports follow 4 X-ray reports
+    scale = 1 / 0.07
+    loss, best = SliceReportLoss()(slices, texts, targets, scale)
+    # reference: a CT's score for a report is its best slice's cosine
+    ref = slices.detach()
+    score = [[max(float(ref[c, s] @ texts[t]) for s in range(5)) * scale for t in range(7)] for c in range(3)]
+    ct_to_report = sum(-score[c][targets[c]] + math.log(sum(math.exp(v) for v in score[c])) for c in range(3)) / 3
+    report_to_ct = 0.0
+    for c in range(3):
+        column = [score[o][targets[c]] for o in range(3)]
+        report_to_ct += -column[c] + math.log(sum(math.exp(v) for v in column))
+    assert float(loss.detach()) == pytest.approx(0.5 * (ct_to_report + report_to_ct / 3), rel=1e-5)
+    expected_best = [max(range(5), key=lambda s: float(ref[c, s] @ texts[targets[c]])) for c in range(3)]
+    assert best.tolist() == expected_best
+    loss.backward()
+    touched = slices.grad.abs().sum(dim=-1) > 0  # (3, 5): a slice gets gradient only as some pair's best
+    maxima = torch.einsum("cnd,td->ctn", slices.detach(), texts).argmax(dim=-1)  # (3, 7)
+    for c in range(3):
+        assert set(touched[c].nonzero().flatten().tolist()) == set(maxima[c].tolist())
+    with pytest.raises(ValueError, match="targets"):
+        SliceReportLoss()(slices.detach(), texts, targets[:2], scale)
+
+
+def test_slice_report_loss_teaches_which_slice_holds_the_finding():
+    """Bags of 8 noise slices, one of which carries its report's finding at a random index: trained on
+    the bag-level loss only, a linear encoder's best slice for the report finds that slice."""
+    g = torch.Generator().manual_seed(0)
+    n_classes, n_slices, dim = 4, 8, 16
+    texts = F.normalize(torch.randn(n_classes, dim, generator=g), dim=-1)
+    encoder = torch.nn.Linear(dim, dim)
+    opt = torch.optim.Adam(encoder.parameters(), lr=0.05)
+    loss_fn = SliceReportLoss()
+
+    def bags(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        labels = torch.randint(n_classes, (n,), generator=g)
+        where = torch.randint(n_slices, (n,), generator=g)
+        x = torch.randn(n, n_slices, dim, generator=g)
+        x[torch.arange(n), where, labels] += 3.0
+        return x, labels, where
+
+    def hit_rate() -> float:
+        x, labels, where = bags(512)
+        with torch.no_grad():
+            sims = torch.einsum("cnd,cd->cn", F.normalize(encoder(x), dim=-1), texts[labels])
+        return float((sims.argmax(dim=-1) == where).float().mean())
+
+    before = hit_rate()
+    for _ in range(300):
+        x, labels, _ = bags(16)
+        # every class's report in the batch (as the batch's reports), each bag's own one as its target
+        loss, _ = loss_fn(F.normalize(encoder(x), dim=-1), texts, labels, 10.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = hit_rate()
+    assert before < 0.25 and after > 0.7, (before, after)  # chance is 1/8
 
 
 def reference_dino(student, teacher, center, ts, tt):

@@ -229,3 +229,50 @@ def test_position_scale_reaches_the_tokenizers_from_the_pretrain_config(text_enc
     from unimedi_monai.evaluation.pretrain_eval import _random_encoder
 
     assert _random_encoder(model, 0).tokenizer_3d.position_scale == small
+
+
+def test_slice_report_loss_joins_the_step(text_encoder):
+    """L_slice: each CT's report against the best of its slices encoded alone; off by default."""
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2, slice_report_weight=0.5, slice_report_slices=4)
+    out = model(**_batch())
+    assert float(out["loss_slice"]) > 0
+    expected = out["loss_vl"] + out["loss_icl"] + out["loss_pcl"] + 0.5 * out["loss_slice"]
+    torch.testing.assert_close(out["loss"].detach(), expected)
+    diagnostics = out["diagnostics"]
+    assert 0 <= diagnostics["slice_pos_text_mean"] < 32 and diagnostics["slice_pos_text_spread"] >= 0
+    # the term's gradient reaches the 2D stem and the projection beyond what the other losses give
+    out["loss"].backward()
+    with_term = next(model.encoder.tokenizer_2d.proj.parameters()).grad.clone()
+    torch.manual_seed(0)
+    plain = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2)
+    out = plain(**_batch())
+    assert float(out["loss_slice"]) == 0.0 and "slice_pos_text_mean" not in out["diagnostics"]
+    out["loss"].backward()
+    assert not torch.allclose(with_term, next(plain.encoder.tokenizer_2d.proj.parameters()).grad)
+    with pytest.raises(ValueError, match="slice_report_weight"):
+        UniMedI("tiny", text_encoder=text_encoder, slice_report_weight=-1.0)
+    with pytest.raises(ValueError, match="slice_report_slices"):
+        UniMedI("tiny", text_encoder=text_encoder, slice_report_slices=33)
+
+
+def test_slice_report_slices_cover_every_depth_bin(model):
+    volumes = torch.zeros(64, 1, 8, 8, 32)
+    model.train()
+    idx = model.random_slices(volumes, 4)
+    assert idx.shape == (64, 4)
+    assert (idx // 8 == torch.arange(4)).all()  # one slice in each quarter of the depth
+    assert len(torch.unique(idx[:, 0])) > 4  # drawn, not fixed
+    model.eval()
+    assert model.random_slices(volumes[:2], 4).tolist() == [[4, 12, 20, 28]] * 2
+
+
+def test_slice_report_keys_reach_the_network_from_the_pretrain_config():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundles/pretrain/configs/train.yaml"))
+    parser["slice_report_weight"] = 0.25
+    parser["slice_report_slices"] = 8
+    assert parser.get_parsed_content("network_def#slice_report_weight") == 0.25
+    assert parser.get_parsed_content("network_def#slice_report_slices") == 8

@@ -26,6 +26,7 @@ SCALAR_KEYS = (
     "loss_vl",
     "loss_icl",
     "loss_pcl",
+    "loss_slice",
     "temperature",
     "mask_ratio",
     "lr",
@@ -281,6 +282,7 @@ class UniMedITrainer(Trainer):
                 "loss_vl": nan,
                 "loss_icl": nan,
                 "loss_pcl": nan,
+                "loss_slice": nan,
                 "lr": lr,
                 "weight_decay": wd,
                 "teacher_momentum": momentum,
@@ -299,7 +301,7 @@ class UniMedITrainer(Trainer):
             )
         loss = out["loss"]
         if not torch.isfinite(loss.detach()):
-            parts = {k: float(out[k]) for k in ("loss_vl", "loss_icl", "loss_pcl")}
+            parts = {k: float(out[k]) for k in ("loss_vl", "loss_icl", "loss_pcl", "loss_slice")}
             raise FloatingPointError(
                 f"non-finite loss at iteration {engine.state.iteration} (epoch {engine.state.epoch}): {parts}; "
                 "the run stopped before the optimiser step, so the last checkpoint is the last good state. "
@@ -314,7 +316,11 @@ class UniMedITrainer(Trainer):
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
         model.update_teacher(momentum)
-        result = {k: v for k, v in out.items() if k in ("loss_vl", "loss_icl", "loss_pcl", "temperature", "mask_ratio")}
+        result = {
+            k: v
+            for k, v in out.items()
+            if k in ("loss_vl", "loss_icl", "loss_pcl", "loss_slice", "temperature", "mask_ratio")
+        }
         result = {k: float(v) for k, v in result.items()}
         result.update(loss=float(loss.detach()), lr=lr, weight_decay=wd, teacher_momentum=momentum)
         if not math.isnan(grad_norm):

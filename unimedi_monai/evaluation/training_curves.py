@@ -37,7 +37,10 @@ DIAGNOSTIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("student-teacher KL", ("icl_kl", "pcl_kl")),
     ("distinct teacher top prototypes ([CLS], per batch)", ("icl_distinct_xray", "icl_distinct_ct")),
     ("teacher [CLS] cosine between images", ("teacher_cls_cos_xray", "teacher_cls_cos_ct")),
-    ("selected slices: mean index and spread over CTs", ("slice_pos_mean", "slice_pos_spread")),
+    (
+        "selected slices: mean index and spread over CTs (text: L_slice's best slice)",
+        ("slice_pos_mean", "slice_pos_spread", "slice_pos_text_mean", "slice_pos_text_spread"),
+    ),
     ("mask ratio per token group", ("mask_ratio_xray", "mask_ratio_ct3d", "mask_ratio_ct2d")),
 )
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Losses of UniMedI: vision-language contrastive (L_vl), [CLS] (L_icl) and patch (L_pcl) distillation."""
+"""Losses of UniMedI: vision-language contrastive (L_vl), [CLS] (L_icl) and patch (L_pcl) distillation,
+slice-report contrastive (L_slice)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ _EXPORTS = {
     "ClsDistillationLoss": "cls_distillation",
     "ContrastiveLoss": "contrastive",
     "PatchDistillationLoss": "patch_distillation",
+    "SliceReportLoss": "slice_report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -54,6 +54,11 @@ class ContrastiveLoss(nn.Module):
         """The current (clamped) temperature."""
         return float(1.0 / self.logit_scale.detach().clamp(self.min_log, self.max_log).exp())
 
+    def logit_scale_value(self) -> torch.Tensor:
+        """The clamped inverse temperature, with gradient (shared with
+        :class:`~unimedi_monai.losses.slice_report.SliceReportLoss`)."""
+        return self.logit_scale.clamp(self.min_log, self.max_log).exp()
+
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """Loss for ``(B, D)`` L2-normalised image and text embeddings, row i paired with row i."""
         if image_emb.shape != text_emb.shape:
@@ -61,7 +66,7 @@ class ContrastiveLoss(nn.Module):
                 f"image and text embeddings must have the same shape, got {tuple(image_emb.shape)} and "
                 f"{tuple(text_emb.shape)}."
             )
-        scale = self.logit_scale.clamp(self.min_log, self.max_log).exp()
+        scale = self.logit_scale_value()
         all_images, offset = all_gather_with_grad(image_emb)
         all_texts, _ = all_gather_with_grad(text_emb)
         labels = torch.arange(image_emb.shape[0], device=image_emb.device) + offset

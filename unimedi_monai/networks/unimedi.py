@@ -19,7 +19,11 @@ One call on a mixed batch (X-rays and CT volumes, each with its report) runs:
    as in Attentive-Mask CLIP: the kept patches carry the report's content) and the report
    embedding, over all X-rays and CTs of the batch together. ``L_icl``: DINO loss between student
    and teacher [CLS] through the distillation heads. ``L_pcl``: iBOT loss on the patch tokens at
-   the masked positions. ``loss = L_vl + icl_weight * L_icl + pcl_weight * L_pcl``.
+   the masked positions. ``L_slice`` (``slice_report_weight`` > 0): each CT's report against the
+   best-matching of ``slice_report_slices`` of its slices, drawn at random one per depth bin and
+   encoded alone through the 2D path (:class:`SliceReportLoss`), so CT slices of every position meet
+   their report as text-guided slice selection scores them.
+   ``loss = L_vl + icl_weight * L_icl + pcl_weight * L_pcl + slice_report_weight * L_slice``.
 
 X-ray and CT sequences have different lengths (197 vs 769 tokens by default); rather than padding
 X-rays to the CT length, the shared backbone runs once per modality group in the same step, so no
@@ -66,6 +70,7 @@ from torch import nn
 from unimedi_monai.losses.cls_distillation import ClsDistillationLoss
 from unimedi_monai.losses.contrastive import ContrastiveLoss
 from unimedi_monai.losses.patch_distillation import PatchDistillationLoss
+from unimedi_monai.losses.slice_report import SliceReportLoss
 from unimedi_monai.networks.attention_selection import attention_guided_mask, slice_scores, top_k_slices
 from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
@@ -147,6 +152,13 @@ class UniMedI(nn.Module):
         slice_centring: select CT slices on the teacher's slice scores minus their running mean over the
             training CTs (:class:`SliceScoreCentre`), so a slice preference shared by every CT does not
             decide the selection; the centre is saved with the model and used by :meth:`select_slices`.
+        slice_report_weight: weight of ``L_slice`` (0: off, no extra pass). Why: in pre-training CT slices
+            otherwise reach the 2D path only inside their volume's sequence and at the few positions the
+            teacher selects, so scoring a slice alone against a report (text-guided slice selection) rests
+            on what the X-rays taught; the term trains exactly that score, on slices of every position.
+        slice_report_slices: slices per CT for ``L_slice``, one drawn uniformly in each of this many equal
+            depth bins (training; the bin centres in eval mode). Cost: this many 2D sequences per CT
+            (64 tokens + [CLS] each at 128x128), a forward and backward of the student.
 
     Example::
 
@@ -182,6 +194,8 @@ class UniMedI(nn.Module):
         slice_selection: Literal["attention", "uniform"] = "attention",
         position_scale: float = 1.0,
         slice_centring: bool = False,
+        slice_report_weight: float = 0.0,
+        slice_report_slices: int = 4,
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
@@ -229,6 +243,13 @@ class UniMedI(nn.Module):
             raise ValueError(f"slice_top_k must be in [1, {n_slices}], got {slice_top_k}.")
         self.slice_top_k = int(slice_top_k)
         self.slice_centring = bool(slice_centring)
+        if slice_report_weight < 0:
+            raise ValueError(f"slice_report_weight must be >= 0, got {slice_report_weight}.")
+        if not 1 <= slice_report_slices <= n_slices:
+            raise ValueError(f"slice_report_slices must be in [1, {n_slices}], got {slice_report_slices}.")
+        self.slice_report_weight = float(slice_report_weight)
+        self.slice_report_slices = int(slice_report_slices)
+        self.slice_report_loss = SliceReportLoss()
         self.slice_centre = SliceScoreCentre(n_slices, center_momentum)
         self.mask_ratio = float(mask_ratio)
         self.attention_layers = attention_layers
@@ -309,6 +330,16 @@ class UniMedI(nn.Module):
         idx = ((torch.arange(self.slice_top_k, device=volumes.device) + 0.5) * depth / self.slice_top_k).long()
         return idx.unsqueeze(0).expand(volumes.shape[0], -1)
 
+    def random_slices(self, volumes: torch.Tensor, n: int) -> torch.Tensor:
+        """``(B, n)`` slice indices, one per equal depth bin: uniform within the bin in training
+        (global torch RNG, so a resumed run draws the same), the bin centre in eval mode."""
+        b, depth = volumes.shape[0], volumes.shape[-1]
+        offset = (
+            torch.rand(b, n, device=volumes.device) if self.training else torch.full((b, n), 0.5, device=volumes.device)
+        )
+        idx = ((torch.arange(n, device=volumes.device) + offset) * depth / n).long()
+        return idx.clamp_(0, depth - 1)
+
     @torch.no_grad()
     def student_view(self, images: torch.Tensor) -> torch.Tensor:
         """The student's view: an independent photometric augmentation of each image (or volume).
@@ -374,7 +405,15 @@ class UniMedI(nn.Module):
             view = self.student_view(images) if self.training else images
         s_tokens = self.encoder.embed_ct(view, selected, mask) if is_ct else self.encoder.embed_xray(view, mask)
         s_out = self.encoder(s_tokens)
-        return {"teacher": t_out, "student": s_out, "mask": mask, "selected": selected, "n3d": n3d, "is_ct": is_ct}
+        out = {"teacher": t_out, "student": s_out, "mask": mask, "selected": selected, "n3d": n3d, "is_ct": is_ct}
+        if is_ct and self.slice_report_weight > 0:
+            # L_slice: slices drawn over the whole depth, each encoded alone (unmasked) by the student
+            idx = self.random_slices(images, self.slice_report_slices)
+            tokens = self.encoder.embed_slices(view, idx)
+            b, n = idx.shape
+            cls = self.encoder(tokens.reshape(b * n, -1, tokens.shape[-1]))["cls"]
+            out.update(report_slices=idx, report_slice_cls=cls.reshape(b, n, -1))
+        return out
 
     # ------------------------------------------------------------------ training step
     def forward(
@@ -393,7 +432,8 @@ class UniMedI(nn.Module):
             ct_reports: their ``Bc`` reports.
 
         Returns:
-            dict: ``loss`` (total, with graph), ``loss_vl``, ``loss_icl``, ``loss_pcl`` (detached),
+            dict: ``loss`` (total, with graph), ``loss_vl``, ``loss_icl``, ``loss_pcl``, ``loss_slice``
+            (detached; 0 without CTs or with ``slice_report_weight`` 0),
             ``temperature`` (float), ``mask_ratio`` (fraction of tokens masked), ``selected_slices``
             (``(Bc, k)`` or None), ``image_embedding`` / ``text_embedding`` (detached, X-rays first),
             ``diagnostics`` (dict of floats, see :meth:`_diagnostics`; per-group mask ratios too).
@@ -416,6 +456,22 @@ class UniMedI(nn.Module):
         image_emb = self.image_projection(student_cls)
         text_emb = self.text_projection(self.text_encoder(reports_all))
         loss_vl = self.contrastive_loss(image_emb, text_emb)
+        loss_slice = text_emb.new_zeros(())
+        slice_diagnostics: dict[str, float] = {}
+        first_row = 0
+        for g, reps in groups:
+            if "report_slice_cls" in g:
+                targets = torch.arange(len(reps), device=text_emb.device) + first_row
+                loss_slice, best = self.slice_report_loss(
+                    self.image_projection(g["report_slice_cls"]),
+                    text_emb,
+                    targets,
+                    self.contrastive_loss.logit_scale_value(),
+                )
+                pos = g["report_slices"].gather(1, best.unsqueeze(1)).float()
+                slice_diagnostics["slice_pos_text_mean"] = float(pos.mean())
+                slice_diagnostics["slice_pos_text_spread"] = float(pos.std(unbiased=False)) if len(pos) > 1 else 0.0
+            first_row += len(reps)
 
         device = student_cls.device
         icl_group = torch.cat(
@@ -473,15 +529,17 @@ class UniMedI(nn.Module):
             PCL_GROUPS if self.center_per_group else ("all",),
         )
 
-        loss = loss_vl + self.icl_weight * loss_icl + self.pcl_weight * loss_pcl
+        loss = loss_vl + self.icl_weight * loss_icl + self.pcl_weight * loss_pcl + self.slice_report_weight * loss_slice
         ct_group = next((g for g, _ in groups if g["selected"] is not None), None)
         diagnostics = self._diagnostics(groups, ct_group)
         diagnostics.update(mask_ratios)
+        diagnostics.update(slice_diagnostics)
         return {
             "loss": loss,
             "loss_vl": loss_vl.detach(),
             "loss_icl": loss_icl.detach(),
             "loss_pcl": loss_pcl.detach(),
+            "loss_slice": loss_slice.detach(),
             "temperature": self.contrastive_loss.temperature,
             "mask_ratio": masked_tokens / max(total_tokens, 1),
             "selected_slices": None if ct_group is None else ct_group["selected"],
@@ -502,7 +560,9 @@ class UniMedI(nn.Module):
         mean cosine between the teacher [CLS] of different images of the batch (1: the teacher does
         not tell images apart); ``slice_pos_mean`` / ``slice_pos_spread``: mean selected slice index
         and the standard deviation over the batch's CTs of each CT's mean selected index (a spread
-        near 0 means slices are picked by position, not content).
+        near 0 means slices are picked by position, not content). :meth:`forward` adds
+        ``slice_pos_text_mean`` / ``slice_pos_text_spread`` with ``L_slice`` on: the mean and spread over
+        the batch's CTs of the index of each CT's ``L_slice`` slice that best matches its own report.
         """
         out: dict[str, float] = {}
         for prefix, loss in (("icl", self.icl_loss), ("pcl", self.pcl_loss)):
