@@ -21,12 +21,12 @@ __all__ = ["UniMedITrainer", "unwrap_model", "training_scalars"]
 
 logger = logging.getLogger(__name__)
 
+#: the model's loss terms, reported beside the total
+LOSS_TERMS = ("loss_vl", "loss_icl", "loss_pcl", "loss_slice")
+
 SCALAR_KEYS = (
     "loss",
-    "loss_vl",
-    "loss_icl",
-    "loss_pcl",
-    "loss_slice",
+    *LOSS_TERMS,
     "temperature",
     "mask_ratio",
     "lr",
@@ -279,10 +279,7 @@ class UniMedITrainer(Trainer):
             nan = float("nan")
             return {
                 "loss": nan,
-                "loss_vl": nan,
-                "loss_icl": nan,
-                "loss_pcl": nan,
-                "loss_slice": nan,
+                **dict.fromkeys(LOSS_TERMS, nan),
                 "lr": lr,
                 "weight_decay": wd,
                 "teacher_momentum": momentum,
@@ -301,7 +298,7 @@ class UniMedITrainer(Trainer):
             )
         loss = out["loss"]
         if not torch.isfinite(loss.detach()):
-            parts = {k: float(out[k]) for k in ("loss_vl", "loss_icl", "loss_pcl", "loss_slice")}
+            parts = {k: float(out[k]) for k in LOSS_TERMS}
             raise FloatingPointError(
                 f"non-finite loss at iteration {engine.state.iteration} (epoch {engine.state.epoch}): {parts}; "
                 "the run stopped before the optimiser step, so the last checkpoint is the last good state. "
@@ -316,11 +313,7 @@ class UniMedITrainer(Trainer):
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
         model.update_teacher(momentum)
-        result = {
-            k: v
-            for k, v in out.items()
-            if k in ("loss_vl", "loss_icl", "loss_pcl", "loss_slice", "temperature", "mask_ratio")
-        }
+        result = {k: v for k, v in out.items() if k in (*LOSS_TERMS, "temperature", "mask_ratio")}
         result = {k: float(v) for k, v in result.items()}
         result.update(loss=float(loss.detach()), lr=lr, weight_decay=wd, teacher_momentum=momentum)
         if not math.isnan(grad_norm):

@@ -54,8 +54,8 @@ class SliceReportLoss(nn.Module):
             raise ValueError(f"targets must be ({slice_emb.shape[0]},), got {tuple(targets.shape)}.")
         sims = torch.einsum("cnd,td->ctn", slice_emb.float(), text_emb.float())  # (Bc, Bt, n)
         scores = logit_scale * sims.amax(dim=-1)  # (Bc, Bt)
-        ct_to_report = F.cross_entropy(scores, targets)
-        report_to_ct = F.cross_entropy(scores[:, targets].t(), torch.arange(len(targets), device=scores.device))
         rows = torch.arange(len(targets), device=scores.device)
+        ct_to_report = F.cross_entropy(scores, targets)
+        report_to_ct = F.cross_entropy(scores[:, targets].t(), rows)
         best = sims[rows, targets].argmax(dim=-1).detach()
         return 0.5 * (ct_to_report + report_to_ct), best

@@ -99,6 +99,14 @@ def _by_group(head: nn.Module, x: torch.Tensor, group: torch.Tensor) -> torch.Te
     return out
 
 
+def _binned_slices(offset: torch.Tensor, depth: int) -> torch.Tensor:
+    """``(B, n)`` slice indices, slice ``j`` at fraction ``offset[:, j]`` (in [0, 1)) of the ``j``-th of ``n``
+    equal depth bins (0.5: the bin centres)."""
+    n = offset.shape[1]
+    idx = ((torch.arange(n, device=offset.device) + offset) * depth / n).long()
+    return idx.clamp_(0, depth - 1)
+
+
 def _single_safe(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``head(x)``; a single row cannot give batch statistics, so its BatchNorm layers then use
     their running statistics for that call."""
@@ -326,19 +334,17 @@ class UniMedI(nn.Module):
 
     def uniform_slices(self, volumes: torch.Tensor) -> torch.Tensor:
         """``(B, slice_top_k)`` evenly spaced slice indices (the centres of ``slice_top_k`` equal bins)."""
-        depth = volumes.shape[-1]
-        idx = ((torch.arange(self.slice_top_k, device=volumes.device) + 0.5) * depth / self.slice_top_k).long()
-        return idx.unsqueeze(0).expand(volumes.shape[0], -1)
+        offset = torch.full((volumes.shape[0], self.slice_top_k), 0.5, device=volumes.device)
+        return _binned_slices(offset, volumes.shape[-1])
 
     def random_slices(self, volumes: torch.Tensor, n: int) -> torch.Tensor:
         """``(B, n)`` slice indices, one per equal depth bin: uniform within the bin in training
         (global torch RNG, so a resumed run draws the same), the bin centre in eval mode."""
-        b, depth = volumes.shape[0], volumes.shape[-1]
+        b = volumes.shape[0]
         offset = (
             torch.rand(b, n, device=volumes.device) if self.training else torch.full((b, n), 0.5, device=volumes.device)
         )
-        idx = ((torch.arange(n, device=volumes.device) + offset) * depth / n).long()
-        return idx.clamp_(0, depth - 1)
+        return _binned_slices(offset, volumes.shape[-1])
 
     @torch.no_grad()
     def student_view(self, images: torch.Tensor) -> torch.Tensor:
