@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from unimedi_monai.networks.attention_selection import attention_guided_mask, gather_slices, slice_scores, top_k_slices
+from unimedi_monai.networks.attention_selection import (
+    attention_guided_mask,
+    attention_statistics,
+    gather_slices,
+    slice_scores,
+    top_k_slices,
+)
 
 
 def test_mask_takes_lowest_scores_at_ratio():
@@ -47,3 +55,22 @@ def test_slice_scores_validates():
         slice_scores(torch.zeros(1, 100), (8, 8, 8), 32)
     with pytest.raises(ValueError, match="multiple"):
         slice_scores(torch.zeros(1, 512), (8, 8, 8), 30)
+
+
+def test_attention_statistics_tell_uniform_focused_and_positional_attention():
+    n = 8
+    # uniform attention: entropy at its maximum, every image the same map
+    entropy, cosine = attention_statistics(torch.full((3, n), 0.1))  # unnormalised on purpose
+    assert entropy == pytest.approx(1.0) and cosine == pytest.approx(1.0)
+    # each image on its own token: no entropy, orthogonal maps
+    entropy, cosine = attention_statistics(torch.eye(n)[:4])
+    assert entropy == pytest.approx(0.0, abs=1e-6) and cosine == pytest.approx(0.0, abs=1e-6)
+    # two tokens each, one shared: entropy log 2 / log n, cosine 1/2
+    a = torch.zeros(2, n)
+    a[0, [0, 1]] = 0.5
+    a[1, [1, 2]] = 0.5
+    entropy, cosine = attention_statistics(a)
+    assert entropy == pytest.approx(math.log(2) / math.log(n)) and cosine == pytest.approx(0.5)
+    assert math.isnan(attention_statistics(a[:1])[1])
+    with pytest.raises(ValueError, match="attention must be"):
+        attention_statistics(torch.ones(4))

@@ -16,6 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_ablation as ablation_bench  # noqa: E402
+import bench_ct_path as ct_path_bench  # noqa: E402
 import bench_ct_preprocessing as ct_bench  # noqa: E402
 import bench_pretrain_step as step_bench  # noqa: E402
 import bench_real_data as real_bench  # noqa: E402
@@ -200,3 +201,33 @@ def test_demo_xray_variation_template_against_patient(tmp_path):
         )
     assert corr["template"] > 0.95
     assert 0.4 < corr["patient"] < 0.85
+
+
+def test_ct_path_probe_fits_its_training_volumes_and_reports_attention():
+    """bench_ct_path's trainer wires the optimiser to the variant's modules: from random init the max-pooled
+    stem fits 32 small volumes (loss from ln 2 to near 0, every one right in eval mode), and the backbone
+    variant reports its [CLS] attention entropy against log N."""
+    from types import SimpleNamespace
+
+    from unimedi_monai.networks.vision_encoder import UnifiedVisionEncoder
+
+    torch.manual_seed(0)
+    encoder = UnifiedVisionEncoder("tiny", xray_size=32, ct_size=(32, 32, 8), patch_size_3d=(8, 8, 4))
+    net = SimpleNamespace(encoder=encoder)
+    x = 0.05 * torch.randn(48, 1, 32, 32, 8)
+    y = torch.arange(48) % 2
+    for i in range(48):  # class 1: a 3x3x2 bright cube at a random place
+        if y[i]:
+            a, b = torch.randint(0, 29, (2,)).tolist()
+            c = int(torch.randint(0, 7, (1,)))
+            x[i, 0, a : a + 3, b : b + 3, c : c + 2] = 1.0
+    data = (x[:32], y[:32], x[32:], y[32:])
+    initial = {k: v.clone() for k, v in encoder.state_dict().items()}
+    stem = ct_path_bench.train_variant(net, "stem-max", data, steps=60, batch=8, lr=5e-4, seed=0)
+    assert stem["train_acc"] == 1.0 and stem["last_loss"] < 0.2 * math.log(2)
+    assert 0.0 <= stem["test_acc"] <= 1.0 and math.isnan(stem["attention_entropy"])
+    encoder.load_state_dict(initial)
+    vit = ct_path_bench.train_variant(net, "vit-cls", data, steps=2, batch=8, lr=5e-4, seed=0)
+    assert 0.0 < vit["attention_entropy"] <= 1.0 + 1e-6 and 0.0 <= vit["train_acc"] <= 1.0
+    assert ct_path_bench._parse_override("position_scale=0.028") == ("position_scale", 0.028)
+    assert ct_path_bench._parse_override("slice_top_k=2") == ("slice_top_k", 2)

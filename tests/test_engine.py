@@ -97,6 +97,7 @@ def test_trainer_runs_schedules_ema_and_checkpoints(dataset, text_encoder, tmp_p
         "icl_kl",
         "icl_distinct_ct",
         "teacher_cls_cos_xray",
+        "teacher_attn_entropy_ct",
         "slice_pos_mean",
         "pcl_log_k",
     } <= set(rows[-1])

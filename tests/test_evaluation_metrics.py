@@ -21,7 +21,12 @@ from unimedi_monai.evaluation.embedding_plot import (
 )
 from unimedi_monai.evaluation.retrieval import pessimistic_ranks, retrieval_recall, retrieval_recall_subsets
 from unimedi_monai.evaluation.slice_hits import random_slice_hit_rate, slice_hit, slice_hit_rate
-from unimedi_monai.evaluation.training_curves import _moving_average, plot_training_curves, read_jsonl_history
+from unimedi_monai.evaluation.training_curves import (
+    _moving_average,
+    default_panels,
+    plot_training_curves,
+    read_jsonl_history,
+)
 
 # ----------------------------------------------------------------------------------------------
 # reference implementations (plain loops over the full similarity matrix)
@@ -434,6 +439,18 @@ def test_plot_training_curves(tmp_path):
         plot_training_curves(hist, tmp_path / "x.png", keys=["loss_xyz"])
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_training_curves({}, tmp_path / "x.png")
+
+
+def test_default_panels_group_the_attention_diagnostics(tmp_path):
+    keys = ("teacher_attn_entropy_xray", "teacher_attn_entropy_ct", "teacher_attn_cos_ct", "teacher_cls_cos_ct")
+    hist = {k: [(1, 0.5), (2, 0.6)] for k in ("loss", *keys)}
+    panels = default_panels(hist)
+    assert panels == [
+        "loss",
+        ("teacher_cls_cos_ct",),
+        ("teacher_attn_entropy_xray", "teacher_attn_entropy_ct", "teacher_attn_cos_ct"),
+    ]
+    _check_png(plot_training_curves(hist, tmp_path / "panels.png"), (1200, 300))
 
 
 def test_moving_average_ignores_non_finite():

@@ -175,6 +175,10 @@ def test_mask_ratio_holds_in_each_token_group_and_diagnostics(model):
         "pcl_kl",
         "teacher_cls_cos_xray",
         "teacher_cls_cos_ct",
+        "teacher_attn_entropy_xray",
+        "teacher_attn_entropy_ct",
+        "teacher_attn_cos_xray",
+        "teacher_attn_cos_ct",
         "slice_pos_mean",
         "slice_pos_spread",
     ):
@@ -182,6 +186,9 @@ def test_mask_ratio_holds_in_each_token_group_and_diagnostics(model):
     assert 1 <= d["icl_distinct_xray"] <= 4 and 1 <= d["icl_distinct_ct"] <= 2
     assert 0 <= d["icl_entropy_xray"] <= d["icl_log_k"] + 1e-6
     assert -1.0 <= d["teacher_cls_cos_xray"] <= 1.0 + 1e-6
+    for modality in ("xray", "ct"):
+        assert 0.0 <= d[f"teacher_attn_entropy_{modality}"] <= 1.0 + 1e-6
+        assert 0.0 <= d[f"teacher_attn_cos_{modality}"] <= 1.0 + 1e-6
     assert model.icl_loss.center.shape[0] == 2 and model.pcl_loss.center.shape[0] == 3
     single = UniMedI("tiny", text_encoder=model.text_encoder, slice_top_k=2, center_per_group=False)
     assert single.icl_loss.center.shape[0] == 1 and torch.isfinite(single(**_batch())["loss"])

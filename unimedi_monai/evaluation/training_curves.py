@@ -38,6 +38,10 @@ DIAGNOSTIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("distinct teacher top prototypes ([CLS], per batch)", ("icl_distinct_xray", "icl_distinct_ct")),
     ("teacher [CLS] cosine between images", ("teacher_cls_cos_xray", "teacher_cls_cos_ct")),
     (
+        "teacher [CLS] attention: entropy / log N, cosine between images",
+        ("teacher_attn_entropy_xray", "teacher_attn_entropy_ct", "teacher_attn_cos_xray", "teacher_attn_cos_ct"),
+    ),
+    (
         "selected slices: mean index and spread over CTs (text: L_slice's best slice)",
         ("slice_pos_mean", "slice_pos_spread", "slice_pos_text_mean", "slice_pos_text_spread"),
     ),
@@ -49,7 +53,7 @@ def default_panels(history: History) -> list[str | tuple[str, ...]]:
     """The default panels: every metric that is not a diagnostic alone (sorted), then the
     :data:`DIAGNOSTIC_PANELS` that have data; per-group diagnostics not in a panel are left out."""
     available = {k for k, v in history.items() if len(v) > 0}
-    diagnostic_prefixes = ("icl_", "pcl_", "teacher_cls_cos_", "slice_pos_", "mask_ratio_")
+    diagnostic_prefixes = ("icl_", "pcl_", "teacher_cls_cos_", "teacher_attn_", "slice_pos_", "mask_ratio_")
     panels: list[str | tuple[str, ...]] = sorted(k for k in available if not k.startswith(diagnostic_prefixes))
     for _, members in DIAGNOSTIC_PANELS:
         present = tuple(m for m in members if m in available)

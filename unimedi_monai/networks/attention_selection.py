@@ -18,12 +18,13 @@ returned in ascending slice order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["attention_guided_mask", "slice_scores", "top_k_slices", "gather_slices"]
+__all__ = ["attention_guided_mask", "attention_statistics", "slice_scores", "top_k_slices", "gather_slices"]
 
 
 def attention_guided_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -46,6 +47,32 @@ def attention_guided_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     order = torch.argsort(scores.float(), dim=1, stable=True)
     mask.scatter_(1, order[:, :num_masked], True)
     return mask
+
+
+def attention_statistics(attention: torch.Tensor) -> tuple[float, float]:
+    """How focused and how image-dependent a batch of [CLS] attention maps is.
+
+    Args:
+        attention: ``(B, N)`` non-negative [CLS] attention on ``N`` patch tokens (renormalised here, so a
+            map without the [CLS] key's own weight is fine).
+
+    Returns:
+        ``(entropy, cosine)``: the mean entropy of the renormalised maps divided by its maximum ``log N``
+        (1: uniform attention, the [CLS] averages every token alike; near 0: a few tokens), and the mean
+        cosine between the maps of different images (1: every image gets the same map, i.e. attention by
+        position; ``nan`` for a single image).
+    """
+    if attention.ndim != 2 or attention.shape[1] < 2:
+        raise ValueError(f"attention must be (B, N) with N >= 2, got shape {tuple(attention.shape)}.")
+    a = attention.float().clamp_min(0.0)
+    a = a / a.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1).mean() / math.log(a.shape[1])
+    b = a.shape[0]
+    if b < 2:
+        return float(entropy), float("nan")
+    unit = F.normalize(a, dim=1)
+    sim = unit @ unit.t()
+    return float(entropy), float((sim.sum() - sim.diagonal().sum()) / (b * (b - 1)))
 
 
 def slice_scores(

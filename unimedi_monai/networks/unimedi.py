@@ -71,7 +71,12 @@ from unimedi_monai.losses.cls_distillation import ClsDistillationLoss
 from unimedi_monai.losses.contrastive import ContrastiveLoss
 from unimedi_monai.losses.patch_distillation import PatchDistillationLoss
 from unimedi_monai.losses.slice_report import SliceReportLoss
-from unimedi_monai.networks.attention_selection import attention_guided_mask, slice_scores, top_k_slices
+from unimedi_monai.networks.attention_selection import (
+    attention_guided_mask,
+    attention_statistics,
+    slice_scores,
+    top_k_slices,
+)
 from unimedi_monai.networks.heads import DistillationHead, ProjectionHead
 from unimedi_monai.networks.presets import BackboneConfig
 from unimedi_monai.networks.slice_score_centre import SliceScoreCentre
@@ -569,19 +574,29 @@ class UniMedI(nn.Module):
         near 0 means slices are picked by position, not content). :meth:`forward` adds
         ``slice_pos_text_mean`` / ``slice_pos_text_spread`` with ``L_slice`` on: the mean and spread over
         the batch's CTs of the index of each CT's ``L_slice`` slice that best matches its own report.
+        ``teacher_attn_entropy_<modality>``: entropy of the teacher's [CLS] attention over the patch tokens
+        (renormalised over them; for CT the volume's tokens only), divided by its maximum log N (1: uniform
+        attention, the [CLS] is a plain average in which a small lesion is diluted by 1 / N);
+        ``teacher_attn_cos_<modality>``: mean cosine between the attention maps of different images (1: the
+        attention depends on position only, not on the image).
         """
         out: dict[str, float] = {}
         for prefix, loss in (("icl", self.icl_loss), ("pcl", self.pcl_loss)):
             for key, value in loss.last_diagnostics.items():
                 out[f"{prefix}_{key}"] = float(value)
         for g, _ in groups:
+            modality = "ct" if g["is_ct"] else "xray"
             cls = torch.nn.functional.normalize(g["teacher"]["cls"].float(), dim=-1)
             n = cls.shape[0]
             if n > 1:
                 sim = cls @ cls.t()
-                out[f"teacher_cls_cos_{'ct' if g['is_ct'] else 'xray'}"] = float(
-                    (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
-                )
+                out[f"teacher_cls_cos_{modality}"] = float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+            attention = g["teacher"]["cls_attention"]
+            if attention is not None:
+                entropy, cosine = attention_statistics(attention[:, : g["n3d"]] if g["is_ct"] else attention)
+                out[f"teacher_attn_entropy_{modality}"] = entropy
+                if n > 1:
+                    out[f"teacher_attn_cos_{modality}"] = cosine
         if ct_group is not None:
             pos = ct_group["selected"].float()
             out["slice_pos_mean"] = float(pos.mean())
