@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import os
 import subprocess
@@ -53,10 +54,9 @@ def _parse_override(text: str) -> tuple[str, object]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--override needs KEY=VALUE, got {text!r}.")
     try:
-        parsed: object = float(value) if any(c in value for c in ".e") else int(value)
-    except ValueError:
-        parsed = value
-    return key, parsed
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value  # a plain string
 
 
 def load_ct_data(demo_dir: Path, overrides: list[tuple[str, object]]) -> tuple[object, torch.Tensor, torch.Tensor]:
@@ -82,12 +82,15 @@ def load_ct_data(demo_dir: Path, overrides: list[tuple[str, object]]) -> tuple[o
     return net, images, labels
 
 
-def _features(net: object, variant: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _features(
+    net: object, variant: str, x: torch.Tensor, attention: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pooled features of ``x``, and the backbone's last-block [CLS] attention when ``attention`` (else None)."""
     encoder = net.encoder
     if variant.startswith("stem"):
         tokens = encoder.tokenizer_3d.proj(x, 0).flatten(2)  # (B, C, N)
         return (tokens.amax(2) if variant == "stem-max" else tokens.mean(2)), None
-    out = encoder(encoder.embed_volume(x), cls_attention="last")
+    out = encoder(encoder.embed_volume(x), cls_attention="last" if attention else None)
     return (out["cls"] if variant == "vit-cls" else out["patches"].mean(1)), out["cls_attention"]
 
 
@@ -118,7 +121,7 @@ def train_variant(
         m.eval()
     with torch.no_grad():
         f_train, _ = _features(net, variant, x_train)
-        f_test, attention = _features(net, variant, x_test)
+        f_test, attention = _features(net, variant, x_test, attention=True)
         out = {
             "train_acc": float((head(f_train).argmax(1) == y_train).float().mean()),
             "test_acc": float((head(f_test).argmax(1) == y_test).float().mean()),

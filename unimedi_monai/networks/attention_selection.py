@@ -24,7 +24,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["attention_guided_mask", "attention_statistics", "slice_scores", "top_k_slices", "gather_slices"]
+__all__ = [
+    "attention_guided_mask",
+    "attention_statistics",
+    "mean_pairwise_cosine",
+    "slice_scores",
+    "top_k_slices",
+    "gather_slices",
+]
 
 
 def attention_guided_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -67,12 +74,17 @@ def attention_statistics(attention: torch.Tensor) -> tuple[float, float]:
     a = attention.float().clamp_min(0.0)
     a = a / a.sum(dim=1, keepdim=True).clamp_min(1e-12)
     entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1).mean() / math.log(a.shape[1])
-    b = a.shape[0]
+    return float(entropy), mean_pairwise_cosine(a)
+
+
+def mean_pairwise_cosine(rows: torch.Tensor) -> float:
+    """Mean cosine between the different rows of ``(B, D)`` (attention maps, embeddings); ``nan`` for ``B < 2``."""
+    b = rows.shape[0]
     if b < 2:
-        return float(entropy), float("nan")
-    unit = F.normalize(a, dim=1)
+        return float("nan")
+    unit = F.normalize(rows.float(), dim=1)
     sim = unit @ unit.t()
-    return float(entropy), float((sim.sum() - sim.diagonal().sum()) / (b * (b - 1)))
+    return float((sim.sum() - sim.diagonal().sum()) / (b * (b - 1)))
 
 
 def slice_scores(

@@ -74,6 +74,7 @@ from unimedi_monai.losses.slice_report import SliceReportLoss
 from unimedi_monai.networks.attention_selection import (
     attention_guided_mask,
     attention_statistics,
+    mean_pairwise_cosine,
     slice_scores,
     top_k_slices,
 )
@@ -586,11 +587,9 @@ class UniMedI(nn.Module):
                 out[f"{prefix}_{key}"] = float(value)
         for g, _ in groups:
             modality = "ct" if g["is_ct"] else "xray"
-            cls = torch.nn.functional.normalize(g["teacher"]["cls"].float(), dim=-1)
-            n = cls.shape[0]
+            n = g["teacher"]["cls"].shape[0]
             if n > 1:
-                sim = cls @ cls.t()
-                out[f"teacher_cls_cos_{modality}"] = float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+                out[f"teacher_cls_cos_{modality}"] = mean_pairwise_cosine(g["teacher"]["cls"])
             attention = g["teacher"]["cls_attention"]
             if attention is not None:
                 entropy, cosine = attention_statistics(attention[:, : g["n3d"]] if g["is_ct"] else attention)
