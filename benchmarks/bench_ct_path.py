@@ -11,8 +11,13 @@ Variants (``--variants``):
 - ``stem-max``: the 3D tokenizer's patch stem alone, tokens max-pooled, a linear head (the reference: a
   lesion covers a few of the 512 tokens, and a max keeps it);
 - ``stem-mean``: the same, mean-pooled (the lesion diluted by 1/512, without the transformer);
-- ``vit-cls``: stem + position embedding + the shared backbone, the [CLS] token (what pre-training aligns);
-- ``vit-mean``: the same backbone, its patch tokens mean-pooled.
+- ``vit-cls``: stem + position embedding + the shared backbone, the [CLS] token alone;
+- ``vit-mean``: the same backbone, its patch tokens mean-pooled;
+- ``vit-max``: the same backbone, its patch tokens max-pooled (does the backbone keep the lesion in its
+  tokens, and only its [CLS] fail to gather it?);
+- ``vit-pooled``: the backbone's global feature as its ``pooling`` makes it (the [CLS] alone, or with
+  ``--override "backbone={'preset': 'demo', 'pooling': 'cls_max'}"`` the [CLS] plus the layer-normalised
+  token max), what pre-training aligns.
 
 The network comes from ``bundles/pretrain/configs/train.yaml`` (``network_def``), with ``--override KEY=VALUE``
 applied to that config (e.g. ``--override position_scale=0.028``), so a candidate fix is screened here before
@@ -22,7 +27,7 @@ generated there with the bundle's defaults when absent), its training section sp
 
 Usage::
 
-    python benchmarks/bench_ct_path.py                         # all four variants, 200 steps each
+    python benchmarks/bench_ct_path.py                         # all five variants, 200 steps each
     python benchmarks/bench_ct_path.py --variants vit-cls --override position_scale=0.028 --steps 100
 """
 
@@ -46,7 +51,7 @@ from unimedi_monai.data.demo.spec import FINDINGS  # noqa: E402
 from unimedi_monai.networks.attention_selection import attention_statistics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("stem-max", "stem-mean", "vit-cls", "vit-mean")
+VARIANTS = ("stem-max", "stem-mean", "vit-cls", "vit-mean", "vit-max", "vit-pooled")
 
 
 def _parse_override(text: str) -> tuple[str, object]:
@@ -91,7 +96,10 @@ def _features(
         tokens = encoder.tokenizer_3d.proj(x, 0).flatten(2)  # (B, C, N)
         return (tokens.amax(2) if variant == "stem-max" else tokens.mean(2)), None
     out = encoder(encoder.embed_volume(x), cls_attention="last" if attention else None)
-    return (out["cls"] if variant == "vit-cls" else out["patches"].mean(1)), out["cls_attention"]
+    pooled = {"vit-cls": out["cls"], "vit-mean": out["patches"].mean(1), "vit-max": out["patches"].amax(1)}
+    pooled["vit-pooled"] = out["pooled"]
+    pooled = pooled[variant]
+    return pooled, out["cls_attention"]
 
 
 def train_variant(

@@ -229,5 +229,11 @@ def test_ct_path_probe_fits_its_training_volumes_and_reports_attention():
     encoder.load_state_dict(initial)
     vit = ct_path_bench.train_variant(net, "vit-cls", data, steps=2, batch=8, lr=5e-4, seed=0)
     assert 0.0 < vit["attention_entropy"] <= 1.0 + 1e-6 and 0.0 <= vit["train_acc"] <= 1.0
+    # the backbone's pooled outputs: the tiny preset pools its [CLS] alone, so vit-pooled is vit-cls
+    encoder.eval()
+    with torch.no_grad():
+        pooled = {v: ct_path_bench._features(net, v, x[:4])[0] for v in ("vit-cls", "vit-pooled", "vit-max")}
+    torch.testing.assert_close(pooled["vit-pooled"], pooled["vit-cls"])
+    assert pooled["vit-max"].shape == pooled["vit-cls"].shape
     assert ct_path_bench._parse_override("position_scale=0.028") == ("position_scale", 0.028)
     assert ct_path_bench._parse_override("slice_top_k=2") == ("slice_top_k", 2)

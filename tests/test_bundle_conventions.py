@@ -110,6 +110,19 @@ def test_trained_backbone(tmp_path):
     assert trained_backbone(tmp_path / "unetr.pt", default="base") == "tiny"
     assert trained_backbone(tmp_path / "ckpt.pt", default="base") == "demo"  # a training checkpoint's network entry
     assert trained_backbone(tmp_path / "absent.pt", default="base") == "base"  # no weights yet
+    # weights trained with the option `pooling: cls_max` hold its max_norm: the preset is returned with it
+    pooled = UniMedISETRPUP(
+        out_channels=2,
+        backbone={"preset": "demo", "pooling": "cls_max"},
+        img_size=32,
+        patch_size=16,
+        decoder_channels=8,
+    )
+    torch.save(pooled.state_dict(), tmp_path / "cls_max.pt")
+    found = trained_backbone(tmp_path / "cls_max.pt", default="base")
+    assert found == {"preset": "demo", "pooling": "cls_max"}
+    rebuilt = UniMedISETRPUP(out_channels=2, backbone=found, img_size=32, patch_size=16, decoder_channels=8)
+    rebuilt.load_state_dict(torch.load(tmp_path / "cls_max.pt", weights_only=True))  # strict: the keys match
     state = seg3d.state_dict()
     state = {k: v for k, v in state.items() if "blocks.1." not in k}  # one block: no preset has that
     torch.save(state, tmp_path / "odd.pt")

@@ -85,12 +85,35 @@ def test_backbone_outputs_and_presets():
     backbone = SharedBackbone("tiny")
     out = backbone(torch.randn(3, 196, 64))
     assert out["cls"].shape == (3, 64) and out["patches"].shape == (3, 196, 64) and out["cls_attention"] is None
+    assert out["pooled"] is out["cls"]  # the tiny preset pools the [CLS] alone
+    with pytest.raises(ValueError, match="backbone pooling must be 'cls' or 'cls_max'"):
+        resolve_backbone_config({"preset": "tiny", "pooling": "mean"})
     base = resolve_backbone_config("base")
     assert (base.hidden_size, base.num_layers, base.num_heads, base.mlp_dim) == (768, 12, 12, 3072)
     with pytest.raises(ValueError, match="unknown backbone preset"):
         resolve_backbone_config("huge")
     with pytest.raises(ValueError, match="unknown backbone key"):
         resolve_backbone_config({"preset": "tiny", "hiden_size": 3})
+
+
+def test_cls_max_pooling_against_reference():
+    """``cls_max``: the [CLS] plus a LayerNorm of the channel-wise token max; one strong token moves it, the [CLS]
+    of a uniform-attention backbone barely."""
+    torch.manual_seed(0)
+    backbone = SharedBackbone({"preset": "tiny", "pooling": "cls_max"}).eval()
+    tokens = torch.randn(2, 50, 64) * 0.1
+    out = backbone(tokens)
+    ref = out["cls"] + torch.nn.functional.layer_norm(out["patches"].amax(dim=1), (64,))  # max_norm at its init
+    torch.testing.assert_close(out["pooled"], ref)
+    lesion = tokens.clone()
+    lesion[:, 7] += 3.0 * torch.randn(64)  # one token of 50 differs
+    moved = backbone(lesion)
+    shift_pooled = (moved["pooled"] - out["pooled"]).norm(dim=1) / out["pooled"].norm(dim=1)
+    shift_cls = (moved["cls"] - out["cls"]).norm(dim=1) / out["cls"].norm(dim=1)
+    assert bool((shift_pooled > 3 * shift_cls).all())
+    # the max's LayerNorm is a parameter: a [CLS]-only state dict does not load into a cls_max backbone
+    with pytest.raises(RuntimeError, match="max_norm"):
+        backbone.load_state_dict(SharedBackbone("tiny").state_dict())
 
 
 def test_report_encoder_offline_default(text_encoder):

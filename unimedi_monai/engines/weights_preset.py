@@ -6,17 +6,26 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from unimedi_monai.io.checkpoint import _extract_state_dict, safe_load
-from unimedi_monai.networks.presets import HEAD_OPTIONS, head_options_of_state_dict, preset_of_state_dict
+from unimedi_monai.networks.presets import (
+    BACKBONE_PRESETS,
+    HEAD_OPTIONS,
+    head_options_of_state_dict,
+    pooling_of_state_dict,
+    preset_of_state_dict,
+)
 
 __all__ = ["trained_backbone", "trained_head_option"]
 
 logger = logging.getLogger(__name__)
 
 
-def trained_backbone(model_path: str | os.PathLike | None, default: str) -> str:
-    """The :data:`~unimedi_monai.networks.BACKBONE_PRESETS` name whose sizes the weights in ``model_path`` have.
+def trained_backbone(model_path: str | os.PathLike | None, default: str) -> str | dict[str, Any]:
+    """The :data:`~unimedi_monai.networks.BACKBONE_PRESETS` name whose sizes the weights in ``model_path`` have,
+    or ``{"preset": name, "pooling": ...}`` when the weights were trained with another ``pooling`` than the
+    preset's (e.g. ``demo`` with ``pooling: cls``, whose checkpoints lack the ``max_norm`` of ``cls_max``).
 
     An inference config's ``backbone`` key, e.g.
     ``backbone: "$unimedi_monai.engines.trained_backbone(@model_path, default='demo')"``: the network is
@@ -38,6 +47,10 @@ def trained_backbone(model_path: str | os.PathLike | None, default: str) -> str:
             f"the weights in '{model_path}' match no backbone preset; pass --backbone (a preset name or a dict of "
             "sizes)."
         )
+    pooling = pooling_of_state_dict(state)
+    if pooling != BACKBONE_PRESETS[name].pooling:
+        logger.info("backbone preset of %s: %s with pooling %s", model_path, name, pooling)
+        return {"preset": name, "pooling": pooling}
     logger.info("backbone preset of %s: %s", model_path, name)
     return name
 

@@ -245,14 +245,14 @@ def evaluate_pretraining(
                 else:
                     selected_train = top_k_slices(scores, k_train)
             feats = network.image_features(images, slice_indices=selected_train)
-            emb = network.image_projection(feats["cls"], normalize=True)
+            emb = network.image_projection(feats["pooled"], normalize=True)
             image_emb.append(emb.float().cpu())
-            cls_feats[m].append(feats["cls"].float().cpu())
+            cls_feats[m].append(feats["pooled"].float().cpu())
             if random_encoder is not None:
                 tokens = (
                     random_encoder.embed_ct(images, selected_train) if m == "ct" else random_encoder.embed_xray(images)
                 )
-                rand_feats[m].append(random_encoder(tokens)["cls"].float().cpu())
+                rand_feats[m].append(random_encoder(tokens)["pooled"].float().cpu())
             text_emb.append(network.encode_text(data["report"]).float().cpu())
             reports += list(data["report"])
             modality += [m] * images.shape[0]

@@ -15,6 +15,7 @@ _EXPORTS = {
     "BackboneConfig": "presets",
     "HEAD_OPTIONS": "presets",
     "head_options_of_state_dict": "presets",
+    "pooling_of_state_dict": "presets",
     "preset_of_state_dict": "presets",
     "resolve_backbone_config": "presets",
     "SourceBatchNorm": "source_batch_norm",

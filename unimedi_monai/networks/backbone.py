@@ -23,6 +23,17 @@ class SharedBackbone(nn.Module):
     It knows nothing of images: tokenizers embed patches (with position and modality embeddings),
     so one backbone serves X-rays, CT slices, CT volumes and their concatenation.
 
+    Its ``pooled`` output is the image's global feature, per the config's ``pooling``: the [CLS] token
+    (``"cls"``, the paper's ViT), or the [CLS] plus a LayerNorm of the channel-wise max over the patch tokens
+    (``"cls_max"``, an option; every preset pools ``"cls"``). Why the max: the [CLS] attends near-uniformly
+    (entropy 0.999 of log N on a CT), so a lesion covering a few of a volume's 512 tokens moves the [CLS] by
+    about 1/512; the ``demo`` backbone told the finding directly fits 29 % of 72 demo CTs through its [CLS]
+    in 200 steps, against 100 % through the max of the same patch tokens (``benchmarks/bench_ct_path.py``).
+    The max lets a few tokens carry the image from step 0, as max / log-sum-exp pooling does in weakly
+    supervised chest imaging. In the full demo pre-training (2 seeds, benchmarks/RESULTS.md) it pulls the
+    training CTs apart (teacher cosine between CTs 0.67-0.80 against 0.996) but CT retrieval stays at chance
+    and report-guided slice selection falls to random, so it is not the default.
+
     Args:
         config: a preset name (``"base"``, ``"small"``, ``"demo"``, ``"tiny"``), a dict of overrides
             or a :class:`BackboneConfig`.
@@ -46,6 +57,10 @@ class SharedBackbone(nn.Module):
             for rate in rates
         )
         self.norm = nn.LayerNorm(cfg.hidden_size)
+        self.pooling = cfg.pooling
+        # the max of layer-normalised tokens sits ~2-3 above zero in every channel: normalised again so
+        # that it enters the global feature at the [CLS]'s scale (and its keys mark a cls_max checkpoint)
+        self.max_norm = nn.LayerNorm(cfg.hidden_size) if cfg.pooling == "cls_max" else None
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init_weights)
 
@@ -76,6 +91,8 @@ class SharedBackbone(nn.Module):
 
         Returns:
             dict with ``cls`` ``(B, hidden)``, ``patches`` ``(B, N, hidden)`` (after the final norm),
+            ``pooled`` ``(B, hidden)`` (the global feature, see the class docstring: ``cls`` itself for
+            ``pooling="cls"``),
             ``cls_attention`` ``(B, N)``: the [CLS] query's softmax weights on the patch keys (the
             [CLS] key's own weight is dropped, not renormalised; fp32; mean over blocks for
             ``"all"``) or None,
@@ -98,7 +115,9 @@ class SharedBackbone(nn.Module):
             if return_hidden_states:
                 hidden_states.append(x)
         x = self.norm(x)
-        out: dict[str, Any] = {"cls": x[:, 0], "patches": x[:, 1:], "cls_attention": None}
+        cls, patches = x[:, 0], x[:, 1:]
+        pooled = cls if self.max_norm is None else cls + self.max_norm(patches.amax(dim=1))
+        out: dict[str, Any] = {"cls": cls, "patches": patches, "pooled": pooled, "cls_attention": None}
         if attention_sum is not None:
             out["cls_attention"] = attention_sum[:, 1:] / attention_count
         if return_hidden_states:

@@ -20,7 +20,8 @@ class UniMedIClassifier(nn.Module):
 
     X-rays ``(B, 1, H, W)`` go through the 2D tokenizer, CT volumes ``(B, 1, H, W, D)`` through the
     3D tokenizer (the 512 volume tokens; no slice selection, which needs the pre-training teacher);
-    the shared backbone's [CLS] output (``pool="cls"``) or the mean of the patch tokens
+    the shared backbone's global feature (``pool="cls"``: its ``pooled`` output, the [CLS] plus the token
+    max for a ``cls_max`` preset such as ``demo``) or the mean of the patch tokens
     (``pool="mean"``) feeds ``head``. The forward pass is a plain tensor function, so the network
     can be traced (``torch.jit.trace``) for export.
 
@@ -108,7 +109,7 @@ class UniMedIClassifier(nn.Module):
                 f"UniMedIClassifier expects (B,1,H,W) X-rays or (B,1,H,W,D) CTs, got shape {tuple(images.shape)}."
             )
         out = self.encoder(tokens)
-        return out["cls"] if self.pool == "cls" else out["patches"].mean(dim=1)
+        return out["pooled"] if self.pool == "cls" else out["patches"].mean(dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)``."""

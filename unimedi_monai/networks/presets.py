@@ -27,6 +27,7 @@ __all__ = [
     "BACKBONE_PRESETS",
     "HEAD_OPTIONS",
     "head_options_of_state_dict",
+    "pooling_of_state_dict",
     "preset_of_state_dict",
     "resolve_backbone_config",
 ]
@@ -50,6 +51,10 @@ class BackboneConfig:
         head_bottleneck_dim: bottleneck width before the weight-normalised prototype layer.
         patch_stem: ``"linear"`` (the paper's one-convolution patch embedding) or ``"conv"`` (stacked
             stride-2 convolutions, for fast training on small data; see ``PatchTokenizer``).
+        pooling: the image's global feature (``SharedBackbone``'s ``pooled`` output, what the projection,
+            the distillation head and the linear probes read): ``"cls"`` (the [CLS] token, the paper's) or
+            ``"cls_max"`` (the [CLS] plus the layer-normalised channel-wise max over the patch tokens, an
+            option: see ``SharedBackbone`` for what it does and does not fix on the demo).
     """
 
     hidden_size: int = 768
@@ -64,6 +69,7 @@ class BackboneConfig:
     head_hidden_dim: int = 2048
     head_bottleneck_dim: int = 256
     patch_stem: str = "linear"
+    pooling: str = "cls"
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads != 0:
@@ -72,6 +78,8 @@ class BackboneConfig:
             )
         if self.patch_stem not in ("linear", "conv"):
             raise ValueError(f"backbone patch_stem must be 'linear' or 'conv', got {self.patch_stem!r}.")
+        if self.pooling not in ("cls", "cls_max"):
+            raise ValueError(f"backbone pooling must be 'cls' or 'cls_max', got {self.pooling!r}.")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"backbone drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
 
@@ -154,6 +162,16 @@ def head_options_of_state_dict(state: Mapping[str, Any]) -> dict[str, bool]:
     if center is not None:
         options["center_per_group"] = int(center.shape[0]) > 1
     return options
+
+
+def pooling_of_state_dict(state: Mapping[str, Any]) -> str:
+    """The backbone ``pooling`` a state dict was trained with: ``"cls_max"`` when it holds the max-pooled
+    tokens' LayerNorm (``...backbone.max_norm.weight``), else ``"cls"``.
+
+    Args:
+        state: a state dict of any network built on the shared backbone.
+    """
+    return "cls_max" if any(k == "max_norm.weight" or k.endswith("backbone.max_norm.weight") for k in state) else "cls"
 
 
 def preset_of_state_dict(state: Mapping[str, Any]) -> str | None:

@@ -423,7 +423,7 @@ class UniMedI(nn.Module):
             idx = self.random_slices(images, self.slice_report_slices)
             tokens = self.encoder.embed_slices(view, idx)
             b, n = idx.shape
-            cls = self.encoder(tokens.reshape(b * n, -1, tokens.shape[-1]))["cls"]
+            cls = self.encoder(tokens.reshape(b * n, -1, tokens.shape[-1]))["pooled"]
             out.update(report_slices=idx, report_slice_cls=cls.reshape(b, n, -1))
         return out
 
@@ -462,8 +462,8 @@ class UniMedI(nn.Module):
         if not groups:
             raise ValueError("UniMedI.forward needs X-rays or CT volumes (both were empty).")
 
-        student_cls = torch.cat([g["student"]["cls"] for g, _ in groups])
-        teacher_cls = torch.cat([g["teacher"]["cls"] for g, _ in groups])
+        student_cls = torch.cat([g["student"]["pooled"] for g, _ in groups])
+        teacher_cls = torch.cat([g["teacher"]["pooled"] for g, _ in groups])
         reports_all = [r for _, reps in groups for r in reps]
         image_emb = self.image_projection(student_cls)
         text_emb = self.text_projection(self.text_encoder(reports_all))
@@ -569,7 +569,8 @@ class UniMedI(nn.Module):
         ``icl_*`` / ``pcl_*``: the distillation losses' :attr:`~ClsDistillationLoss.last_diagnostics`
         (teacher target entropy overall and per group against ``*_log_k``, student-teacher KL,
         distinct teacher top prototypes per group in the batch); ``teacher_cls_cos_<modality>``:
-        mean cosine between the teacher [CLS] of different images of the batch (1: the teacher does
+        mean cosine between the teacher's global feature (the backbone's ``pooled``: its [CLS], plus the
+        token max with ``cls_max`` pooling) of different images of the batch (1: the teacher does
         not tell images apart); ``slice_pos_mean`` / ``slice_pos_spread``: mean selected slice index
         and the standard deviation over the batch's CTs of each CT's mean selected index (a spread
         near 0 means slices are picked by position, not content). :meth:`forward` adds
@@ -589,7 +590,7 @@ class UniMedI(nn.Module):
             modality = "ct" if g["is_ct"] else "xray"
             n = g["teacher"]["cls"].shape[0]
             if n > 1:
-                out[f"teacher_cls_cos_{modality}"] = mean_pairwise_cosine(g["teacher"]["cls"])
+                out[f"teacher_cls_cos_{modality}"] = mean_pairwise_cosine(g["teacher"]["pooled"])
             attention = g["teacher"]["cls_attention"]
             if attention is not None:
                 entropy, cosine = attention_statistics(attention[:, : g["n3d"]] if g["is_ct"] else attention)
@@ -621,17 +622,19 @@ class UniMedI(nn.Module):
                 teacher's selection pass is not run again.
 
         Returns:
-            ``(embedding, patches)``: the projected [CLS] ``(B, embed_dim)`` and the patch tokens
+            ``(embedding, patches)``: the projected global feature (the backbone's ``pooled``: the [CLS],
+            plus the token max with ``cls_max`` pooling) ``(B, embed_dim)`` and the patch tokens
             ``(B, N, hidden)`` (for CT with slices: the volume tokens, then the slices' tokens).
         """
         out = self.image_features(images, with_slices, slice_indices)
-        return self.image_projection(out["cls"], normalize=normalize), out["patches"]
+        return self.image_projection(out["pooled"], normalize=normalize), out["patches"]
 
     def image_features(
         self, images: torch.Tensor, with_slices: bool = True, slice_indices: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """The student backbone's output for X-rays or CTs: ``cls`` ``(B, hidden)`` (the [CLS] token
-        before the projection, what a linear probe reads) and ``patches``; arguments as :meth:`encode_image`."""
+        """The student backbone's output for X-rays or CTs (:meth:`SharedBackbone.forward`): ``pooled``
+        ``(B, hidden)`` (the global feature before the projection, what a linear probe reads), ``cls`` and
+        ``patches``; arguments as :meth:`encode_image`."""
         if images.ndim == 4:
             tokens = self.encoder.embed_xray(images)
         elif images.ndim == 5:

@@ -97,7 +97,7 @@ class ImageEmbeddingNetwork(nn.Module):
             tokens = self.encoder.embed_ct(image, selected)
         else:
             raise ValueError(f"ImageEmbeddingNetwork expects (B,1,H,W) or (B,1,H,W,D), got shape {tuple(image.shape)}.")
-        return self.image_projection(self.encoder(tokens)["cls"])
+        return self.image_projection(self.encoder(tokens)["pooled"])
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load this network's entries of ``state_dict`` (its own, or a whole UniMedI state dict).

@@ -94,7 +94,7 @@ class SliceSelectionNet(UniMedI):
 
         Each slice is tokenised as pre-training tokenises a CT's selected slices (the 2D tokenizer with its
         CT-slice statistics, :meth:`~unimedi_monai.networks.vision_encoder.UnifiedVisionEncoder.embed_slices`)
-        and encoded alone; its projected [CLS] is the slice's embedding.
+        and encoded alone; its projected global feature (the backbone's ``pooled``) is the slice's embedding.
         """
         if volume.ndim != 5:
             raise ValueError(f"CT volumes must be (B, 1, H, W, D), got shape {tuple(volume.shape)}.")
@@ -104,7 +104,7 @@ class SliceSelectionNet(UniMedI):
         for part in torch.split(index, max(1, self.slice_batch_size // b)):
             tokens = self.encoder.embed_slices(volume, part.expand(b, -1))  # (B, k * N2d, hidden)
             tokens = tokens.reshape(b * len(part), -1, tokens.shape[-1])
-            cls = self.encoder(tokens)["cls"]
+            cls = self.encoder(tokens)["pooled"]
             chunks.append(self.image_projection(cls, normalize=True).reshape(b, len(part), -1))
         return torch.cat(chunks, dim=1)
 
