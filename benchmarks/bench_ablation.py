@@ -5,7 +5,8 @@ Rows (each a set of ``bundles/pretrain`` overrides on top of the demo defaults):
 - ``a``: VL contrastive only (no masking, no self-distillation, evenly spaced CT slices);
 - ``b``: + attention-guided masking of the student (A-CLIP);
 - ``c``: + L_icl and L_pcl (self-distillation);
-- ``d``: + attentive slice selection = full UniMedI (the paper's method);
+- ``d``: + attentive slice selection = full UniMedI (the bundle's default: slices drawn by the teacher's
+  attention mass in training, ``slice_selection sampled``; ``-- --slice_selection attention`` for the paper's top-k);
 - ``e``: + the slice-report contrastive term ``L_slice`` (each CT's report against the best of its slices
   encoded alone; ``slice_report_weight`` 1.0; off in the default recipe).
 

@@ -11,6 +11,7 @@ from unimedi_monai.networks.attention_selection import (
     attention_guided_mask,
     attention_statistics,
     gather_slices,
+    sample_slices,
     slice_scores,
     top_k_slices,
 )
@@ -39,6 +40,27 @@ def test_slice_selection_picks_attended_depths():
     assert top2 == [[21, 22], [5, 6]]  # centre of the token's 4-slice span ranks first
     # the inter-slice average is the mean over the 64 tokens of one depth
     torch.testing.assert_close(scores[1, 4], attn[1].reshape(64, 8)[:, 1].mean())
+
+
+def test_sample_slices_draws_without_replacement_in_proportion_to_the_scores():
+    """Gumbel top-k: k distinct slices; with k = 1 each slice's frequency matches its share of the scores."""
+    torch.manual_seed(0)
+    scores = torch.tensor([[4.0, 2.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]).expand(20000, -1)
+    first = sample_slices(scores, 1)[:, 0]
+    freq = torch.bincount(first, minlength=8).float() / len(first)
+    torch.testing.assert_close(freq, scores[0] / scores[0].sum(), atol=0.015, rtol=0.0)
+    three = sample_slices(scores, 3)
+    assert (three[:, 1:] > three[:, :-1]).all()  # distinct, ascending
+    assert (three < 4).all()  # slices of zero mass are never drawn while others remain
+    # near-uniform scores (a content-blind attention) give every depth its turn; top-k gives one
+    flat = torch.full((4000, 32), 1.0 / 32) + 1e-4 * torch.arange(32)
+    drawn = torch.bincount(sample_slices(flat, 4).flatten(), minlength=32)
+    assert drawn.min() > 0.5 * drawn.float().mean()
+    assert torch.unique(top_k_slices(flat, 4), dim=0).shape[0] == 1
+    with pytest.raises(ValueError, match="non-negative"):
+        sample_slices(-scores[:2], 1)
+    with pytest.raises(ValueError):
+        sample_slices(scores[:2], 9)
 
 
 def test_gather_slices_order():

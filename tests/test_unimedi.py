@@ -263,6 +263,55 @@ def test_slice_report_loss_joins_the_step(text_encoder):
         UniMedI("tiny", text_encoder=text_encoder, slice_report_slices=33)
 
 
+def test_slice_report_top_keeps_the_slices_closest_to_the_report(text_encoder):
+    """slice_report_top m: every drawn slice scored without gradient, the m closest to the CT's own report
+    re-encoded with it. m = n computes the whole bag's loss; m < n keeps each CT's top-m slices."""
+
+    def step(top: int, n: int = 8) -> tuple[UniMedI, dict]:
+        torch.manual_seed(0)
+        model = UniMedI(
+            "tiny",
+            text_encoder=text_encoder,
+            slice_top_k=2,
+            slice_report_weight=1.0,
+            slice_report_slices=n,
+            slice_report_top=top,
+        )
+        return model, model(**_batch())
+
+    _, whole = step(0)
+    _, same = step(8)
+    torch.testing.assert_close(same["loss_slice"], whole["loss_slice"])
+    torch.testing.assert_close(same["loss"].detach(), whole["loss"].detach())
+
+    captured = {}
+    model, _ = step(0)
+    original = model._best_report_slices
+
+    def spy(g, own_text):
+        drawn = g["report_slices"].clone()
+        with torch.no_grad():
+            emb = model.image_projection(model._slice_features(g["report_view"], drawn))
+            sims = (emb * own_text.unsqueeze(1)).sum(-1)
+        original(g, own_text)
+        captured.update(drawn=drawn, sims=sims, kept=g["report_slices"].clone())
+
+    model.slice_report_top = 2
+    model._best_report_slices = spy
+    torch.manual_seed(0)
+    out = model(**_batch())
+    kept, drawn, sims = captured["kept"], captured["drawn"], captured["sims"]
+    assert kept.shape == (drawn.shape[0], 2)
+    for c in range(drawn.shape[0]):  # the kept slices are each CT's two best by the no-gradient score
+        best = set(drawn[c, sims[c].topk(2).indices].tolist())
+        assert set(kept[c].tolist()) == best
+    assert float(out["loss_slice"]) > 0
+    out["loss"].backward()
+    assert next(model.encoder.tokenizer_2d.proj.parameters()).grad is not None
+    with pytest.raises(ValueError, match="slice_report_top"):
+        UniMedI("tiny", text_encoder=text_encoder, slice_report_slices=4, slice_report_top=5)
+
+
 def test_slice_report_slices_cover_every_depth_bin(model):
     volumes = torch.zeros(64, 1, 8, 8, 32)
     model.train()
@@ -281,5 +330,24 @@ def test_slice_report_keys_reach_the_network_from_the_pretrain_config():
     parser.read_config(str(Path(__file__).resolve().parents[1] / "bundles/pretrain/configs/train.yaml"))
     parser["slice_report_weight"] = 0.25
     parser["slice_report_slices"] = 8
+    parser["slice_report_top"] = 2
     assert parser.get_parsed_content("network_def#slice_report_weight") == 0.25
     assert parser.get_parsed_content("network_def#slice_report_slices") == 8
+    assert parser.get_parsed_content("network_def#slice_report_top") == 2
+
+
+def test_sampled_slice_selection_draws_in_training_and_takes_the_top_k_in_eval(text_encoder):
+    """slice_selection 'sampled': the training step's CT slices are drawn by attention mass (they change from
+    step to step on the same volume); in eval mode the selection is the top-k, as with 'attention'."""
+    torch.manual_seed(0)
+    model = UniMedI("tiny", text_encoder=text_encoder, slice_top_k=2, slice_selection="sampled").train()
+    batch = _batch()
+    drawn = {tuple(model(**batch)["selected_slices"][0].tolist()) for _ in range(4)}
+    assert len(drawn) > 1
+    model.eval()
+    with torch.no_grad():
+        picked, scores = model.select_slices(batch["ct"])
+        out = model(**batch)
+    assert out["selected_slices"].tolist() == picked.tolist() == scores.topk(2).indices.sort().values.tolist()
+    with pytest.raises(ValueError, match="slice_selection"):
+        UniMedI("tiny", text_encoder=text_encoder, slice_selection="random")

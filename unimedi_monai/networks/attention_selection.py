@@ -30,6 +30,7 @@ __all__ = [
     "mean_pairwise_cosine",
     "slice_scores",
     "top_k_slices",
+    "sample_slices",
     "gather_slices",
 ]
 
@@ -118,6 +119,22 @@ def top_k_slices(scores: torch.Tensor, k: int) -> torch.Tensor:
     if not 1 <= k <= scores.shape[-1]:
         raise ValueError(f"k must be in [1, {scores.shape[-1]}], got {k}.")
     return torch.topk(scores, k, dim=-1).indices.sort(dim=-1).values
+
+
+def sample_slices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(B, k)`` of k slices drawn without replacement, slice ``i`` with probability proportional
+    to ``scores[:, i]`` (non-negative, e.g. attention mass), in ascending slice order.
+
+    Gumbel top-k: the k largest ``log(score) + Gumbel noise`` are an ordered draw without replacement
+    (Kool et al., 2019). Draws from the global torch RNG (saved in training checkpoints).
+    """
+    if not 1 <= k <= scores.shape[-1]:
+        raise ValueError(f"k must be in [1, {scores.shape[-1]}], got {k}.")
+    if (scores < 0).any():
+        raise ValueError("sample_slices needs non-negative scores (e.g. the raw attention mass per slice).")
+    u = torch.rand_like(scores, dtype=torch.float32).clamp_(1e-12, 1.0 - 1e-7)
+    keys = scores.float().clamp_min(1e-30).log() - (-u.log()).log()
+    return top_k_slices(keys, k)
 
 
 def gather_slices(volume: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,7 @@ from unimedi_monai.networks.attention_selection import (
     attention_guided_mask,
     attention_statistics,
     mean_pairwise_cosine,
+    sample_slices,
     slice_scores,
     top_k_slices,
 )
@@ -159,7 +160,13 @@ class UniMedI(nn.Module):
             one modality / token kind at a time (see :class:`DistillationHead`).
         slice_selection: ``"attention"`` (UniMedI's attentive slice selection by the teacher) or
             ``"uniform"`` (``slice_top_k`` evenly spaced slices, the ablation without selection;
-            :meth:`select_slices` still ranks slices by attention for evaluation).
+            :meth:`select_slices` still ranks slices by attention for evaluation), or ``"sampled"``: in
+            training, ``slice_top_k`` slices drawn without replacement with probability proportional to
+            the teacher's attention mass per slice (Gumbel top-k on the raw, uncentred scores; the top-k
+            in eval mode, as ``"attention"``). Why: with a content-blind [CLS] attention the top-k locks
+            onto one depth for every CT, so the 2D path, and its CT-slice statistics, see CT slices of that
+            depth only, while text-guided selection scores slices of every depth; sampling keeps the
+            attention's preference and still shows every depth in proportion to its attention.
         position_scale: amplitude of the tokenizers' sine-cosine position init (1.0, MAE's; e.g.
             ``POSITION_RMS_CONV_STEM * 2 ** 0.5`` ~0.028 for ViT's learnt-position RMS 0.02, the smaller
             conv-stem init of the issue-13 study; see :class:`PatchTokenizer`).
@@ -171,8 +178,16 @@ class UniMedI(nn.Module):
             teacher selects, so scoring a slice alone against a report (text-guided slice selection) rests
             on what the X-rays taught; the term trains exactly that score, on slices of every position.
         slice_report_slices: slices per CT for ``L_slice``, one drawn uniformly in each of this many equal
-            depth bins (training; the bin centres in eval mode). Cost: this many 2D sequences per CT
-            (64 tokens + [CLS] each at 128x128), a forward and backward of the student.
+            depth bins (training; the bin centres in eval mode); the CT's depth (32) takes every slice, so
+            the bag always holds the slices of the lesion (a 6 mm nodule lies in 1-2 of 32 slices, so 4
+            drawn slices miss it in most CTs and the term then pulls lesion-free slices to the report).
+            Cost: this many 2D sequences per CT (64 tokens + [CLS] each at 128x128), a forward and backward
+            of the student (with ``slice_report_top`` 0).
+        slice_report_top: 0 (default): the gradient of ``L_slice`` goes through every drawn slice. ``m`` > 0:
+            the drawn slices are first scored without gradient against the CT's own report, and only the
+            ``m`` best are encoded again with gradient; the bag of each CT is then those ``m`` slices. The
+            gradient of a bag's maximum reaches its best slice only, so this computes nearly the same loss
+            at a fraction of the cost (a forward of every slice, a forward and backward of ``m``).
 
     Example::
 
@@ -205,17 +220,18 @@ class UniMedI(nn.Module):
         student_view: Literal["photometric", "same"] = "photometric",
         center_per_group: bool = True,
         head_batch_norm: bool = True,
-        slice_selection: Literal["attention", "uniform"] = "attention",
+        slice_selection: Literal["attention", "uniform", "sampled"] = "attention",
         position_scale: float = 1.0,
         slice_centring: bool = False,
         slice_report_weight: float = 0.0,
         slice_report_slices: int = 4,
+        slice_report_top: int = 0,
     ) -> None:
         super().__init__()
         if attention_layers not in ("last", "all"):
             raise ValueError(f"attention_layers must be 'last' or 'all', got {attention_layers!r}.")
-        if slice_selection not in ("attention", "uniform"):
-            raise ValueError(f"slice_selection must be 'attention' or 'uniform', got {slice_selection!r}.")
+        if slice_selection not in ("attention", "uniform", "sampled"):
+            raise ValueError(f"slice_selection must be 'attention', 'uniform' or 'sampled', got {slice_selection!r}.")
         if student_view not in ("photometric", "same"):
             raise ValueError(f"student_view must be 'photometric' or 'same', got {student_view!r}.")
         if not 0.0 <= mask_ratio < 1.0:
@@ -263,6 +279,11 @@ class UniMedI(nn.Module):
             raise ValueError(f"slice_report_slices must be in [1, {n_slices}], got {slice_report_slices}.")
         self.slice_report_weight = float(slice_report_weight)
         self.slice_report_slices = int(slice_report_slices)
+        if not 0 <= slice_report_top <= slice_report_slices:
+            raise ValueError(
+                f"slice_report_top must be in [0, slice_report_slices={slice_report_slices}], got {slice_report_top}."
+            )
+        self.slice_report_top = int(slice_report_top)
         self.slice_report_loss = SliceReportLoss()
         self.slice_centre = SliceScoreCentre(n_slices, center_momentum)
         self.mask_ratio = float(mask_ratio)
@@ -311,7 +332,12 @@ class UniMedI(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def _teacher_select(
-        self, volumes: torch.Tensor, k: int, volume_tokens: torch.Tensor | None = None, update_centre: bool = False
+        self,
+        volumes: torch.Tensor,
+        k: int,
+        volume_tokens: torch.Tensor | None = None,
+        update_centre: bool = False,
+        sample: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.teacher["encoder"]
         if volume_tokens is None:
@@ -322,6 +348,8 @@ class UniMedI(nn.Module):
         scores = self.slice_centre(raw)  # raw scores until a centre was fitted (slice_centring)
         if update_centre and self.slice_centring:
             self.slice_centre.update(raw)
+        if sample:  # k slices without replacement, probability proportional to the raw attention mass
+            return sample_slices(raw, k), scores
         return top_k_slices(scores, k), scores
 
     @torch.no_grad()
@@ -407,7 +435,11 @@ class UniMedI(nn.Module):
                     selected = self.uniform_slices(images)
                 else:
                     selected, _ = self._teacher_select(
-                        images, self.slice_top_k, volume_tokens, update_centre=self.training
+                        images,
+                        self.slice_top_k,
+                        volume_tokens,
+                        update_centre=self.training,
+                        sample=self.training and self.slice_selection == "sampled",
                     )
                 t_tokens = teacher_enc.embed_ct(images, selected, volume_tokens=volume_tokens)
             else:
@@ -421,11 +453,26 @@ class UniMedI(nn.Module):
         if is_ct and self.slice_report_weight > 0:
             # L_slice: slices drawn over the whole depth, each encoded alone (unmasked) by the student
             idx = self.random_slices(images, self.slice_report_slices)
-            tokens = self.encoder.embed_slices(view, idx)
-            b, n = idx.shape
-            cls = self.encoder(tokens.reshape(b * n, -1, tokens.shape[-1]))["pooled"]
-            out.update(report_slices=idx, report_slice_cls=cls.reshape(b, n, -1))
+            out.update(report_slices=idx, report_view=view)
+            if not self.slice_report_top:
+                out["report_slice_cls"] = self._slice_features(view, idx)
         return out
+
+    def _slice_features(self, volumes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Student's global feature ``(B, k, hidden)`` of the slices ``idx`` ``(B, k)``, each encoded alone."""
+        tokens = self.encoder.embed_slices(volumes, idx)
+        b, n = idx.shape
+        return self.encoder(tokens.reshape(b * n, -1, tokens.shape[-1]))["pooled"].reshape(b, n, -1)
+
+    def _best_report_slices(self, g: dict[str, Any], own_text: torch.Tensor) -> None:
+        """``slice_report_top``: keep the ``m`` drawn slices of each CT closest to its own report ``(Bc, D)``
+        (scored without gradient), then encode those with gradient (``report_slices`` / ``report_slice_cls``)."""
+        with torch.no_grad():
+            emb = self.image_projection(self._slice_features(g["report_view"], g["report_slices"]))
+            sims = (emb * own_text.detach().unsqueeze(1)).sum(-1)  # (Bc, n)
+            top = sims.topk(self.slice_report_top, dim=1).indices
+        g["report_slices"] = g["report_slices"].gather(1, top)
+        g["report_slice_cls"] = self._slice_features(g["report_view"], g["report_slices"])
 
     # ------------------------------------------------------------------ training step
     def forward(
@@ -472,8 +519,10 @@ class UniMedI(nn.Module):
         slice_diagnostics: dict[str, float] = {}
         first_row = 0
         for g, reps in groups:
-            if "report_slice_cls" in g:
+            if "report_slices" in g:
                 targets = torch.arange(len(reps), device=text_emb.device) + first_row
+                if "report_slice_cls" not in g:
+                    self._best_report_slices(g, text_emb[targets])
                 loss_slice, best = self.slice_report_loss(
                     self.image_projection(g["report_slice_cls"]),
                     text_emb,
