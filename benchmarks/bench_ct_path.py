@@ -27,7 +27,7 @@ generated there with the bundle's defaults when absent), its training section sp
 
 Usage::
 
-    python benchmarks/bench_ct_path.py                         # all five variants, 200 steps each
+    python benchmarks/bench_ct_path.py                         # all six variants, 200 steps each
     python benchmarks/bench_ct_path.py --variants vit-cls --override position_scale=0.028 --steps 100
 """
 
@@ -96,10 +96,11 @@ def _features(
         tokens = encoder.tokenizer_3d.proj(x, 0).flatten(2)  # (B, C, N)
         return (tokens.amax(2) if variant == "stem-max" else tokens.mean(2)), None
     out = encoder(encoder.embed_volume(x), cls_attention="last" if attention else None)
-    pooled = {"vit-cls": out["cls"], "vit-mean": out["patches"].mean(1), "vit-max": out["patches"].amax(1)}
-    pooled["vit-pooled"] = out["pooled"]
-    pooled = pooled[variant]
-    return pooled, out["cls_attention"]
+    if variant == "vit-mean":
+        return out["patches"].mean(1), out["cls_attention"]
+    if variant == "vit-max":
+        return out["patches"].amax(1), out["cls_attention"]
+    return out["cls" if variant == "vit-cls" else "pooled"], out["cls_attention"]
 
 
 def train_variant(

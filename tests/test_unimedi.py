@@ -291,7 +291,7 @@ def test_slice_report_top_keeps_the_slices_closest_to_the_report(text_encoder):
     def spy(g, own_text):
         drawn = g["report_slices"].clone()
         with torch.no_grad():
-            emb = model.image_projection(model._slice_features(g["report_view"], drawn))
+            emb = model.image_projection(model.slice_features(g["report_view"], drawn))
             sims = (emb * own_text.unsqueeze(1)).sum(-1)
         original(g, own_text)
         captured.update(drawn=drawn, sims=sims, kept=g["report_slices"].clone())

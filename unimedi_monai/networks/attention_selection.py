@@ -128,8 +128,6 @@ def sample_slices(scores: torch.Tensor, k: int) -> torch.Tensor:
     Gumbel top-k: the k largest ``log(score) + Gumbel noise`` are an ordered draw without replacement
     (Kool et al., 2019). Draws from the global torch RNG (saved in training checkpoints).
     """
-    if not 1 <= k <= scores.shape[-1]:
-        raise ValueError(f"k must be in [1, {scores.shape[-1]}], got {k}.")
     if (scores < 0).any():
         raise ValueError("sample_slices needs non-negative scores (e.g. the raw attention mass per slice).")
     u = torch.rand_like(scores, dtype=torch.float32).clamp_(1e-12, 1.0 - 1e-7)

@@ -31,7 +31,7 @@ class SharedBackbone(nn.Module):
     in 200 steps, against 100 % through the max of the same patch tokens (``benchmarks/bench_ct_path.py``).
     The max lets a few tokens carry the image from step 0, as max / log-sum-exp pooling does in weakly
     supervised chest imaging. In the full demo pre-training (2 seeds, benchmarks/RESULTS.md) it pulls the
-    training CTs apart (teacher cosine between CTs 0.67-0.80 against 0.996) but CT retrieval stays at chance
+    training CTs apart (teacher cosine between CTs 0.72-0.84 against 0.996) but CT retrieval stays at chance
     and report-guided slice selection falls to random, so it is not the default.
 
     Args:

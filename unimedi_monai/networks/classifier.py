@@ -21,7 +21,7 @@ class UniMedIClassifier(nn.Module):
     X-rays ``(B, 1, H, W)`` go through the 2D tokenizer, CT volumes ``(B, 1, H, W, D)`` through the
     3D tokenizer (the 512 volume tokens; no slice selection, which needs the pre-training teacher);
     the shared backbone's global feature (``pool="cls"``: its ``pooled`` output, the [CLS] plus the token
-    max for a ``cls_max`` preset such as ``demo``) or the mean of the patch tokens
+    max for a backbone with ``pooling: cls_max``) or the mean of the patch tokens
     (``pool="mean"``) feeds ``head``. The forward pass is a plain tensor function, so the network
     can be traced (``torch.jit.trace``) for export.
 

@@ -455,11 +455,12 @@ class UniMedI(nn.Module):
             idx = self.random_slices(images, self.slice_report_slices)
             out.update(report_slices=idx, report_view=view)
             if not self.slice_report_top:
-                out["report_slice_cls"] = self._slice_features(view, idx)
+                out["report_slice_cls"] = self.slice_features(view, idx)
         return out
 
-    def _slice_features(self, volumes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Student's global feature ``(B, k, hidden)`` of the slices ``idx`` ``(B, k)``, each encoded alone."""
+    def slice_features(self, volumes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The student's global feature ``(B, k, hidden)`` of the slices ``idx`` ``(B, k)`` of ``(B, 1, H, W, D)``
+        volumes, each slice encoded alone through the 2D path (its tokenizer with the CT-slice statistics)."""
         tokens = self.encoder.embed_slices(volumes, idx)
         b, n = idx.shape
         return self.encoder(tokens.reshape(b * n, -1, tokens.shape[-1]))["pooled"].reshape(b, n, -1)
@@ -468,11 +469,11 @@ class UniMedI(nn.Module):
         """``slice_report_top``: keep the ``m`` drawn slices of each CT closest to its own report ``(Bc, D)``
         (scored without gradient), then encode those with gradient (``report_slices`` / ``report_slice_cls``)."""
         with torch.no_grad():
-            emb = self.image_projection(self._slice_features(g["report_view"], g["report_slices"]))
+            emb = self.image_projection(self.slice_features(g["report_view"], g["report_slices"]))
             sims = (emb * own_text.detach().unsqueeze(1)).sum(-1)  # (Bc, n)
             top = sims.topk(self.slice_report_top, dim=1).indices
         g["report_slices"] = g["report_slices"].gather(1, top)
-        g["report_slice_cls"] = self._slice_features(g["report_view"], g["report_slices"])
+        g["report_slice_cls"] = self.slice_features(g["report_view"], g["report_slices"])
 
     # ------------------------------------------------------------------ training step
     def forward(

@@ -92,9 +92,9 @@ class SliceSelectionNet(UniMedI):
     def slice_embeddings(self, volume: torch.Tensor) -> torch.Tensor:
         """Embedding of every slice through the 2D path: ``(B, 1, H, W, D)`` -> ``(B, D, embed_dim)``, L2-normalised.
 
-        Each slice is tokenised as pre-training tokenises a CT's selected slices (the 2D tokenizer with its
-        CT-slice statistics, :meth:`~unimedi_monai.networks.vision_encoder.UnifiedVisionEncoder.embed_slices`)
-        and encoded alone; its projected global feature (the backbone's ``pooled``) is the slice's embedding.
+        Each slice is encoded alone as pre-training's ``L_slice`` encodes it
+        (:meth:`~unimedi_monai.networks.UniMedI.slice_features`: the 2D tokenizer with its CT-slice
+        statistics); its projected global feature (the backbone's ``pooled``) is the slice's embedding.
         """
         if volume.ndim != 5:
             raise ValueError(f"CT volumes must be (B, 1, H, W, D), got shape {tuple(volume.shape)}.")
@@ -102,10 +102,7 @@ class SliceSelectionNet(UniMedI):
         index = torch.arange(d, device=volume.device)
         chunks = []
         for part in torch.split(index, max(1, self.slice_batch_size // b)):
-            tokens = self.encoder.embed_slices(volume, part.expand(b, -1))  # (B, k * N2d, hidden)
-            tokens = tokens.reshape(b * len(part), -1, tokens.shape[-1])
-            cls = self.encoder(tokens)["pooled"]
-            chunks.append(self.image_projection(cls, normalize=True).reshape(b, len(part), -1))
+            chunks.append(self.image_projection(self.slice_features(volume, part.expand(b, -1)), normalize=True))
         return torch.cat(chunks, dim=1)
 
     def text_scores(self, volume: torch.Tensor, query: str | None = None) -> torch.Tensor:
